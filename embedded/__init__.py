@@ -1,0 +1,1 @@
+"""The embedded stack: Tansu broker process, warehouse read endpoint, lifecycle."""

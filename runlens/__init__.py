@@ -1,0 +1,1 @@
+"""The runlens command line and settings."""

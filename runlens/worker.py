@@ -1,0 +1,42 @@
+"""Composition root of the worker process: warehouse, read endpoint, Faust worker.
+
+Run as ``runlens worker``. With an embedded (chDB) warehouse this process owns the data
+directory and serves reads for every other process on the read endpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from embedded.read_endpoint import ReadEndpoint
+from producers.kafka import ensure_topics
+from runlens.settings import Settings
+from embedded.stack import resolve_brokers, topic_specs
+from sinks.clickhouse import Warehouse, connect, migrate
+from streams.app import create_app
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT. Applies migrations first; exits non-zero on a fatal error."""
+    brokers = resolve_brokers(settings)
+    ensure_topics(brokers, topic_specs(settings))
+    password = settings.warehouse_password.get_secret_value() if settings.warehouse_password else None
+    client = connect(settings.worker_dsn, password=password)
+    migrate(client, settings.database)
+    warehouse = Warehouse(client, settings.database)
+    endpoint = None
+    if settings.uses_embedded_warehouse:
+        endpoint = ReadEndpoint(str(settings.embedded_warehouse_path), port=settings.read_port)
+        log.info("read endpoint on %s", endpoint.start())
+    app = create_app(settings, brokers, warehouse)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if endpoint is not None:
+            endpoint.stop()
+        client.close()

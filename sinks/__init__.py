@@ -1,0 +1,1 @@
+"""Warehouse adapters: ClickHouse schema, migrations and idempotent batch writes."""

@@ -1,0 +1,168 @@
+"""ClickHouse adapter: connection, versioned migrations and idempotent columnar inserts.
+
+Works unchanged against ``chdb://`` (embedded, in-process) and ``http(s)://`` DSNs.
+
+Guarantees on crash, retry and duplicate:
+- ``migrate`` is idempotent: each numbered file is applied once and recorded; statements
+  are ``IF NOT EXISTS`` / ``OR REPLACE`` so a crash between statement and record is harmless.
+- ``write_*`` inserts one batch with a deterministic ``insert_deduplication_token``: a retry of
+  the same batch after a lost reply is dropped by ClickHouse. Rows that still arrive twice (a
+  batch cut differently after a worker restart) collapse on the natural key, and every view is
+  built from duplicate-proof functions, so nothing is counted twice.
+- Transient failures raise ``WarehouseUnavailable`` (retry later); bad SQL or data raises
+  ``WarehouseError`` (a bug, not a reason to retry).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import (
+    DatabaseError,
+    OperationalError,
+)
+
+log = logging.getLogger(__name__)
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class WarehouseError(Exception):
+    """The warehouse refused a statement: a bug or bad data. Retrying will not help."""
+
+
+class WarehouseUnavailable(WarehouseError):
+    """The warehouse could not be reached or did not answer. Retry later."""
+
+
+def check_identifier(name: str) -> str:
+    """A database name safe to place in DDL, or ValueError."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"invalid database name {name!r}: use letters, digits and underscores")
+    return name
+
+
+def connect(dsn: str, *, database: str | None = None, password: str | None = None,
+            readonly: bool = False) -> Client:
+    """A clickhouse-connect client for ``dsn``; raises WarehouseUnavailable when unreachable."""
+    kwargs: dict[str, Any] = {}
+    if password is not None:
+        kwargs["password"] = password
+    if database is not None:
+        kwargs["database"] = database
+    settings = {"readonly": 2} if readonly else None
+    if not dsn.startswith("chdb:"):
+        kwargs.update(compress=False, connect_timeout=5, send_receive_timeout=120,
+                      autogenerate_session_id=False)
+    try:
+        return clickhouse_connect.get_client(dsn=dsn, settings=settings, **kwargs)
+    except OperationalError as exc:
+        raise WarehouseUnavailable(f"cannot reach the warehouse at {_redact(dsn)}: {exc}") from exc
+    except DatabaseError as exc:
+        raise WarehouseError(f"warehouse at {_redact(dsn)} refused the connection: {exc}") from exc
+
+
+def _redact(dsn: str) -> str:
+    return re.sub(r"//([^:@/]+):[^@/]*@", r"//\1:***@", dsn)
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql template) of every migration shipped in ``sinks/migrations``, in order."""
+    found = []
+    for entry in resources.files("sinks.migrations").iterdir():
+        match = re.match(r"^(\d+)_.*\.sql$", entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text()))
+    return sorted(found)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Statements of a migration file: separated by ';' at the end of a line, comments dropped."""
+    lines = [ln for ln in sql.splitlines() if not ln.lstrip().startswith("--")]
+    parts = re.split(r";\s*$", "\n".join(lines), flags=re.MULTILINE)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def migrate(client: Client, database: str) -> list[str]:
+    """Create ``database`` and apply the migrations it lacks. Returns the names applied."""
+    db = check_identifier(database)
+    client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
+        "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = {row[0] for row in client.query(f"SELECT version FROM {db}.schema_migrations").result_rows}
+    applied = []
+    for version, name, template in migration_files():
+        if version in done:
+            continue
+        for statement in split_statements(template.replace("{db}", db)):
+            client.command(statement)
+        client.insert(f"{db}.schema_migrations", [[version, name]], column_names=["version", "name"])
+        applied.append(name)
+        log.info("applied migration %s to %s", name, db)
+    return applied
+
+
+def batch_token(kind: str, positions: Sequence[tuple[int, int]]) -> str:
+    """Deterministic dedup token of a batch from its (partition, offset) positions."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(kind.encode())
+    for partition, offset in sorted(positions):
+        digest.update(f"{partition}:{offset};".encode())
+    return f"{kind}-{digest.hexdigest()}"
+
+
+class Warehouse:
+    """Writes batches into the runlens tables of one database.
+
+    Thread-compatible: one writer per worker; the worker calls it from one thread at a time.
+    """
+
+    def __init__(self, client: Client, database: str):
+        self.client = client
+        self.database = check_identifier(database)
+
+    def insert_columns(self, table: str, columns: dict[str, list[Any]], token: str) -> None:
+        """Insert a column-oriented batch once. Raises WarehouseUnavailable / WarehouseError."""
+        if not columns or not next(iter(columns.values())):
+            return
+        try:
+            self.client.insert(
+                f"{self.database}.{table}",
+                list(columns.values()),
+                column_names=list(columns),
+                column_oriented=True,
+                settings={"insert_deduplication_token": token},
+            )
+        except OperationalError as exc:
+            raise WarehouseUnavailable(f"insert into {table} failed: {exc}") from exc
+        except DatabaseError as exc:
+            if _looks_transient(exc):
+                raise WarehouseUnavailable(f"insert into {table} failed: {exc}") from exc
+            raise WarehouseError(f"insert into {table} failed: {exc}") from exc
+
+    def ping(self) -> bool:
+        try:
+            self.client.command("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - a health probe reports, it does not raise
+            return False
+
+
+_TRANSIENT_CODES = ("Code: 159.", "Code: 202.", "Code: 203.", "Code: 209.", "Code: 210.",
+                    "Code: 241.", "Code: 242.", "Code: 252.", "Code: 999.")
+
+
+def _looks_transient(exc: Exception) -> bool:
+    """Timeouts, too many parts/queries, memory limits, read-only replica: worth retrying."""
+    text = str(exc)
+    return any(code in text for code in _TRANSIENT_CODES) or "Connection" in text

@@ -1,0 +1,89 @@
+"""Map validated events to the column layout of the ``events`` table. Pure, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from schemas.dead_letter import DeadLetter
+from schemas.events import Event
+
+EVENT_COLUMNS = (
+    "event_id", "schema_version", "type", "ts", "account_id", "run_id", "workflow_id",
+    "workflow_name", "workflow_version", "workflow_version_name", "workflow_type", "trigger",
+    "site_id", "site_name", "card_id", "card_name", "contact_id", "replay_of", "replay_mode",
+    "status", "started_at", "error_code", "error_class", "error_message", "error_stack_trace",
+    "error_suggested_fix", "step_id", "step_index", "step_name", "step_type", "attempt", "input",
+    "output", "condition_result", "branch", "action_kind", "target", "scheduled_resume_at",
+    "resumed_at", "source_partition", "source_offset",
+)
+
+_ERROR_FIELDS = ("error_code", "error_class", "error_message", "error_stack_trace", "error_suggested_fix")
+_DIRECT = (
+    "event_id", "schema_version", "ts", "account_id", "run_id", "workflow_id", "workflow_name",
+    "workflow_version", "workflow_version_name", "site_id", "site_name", "card_id", "card_name",
+    "contact_id", "replay_of",
+)
+_OPTIONAL = (
+    "started_at", "step_id", "step_index", "step_name", "attempt", "condition_result", "branch",
+    "action_kind", "target", "scheduled_resume_at", "resumed_at",
+)
+_OPTIONAL_ENUMS = ("status", "step_type", "replay_mode")
+
+
+def _json_or_none(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def event_columns(items: Iterable[tuple[Event, int, int]]) -> dict[str, list[Any]]:
+    """Columns of the ``events`` table for (event, source partition, source offset) triples."""
+    cols: dict[str, list[Any]] = {name: [] for name in EVENT_COLUMNS}
+    for event, partition, offset in items:
+        attrs = event.__dict__
+        for name in _DIRECT:
+            cols[name].append(attrs[name])
+        cols["type"].append(event.type)
+        cols["workflow_type"].append(event.workflow_type.value)
+        cols["trigger"].append(event.trigger.value)
+        for name in _OPTIONAL:
+            cols[name].append(attrs.get(name))
+        for name in _OPTIONAL_ENUMS:
+            value = attrs.get(name)
+            cols[name].append(None if value is None else value.value)
+        error = attrs.get("error")
+        if error is None:
+            for name in _ERROR_FIELDS:
+                cols[name].append(None)
+        else:
+            cols["error_code"].append(error.code)
+            cols["error_class"].append(error.class_.value)
+            cols["error_message"].append(error.message)
+            cols["error_stack_trace"].append(error.stack_trace)
+            cols["error_suggested_fix"].append(error.suggested_fix)
+        cols["input"].append(_json_or_none(attrs.get("input")))
+        cols["output"].append(_json_or_none(attrs.get("output")))
+        cols["source_partition"].append(partition)
+        cols["source_offset"].append(offset)
+    return cols
+
+
+def dead_letter_columns(items: list[tuple[DeadLetter, int, int]], received_at: datetime) -> dict[str, list]:
+    """Columns of the ``dead_letters`` table for (dead letter, dlq partition, dlq offset)."""
+    cols: dict[str, list] = {name: [] for name in (
+        "received_at", "source", "source_partition", "source_offset", "reason", "field", "key",
+        "raw", "dlq_partition", "dlq_offset")}
+    for letter, partition, offset in items:
+        cols["received_at"].append(received_at)
+        cols["source"].append(letter.source)
+        cols["source_partition"].append(letter.source_partition)
+        cols["source_offset"].append(letter.source_offset)
+        cols["reason"].append(letter.reason)
+        cols["field"].append(letter.field)
+        cols["key"].append(None if letter.key is None else letter.key.decode(errors="replace"))
+        cols["raw"].append(letter.raw.decode(errors="replace"))
+        cols["dlq_partition"].append(partition)
+        cols["dlq_offset"].append(offset)
+    return cols

@@ -1,0 +1,162 @@
+"""The Faust worker: validate events, dead-letter bad ones, write good ones to the warehouse.
+
+Delivery: at-least-once. A batch's offsets are acknowledged (and so committed) only after
+the warehouse acknowledged its rows and its dead letters reached the dead-letter topic.
+If the worker dies or is stopped mid-batch, the batch is not acknowledged and is delivered
+again after restart; the warehouse deduplicates it (``sinks.clickhouse``).
+While the warehouse is unavailable the agent retries the same batch with backoff and
+consumes nothing more: back-pressure, bounded memory, no crash loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from runlens.settings import Settings
+from schemas.dead_letter import DeadLetter
+from sinks.clickhouse import Warehouse, WarehouseError, WarehouseUnavailable, batch_token
+from sinks.rows import dead_letter_columns, event_columns
+from streams.batch import RawRecord, split_batch
+
+log = logging.getLogger(__name__)
+
+RETRY_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass
+class WorkerStats:
+    """Counters of one worker process since it started (not durable)."""
+
+    events_in: int = 0
+    events_written: int = 0
+    dead_lettered: int = 0
+    duplicates_in_batch: int = 0
+    batches: int = 0
+    warehouse_retries: int = 0
+    warehouse_healthy: bool = True
+    last_batch_at: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def faust_broker_url(brokers: str) -> str:
+    return ";".join(f"kafka://{b.strip()}" for b in brokers.split(",") if b.strip())
+
+
+def _records(events: Sequence[EventT]) -> list[RawRecord]:
+    return [RawRecord(e.message.key, e.message.value, e.message.topic, e.message.partition,
+                      e.message.offset) for e in events]
+
+
+def _hold_back(events: Sequence[EventT]) -> None:
+    """Keep a batch from being committed: ``take_events`` acks in a ``finally`` even when the
+    body fails or is cancelled; a message already marked acked is skipped by the consumer's
+    commit bookkeeping, so its offset is never committed and it is delivered again."""
+    for event in events:
+        event.message.acked = True
+
+
+async def write_with_retry(write: Callable[[], None], stats: WorkerStats, what: str) -> None:
+    """Run a blocking warehouse write off the event loop, retrying transient failures forever."""
+    attempt = 0
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            await loop.run_in_executor(None, write)
+            if not stats.warehouse_healthy:
+                log.warning("warehouse is back after %d retries", attempt)
+            stats.warehouse_healthy = True
+            return
+        except WarehouseUnavailable as exc:
+            delay = RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)]
+        except WarehouseError as exc:  # a refusal we cannot fix by waiting; do not lose the batch
+            delay = RETRY_BACKOFF[-1] * 2
+            log.error("warehouse refused %s (will retry, worker is stalled): %s", what, exc)
+        stats.warehouse_healthy = False
+        stats.warehouse_retries += 1
+        attempt += 1
+        if attempt == 1 or attempt % 10 == 0:
+            log.warning("writing %s failed (attempt %d), retrying in %.1fs: %s", what, attempt, delay, exc)
+        await asyncio.sleep(delay)
+
+
+def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
+               stats: WorkerStats | None = None) -> faust.App:
+    """Build the worker app for ``settings``; ``warehouse`` is the sink both agents write to."""
+    stats = stats or WorkerStats()
+    app = faust.App(
+        settings.consumer_group,
+        broker=faust_broker_url(brokers),
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=False,
+        stream_wait_empty=False,
+    )
+    app.runlens_stats = stats  # type: ignore[attr-defined]
+    events_topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes)
+    dlq_topic = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes)
+    max_batch, within = settings.batch_max_events, settings.batch_max_seconds
+
+    @app.agent(events_topic, name="ingest-events")
+    async def ingest_events(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(max_batch, within=within):
+            try:
+                records = _records(events)
+                split = split_batch(records, max_event_bytes=settings.max_event_bytes)
+                stats.events_in += len(records)
+                stats.duplicates_in_batch += split.duplicates_in_batch
+                if split.dead_letters:
+                    await _send_dead_letters(dlq_topic, split.dead_letters)
+                    stats.dead_lettered += len(split.dead_letters)
+                if split.events:
+                    columns = event_columns(split.events)
+                    token = batch_token("events", [(p, o) for _, p, o in split.events])
+                    await write_with_retry(lambda: warehouse.insert_columns("events", columns, token),
+                                           stats, f"{len(split.events)} events")
+                    stats.events_written += len(split.events)
+                stats.batches += 1
+                stats.last_batch_at = time.time()
+            except BaseException:
+                _hold_back(events)
+                raise
+
+    @app.agent(dlq_topic, name="store-dead-letters")
+    async def store_dead_letters(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(max_batch, within=within):
+            try:
+                items = [(DeadLetter.from_record(e.message.value, e.message.key, e.message.headers),
+                          e.message.partition, e.message.offset) for e in events]
+                columns = dead_letter_columns(items, datetime.now(timezone.utc))
+                token = batch_token("dead_letters", [(p, o) for _, p, o in items])
+                await write_with_retry(lambda: warehouse.insert_columns("dead_letters", columns, token),
+                                       stats, f"{len(items)} dead letters")
+            except BaseException:
+                _hold_back(events)
+                raise
+
+    return app
+
+
+async def _send_dead_letters(topic: faust.TopicT, letters: list[DeadLetter]) -> None:
+    """Produce dead letters and wait until the broker acknowledged every one."""
+    futures = [await topic.send(key=letter.key, value=letter.raw, headers=letter.headers())
+               for letter in letters]
+    await asyncio.gather(*futures)

@@ -1,0 +1,58 @@
+"""Pure batch logic of the worker: raw Kafka records in, rows and dead letters out.
+
+No I/O. Given the same records it returns the same result, so a redelivered batch
+produces the same rows (which the warehouse then deduplicates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from schemas.dead_letter import DeadLetter
+from schemas.events import Event
+from schemas.validation import Rejection, parse_event
+
+
+class RawRecord(NamedTuple):
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class SplitBatch:
+    events: list[tuple[Event, int, int]] = field(default_factory=list)   # (event, partition, offset)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    duplicates_in_batch: int = 0
+
+
+def split_batch(records: list[RawRecord], *, max_event_bytes: int) -> SplitBatch:
+    """Validate each record; invalid ones become dead letters with their reason and position.
+
+    An ``event_id`` repeated inside the batch is kept once (the first); repeats across
+    batches are left to the warehouse's deduplication.
+    """
+    out = SplitBatch()
+    seen: set[str] = set()
+    for rec in records:
+        if rec.value is None:
+            result: Event | Rejection = Rejection("record has no value")
+        elif rec.key is None:
+            result = Rejection("record has no key (the producer must key events by run_id)")
+        else:
+            result = parse_event(rec.value, max_bytes=max_event_bytes)
+        if isinstance(result, Rejection):
+            out.dead_letters.append(DeadLetter(
+                raw=rec.value or b"", reason=result.reason, field=result.field, source=rec.topic,
+                source_partition=rec.partition, source_offset=rec.offset, key=rec.key,
+            ))
+        elif result.event_id in seen:
+            out.duplicates_in_batch += 1
+        else:
+            seen.add(result.event_id)
+            out.events.append((result, rec.partition, rec.offset))
+    return out
+

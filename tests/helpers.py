@@ -1,0 +1,50 @@
+"""Test helpers: run the real CLI in a child process, wait for the warehouse to converge."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from runlens.settings import Settings
+
+T = TypeVar("T")
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLENS_")}
+    env.update(settings.to_env())
+    env.update(extra)
+    return env
+
+
+def run_cli(settings: Settings, *args: str, input: bytes | None = None, timeout: float = 300,
+            **extra_env: str) -> subprocess.CompletedProcess:
+    """Run ``runlens ARGS`` as a user would, in a child process with these settings."""
+    return subprocess.run([sys.executable, "-m", "runlens.cli", *args], input=input,
+                          capture_output=True, env=cli_env(settings, **extra_env), timeout=timeout)
+
+
+def wait_for(probe: Callable[[], T], done: Callable[[T], bool], *, timeout: float = 60,
+             interval: float = 0.5, what: str = "condition") -> T:
+    """Poll ``probe`` until ``done(value)``; fail with the last value seen after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    value = probe()
+    while not done(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {value!r}")
+        time.sleep(interval)
+        value = probe()
+    return value
+
+
+def wait_caught_up(stack, timeout: float = 120) -> None:
+    """Wait until the worker committed every record of the events and dead-letter topics."""
+    from producers.kafka import consumer_lag
+
+    s = stack.settings
+    wait_for(lambda: consumer_lag(stack.brokers, s.consumer_group, [s.events_topic, s.dead_letter_topic]),
+             lambda lag: lag == 0, timeout=timeout, what="consumer lag to reach 0")
