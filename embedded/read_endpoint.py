@@ -11,9 +11,11 @@ own chDB connection, so it never blocks on, or corrupts, the writer's connection
 
 from __future__ import annotations
 
+import email.policy
 import logging
 import re
 import threading
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -69,6 +71,18 @@ class ReadEndpoint:
             return result.bytes() if hasattr(result, "bytes") else bytes(result)
 
 
+def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """Fields of a multipart/form-data body (clickhouse-connect sends large bind parameters so)."""
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    fields = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name:
+            fields[name] = part.get_payload(decode=True).decode()
+    return fields
+
+
 class _Handler(BaseHTTPRequestHandler):
     owner: ReadEndpoint
     protocol_version = "HTTP/1.1"
@@ -86,10 +100,17 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        self._handle_query(body)
+        content_type = self.headers.get("Content-Type", "")
+        if content_type.startswith("multipart/form-data"):
+            self._handle_query(b"", _form_fields(content_type, body))
+        elif content_type.startswith("application/x-www-form-urlencoded"):
+            self._handle_query(b"", dict(parse_qsl(body.decode(), keep_blank_values=True)))
+        else:
+            self._handle_query(body)
 
-    def _handle_query(self, body: bytes) -> None:
+    def _handle_query(self, body: bytes, form: dict[str, str] | None = None) -> None:
         args = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
+        args.update(form or {})
         sql = args.get("query", "")
         if body:
             sql = f"{sql}\n{body.decode()}" if sql else body.decode()

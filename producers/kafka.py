@@ -44,6 +44,7 @@ def producer_config(brokers: str, **overrides: object) -> dict[str, object]:
         "queue.buffering.max.messages": 500_000,
         "message.timeout.ms": 60_000,
         "socket.connection.setup.timeout.ms": 5_000,
+        "log.connection.close": False,
     }
     config.update(overrides)
     return config

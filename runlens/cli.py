@@ -128,6 +128,181 @@ def publish(
               f"(sent to {settings.dead_letter_topic})", highlight=False)
 
 
+def _workload_options(seed: int, accounts: int, rate: float, backfill_rate: float,
+                      spikes: list[str], backlogs: list[str], now: datetime):
+    from producers.workload import Backlog, Spike, WorkloadConfig
+
+    try:
+        return WorkloadConfig(
+            seed=seed, accounts=accounts, live_runs_per_second=rate,
+            backfill_runs_per_hour=backfill_rate,
+            spikes=tuple(Spike.parse(text, now) for text in spikes),
+            backlogs=tuple(Backlog.parse(text, now) for text in backlogs),
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _duration(text: str, option: str) -> timedelta:
+    from producers.simulate import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UserError(f"{option}: {exc}") from None
+
+
+def _parse_now(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(timezone.utc)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"--now: invalid time {text!r} (use RFC 3339, e.g. 2026-11-20T10:00:00Z)") from None
+    if moment.tzinfo is None:
+        raise UserError(f"--now: {text!r} has no timezone (add Z or an offset)")
+    return moment.astimezone(timezone.utc)
+
+
+SeedOpt = Annotated[int, typer.Option(help="Random seed: the same seed gives the same workload.")]
+AccountsOpt = Annotated[int, typer.Option(min=1, max=26, help="Number of accounts (tenants).")]
+RateOpt = Annotated[float, typer.Option(min=0.01, help="Live runs per second (before seasonality).")]
+BackfillRateOpt = Annotated[float, typer.Option(min=0.1, help="Runs per hour during the backfill.")]
+SpikeOpt = Annotated[list[str], typer.Option(
+    "--spike", help="Failure spike: workflow=ID|NAME,at=TIME|+5m,rate=0.6[,minutes=15]. Repeatable.")]
+BacklogOpt = Annotated[list[str], typer.Option(
+    "--backlog", help="Capacity drop: at=TIME|+5m,minutes=10[,account=ID][,capacity=0.2]. Repeatable.")]
+
+
+@app.command()
+def simulate(
+    ctx: typer.Context,
+    seed: SeedOpt = 7,
+    accounts: AccountsOpt = 3,
+    rate: RateOpt = 5.0,
+    duration: Annotated[str, typer.Option(help="Live traffic duration, e.g. 60s, 10m, 2h.")] = "60s",
+    backfill: Annotated[str, typer.Option(help="History before now, sent at once, e.g. 30d (0 = none).")] = "0",
+    backfill_rate: BackfillRateOpt = 120.0,
+    spike: SpikeOpt = [],  # noqa: B006 - typer reads the default
+    backlog: BacklogOpt = [],  # noqa: B006
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write NDJSON here instead of publishing.")] = None,
+    no_pace: Annotated[bool, typer.Option("--no-pace", help="Send live events at once, not in real time.")] = False,
+    now: Annotated[Optional[str], typer.Option(help="Pretend the current time is this (RFC 3339).")] = None,
+) -> None:
+    """Generate a realistic synthetic workload: backfilled history, then live traffic."""
+    from producers.simulate import EventSink, run_simulation
+
+    settings = settings_of(ctx)
+    moment = _parse_now(now)
+    config = _workload_options(seed, accounts, rate, backfill_rate, spike, backlog, moment)
+    window = dict(backfill=_duration(backfill, "--backfill"), duration=_duration(duration, "--duration"))
+    if out_file is not None:
+        with out_file.open("wb") as handle:
+            report = run_simulation(config, EventSink(file=handle), now=moment, pace=False, **window)
+    else:
+        from embedded.stack import resolve_brokers
+        from producers.kafka import CheckedProducer
+
+        producer = CheckedProducer(resolve_brokers(settings))
+        with _stop_on_signals(), _progress() as progress:
+            task = progress.add_task("simulating", total=None)
+            report = run_simulation(
+                config, EventSink(producer, settings.events_topic), now=moment, pace=not no_pace,
+                on_progress=lambda r, ts: progress.update(
+                    task, description=f"{r.events:,} events, {r.runs:,} runs, at {ts:%Y-%m-%d %H:%M}"),
+                **window)
+    target = out_file or settings.events_topic
+    out.print(f"sent {report.events:,} events of {report.runs:,} runs to {target} "
+              f"({report.backfill_events:,} backfilled, {report.live_events:,} live) in {report.seconds:.1f}s",
+              highlight=False)
+
+
+def _progress():
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                    console=err, transient=True)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    seed: SeedOpt = 7,
+    accounts: AccountsOpt = 3,
+    rate: RateOpt = 5.0,
+    duration: Annotated[str, typer.Option(help="Live traffic duration.")] = "60s",
+    backfill: Annotated[str, typer.Option(help="History to backfill before the live traffic.")] = "3d",
+    backfill_rate: BackfillRateOpt = 400.0,
+) -> None:
+    """Start the embedded stack, replay a realistic workload, print what happened, stop."""
+    import shutil
+
+    from embedded.stack import EmbeddedStack
+    from producers.kafka import CheckedProducer
+    from producers.simulate import EventSink, run_simulation
+    from producers.workload import Spike, catalog
+
+    base = settings_of(ctx)
+    settings = base.model_copy(update={"data_dir": (base.data_dir / "demo").resolve()})
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
+    moment = datetime.now(timezone.utc)
+    config = _workload_options(seed, accounts, rate, backfill_rate, [], [], moment)
+    spiked = catalog(config)[0]
+    config = config.__class__(**{**config.__dict__, "spikes": (
+        Spike(workflow=spiked["workflow_id"], at=moment + timedelta(seconds=15), rate=0.7, minutes=0.5),)})
+    window = dict(backfill=_duration(backfill, "--backfill"), duration=_duration(duration, "--duration"))
+    with _stop_on_signals(), EmbeddedStack(settings) as stack:
+        out.print(f"[bold]runlens demo[/] - broker {stack.brokers}, warehouse {settings.embedded_warehouse_path}")
+        out.print(f"backfilling {backfill} of history, then {duration} of live traffic "
+                  f"(failure spike on {spiked['name']!r} 15s in)...")
+        producer = CheckedProducer(stack.brokers)
+        with _progress() as progress:
+            task = progress.add_task("simulating", total=None)
+            report = run_simulation(
+                config, EventSink(producer, settings.events_topic), now=moment,
+                on_progress=lambda r, ts: progress.update(
+                    task, description=f"{r.events:,} events, {r.runs:,} runs, event time {ts:%a %H:%M}"),
+                **window)
+            progress.update(task, description="waiting for the worker to catch up")
+            producer.close()
+            lag = _wait_caught_up(stack)
+        out.print(f"sent {report.events:,} events of {report.runs:,} runs in {report.seconds:.0f}s; "
+                  f"consumer lag now {lag}", highlight=False)
+        _print_summary(settings, stack.query_url)
+        out.print(f"worker log: {stack.logs / 'worker.log'}")
+    out.print("stack stopped. Run `runlens up` to keep one running and query it with `runlens query`.")
+
+
+def _wait_caught_up(stack, timeout: float = 600.0) -> int:
+    from producers.kafka import consumer_lag
+
+    s = stack.settings
+    deadline = time.monotonic() + timeout
+    lag = -1
+    while time.monotonic() < deadline:
+        stack.check_worker()
+        lag = consumer_lag(stack.brokers, s.consumer_group, [s.events_topic, s.dead_letter_topic])
+        if lag == 0:
+            break
+        time.sleep(0.5)
+    return lag
+
+
+def _print_summary(settings: Settings, query_url: str) -> None:
+    from dashboards.summary import run_panels
+    from sinks.clickhouse import connect
+
+    client = connect(query_url, database=settings.database)
+    for panel, columns, rows in run_panels(client):
+        if not rows:
+            out.print(f"[bold]{panel.title}[/]: none")
+            continue
+        table = Table(*columns, title=panel.title, title_justify="left", title_style="bold")
+        for row in rows:
+            table.add_row(*("" if v is None else str(_cell(v)) for v in row))
+        out.print(table)
+
+
 # --------------------------------------------------------------------------- output
 
 

@@ -40,10 +40,10 @@ def split_batch(records: list[RawRecord], *, max_event_bytes: int) -> SplitBatch
     for rec in records:
         if rec.value is None:
             result: Event | Rejection = Rejection("record has no value")
-        elif rec.key is None:
-            result = Rejection("record has no key (the producer must key events by run_id)")
         else:
             result = parse_event(rec.value, max_bytes=max_event_bytes)
+            if rec.key is None and not isinstance(result, Rejection):
+                result = Rejection("record has no key (the producer must key events by run_id)")
         if isinstance(result, Rejection):
             out.dead_letters.append(DeadLetter(
                 raw=rec.value or b"", reason=result.reason, field=result.field, source=rec.topic,

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 def sample_published(embedded_stack, stack_settings, sample_events_path, reader):
     result = run_cli(stack_settings, "publish", str(sample_events_path))
     assert result.returncode == 0, result.stderr
-    wait_for_sample(reader)
+    wait_for_sample(reader, f"file:{sample_events_path}")
     return result
 
 
@@ -30,20 +30,22 @@ def test_publish_reports_rejected_lines_with_numbers(sample_published):
     assert "line 11: rejected: type: unknown event type 'run.exploded'" in stderr
 
 
-def test_sample_lands_as_contract_rows(sample_published, reader):
-    assert_sample_ingested(reader)
+def test_sample_lands_as_contract_rows(sample_published, sample_events_path, reader):
+    assert_sample_ingested(reader, f"file:{sample_events_path}")
 
 
-def test_republishing_the_same_file_changes_nothing(sample_published, embedded_stack, stack_settings, reader):
-    before = reader.query("SELECT * FROM runs ORDER BY run_id").result_rows
-    assert run_cli(stack_settings, "publish", str(sample_published.args[-1])).returncode == 0
+def test_republishing_the_same_file_changes_nothing(sample_published, embedded_stack, stack_settings,
+                                                   sample_events_path, reader):
+    sql = "SELECT * FROM runs WHERE run_id IN ('r1', 'r2') ORDER BY run_id"
+    before = reader.query(sql).result_rows
+    assert run_cli(stack_settings, "publish", str(sample_events_path)).returncode == 0
     wait_caught_up(embedded_stack)
-    assert reader.query("SELECT * FROM runs ORDER BY run_id").result_rows == before
-    assert_sample_ingested(reader)
+    assert reader.query(sql).result_rows == before
+    assert_sample_ingested(reader, f"file:{sample_events_path}")
 
 
 def test_query_command_prints_csv_and_json(sample_published, stack_settings):
-    sql = "SELECT run_id, status, duration_ms FROM runs ORDER BY run_id"
+    sql = "SELECT run_id, status, duration_ms FROM runs WHERE run_id IN ('r1', 'r2') ORDER BY run_id"
     as_csv = run_cli(stack_settings, "query", sql, "--format", "csv")
     assert as_csv.returncode == 0, as_csv.stderr
     assert list(csv.reader(io.StringIO(as_csv.stdout.decode()))) == [

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The README's second command: install runlens with its test dependencies and run the suite
+# (unit, integration against the embedded stack, shortened reliability scenarios).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh test
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,1 @@
+"""Stream processing: the Faust worker and its pure batch logic."""

@@ -1,0 +1,54 @@
+"""The emitter library a workflow engine embeds, against the real broker and worker."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from producers.emitter import RunContext, RunEmitter, StepRef
+from producers.kafka import BrokerUnavailable
+from embedded.processes import free_port
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_emitted_lifecycle_becomes_one_run_with_steps(embedded_stack, stack_settings, reader):
+    t0 = datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc)
+    run = RunContext(account_id="emit-acct", run_id="emit-r1", workflow_id="wf-sync",
+                     workflow_name="Lead sync", workflow_version=2, workflow_type="integration",
+                     trigger="api", site_id="s9")
+    step = StepRef(step_id="s-crm", step_index=0, step_name="Push to CRM", step_type="action")
+    with RunEmitter(embedded_stack.brokers, stack_settings.events_topic) as emit:
+        emit.run_queued(run, ts=t0)
+        emit.run_started(run, ts=t0 + timedelta(seconds=2))
+        emit.step_started(run, step, ts=t0 + timedelta(seconds=2))
+        emit.step_finished(run, step, "success", started_at=t0 + timedelta(seconds=2),
+                           ts=t0 + timedelta(seconds=3, milliseconds=500), action_kind="crm_sync",
+                           target="contact:17", output={"crm_id": "c-17"})
+        emit.run_finished(run, "success", started_at=t0 + timedelta(seconds=2), ts=t0 + timedelta(seconds=4))
+        assert emit.flush() == 5
+
+    row = wait_for(lambda: reader.query(
+        "SELECT status, queue_ms, duration_ms, workflow_type, trigger FROM runs WHERE run_id = 'emit-r1'"
+    ).result_rows, lambda rows: rows and rows[0][0] == "success", what="the emitted run")
+    assert row == [("success", 2000, 2000, "integration", "api")]
+    steps = reader.query("SELECT step_name, status, duration_ms, action_kind, target, output FROM steps "
+                         "WHERE run_id = 'emit-r1'").result_rows
+    assert steps == [("Push to CRM", "success", 1500, "crm_sync", "contact:17", '{"crm_id":"c-17"}')]
+
+
+def test_emitter_rejects_invalid_event_before_sending(embedded_stack, stack_settings):
+    run = RunContext(account_id="a", run_id="r", workflow_id="w", workflow_name="W",
+                     workflow_version=1, workflow_type="blog", trigger="api")
+    with RunEmitter(embedded_stack.brokers, stack_settings.events_topic) as emit:
+        with pytest.raises(ValueError, match="workflow_type"):
+            emit.run_queued(run)
+        assert emit.flush() == 0
+
+
+@pytest.mark.timeout(60)  # a hang fails the test instead of stalling the suite
+def test_unreachable_broker_is_a_clear_error_not_a_hang():
+    with pytest.raises(BrokerUnavailable, match="cannot reach Kafka at 127.0.0.1"):
+        RunEmitter(f"127.0.0.1:{free_port()}")

@@ -1,0 +1,149 @@
+"""An independent batch recomputation of the ``runs`` and ``steps`` views from raw events.
+
+Written from the contract alone (not from the SQL) so that comparing the two checks the
+pipeline: duplicates count once, order of arrival does not matter, latest state wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from schemas import Rejection, parse_event
+from schemas.events import RunFinished, StepFinished
+
+
+def _ms(later: datetime | None, earlier: datetime | None) -> int | None:
+    if later is None or earlier is None:
+        return None
+    return round((later - earlier).total_seconds() * 1000)
+
+
+def _naive(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.replace(tzinfo=None)
+
+
+def valid_events(lines: Iterable[bytes]) -> list:
+    """Each distinct valid event once (first delivery of an event_id wins)."""
+    seen, events = set(), []
+    for line in lines:
+        event = parse_event(line)
+        if isinstance(event, Rejection) or event.event_id in seen:
+            continue
+        seen.add(event.event_id)
+        events.append(event)
+    return events
+
+
+def expected_runs(events) -> dict[tuple[str, str], dict]:
+    by_run: dict[tuple[str, str], list] = {}
+    for event in events:
+        by_run.setdefault((event.account_id, event.run_id), []).append(event)
+    runs = {}
+    for key, evs in by_run.items():
+        latest = max(evs, key=lambda e: e.ts)
+        queued = [e.ts for e in evs if e.type == "run.queued"]
+        started = [e.ts for e in evs if e.type == "run.started"]
+        finishes = [e for e in evs if isinstance(e, RunFinished)]
+        finish = max(finishes, key=lambda e: e.ts) if finishes else None
+        has_steps = any(e.type.startswith("step.") for e in evs)
+        queued_at = min(queued) if queued else None
+        first_started = min(started) if started else None
+        if finish is not None:
+            status = finish.status.value
+        elif first_started is not None or has_steps:
+            status = "running"
+        else:
+            status = "pending"
+        started_at = finish.started_at if finish else first_started
+        runs[key] = {
+            "workflow_id": latest.workflow_id,
+            "workflow_version": latest.workflow_version,
+            "workflow_type": latest.workflow_type.value,
+            "trigger": latest.trigger.value,
+            "site_id": latest.site_id,
+            "card_id": latest.card_id,
+            "status": status,
+            "queued_at": _naive(queued_at),
+            "started_at": _naive(started_at),
+            "finished_at": _naive(finish.ts if finish else None),
+            "queue_ms": _ms(first_started or (finish.started_at if finish else None), queued_at),
+            "duration_ms": _ms(finish.ts, finish.started_at) if finish else None,
+            "error_code": finish.error.code if finish and finish.error else None,
+            "error_class": finish.error.class_.value if finish and finish.error else None,
+            "replay_of": latest.replay_of,
+        }
+    return runs
+
+
+def expected_steps(events) -> dict[tuple[str, str, str, int], dict]:
+    by_step: dict[tuple[str, str, str, int], list] = {}
+    for event in events:
+        if event.type.startswith("step."):
+            by_step.setdefault((event.account_id, event.run_id, event.step_id, event.attempt), []).append(event)
+    steps = {}
+    for key, evs in by_step.items():
+        latest = max(evs, key=lambda e: e.ts)
+        started = [e.ts for e in evs if e.type == "step.started"]
+        finishes = [e for e in evs if isinstance(e, StepFinished)]
+        finish = max(finishes, key=lambda e: e.ts) if finishes else None
+        started_at = finish.started_at if finish else (min(started) if started else None)
+        steps[key] = {
+            "workflow_id": latest.workflow_id,
+            "step_index": latest.step_index,
+            "step_name": latest.step_name,
+            "step_type": latest.step_type.value,
+            "status": finish.status.value if finish else "running",
+            "started_at": _naive(started_at),
+            "finished_at": _naive(finish.ts if finish else None),
+            "duration_ms": _ms(finish.ts, finish.started_at) if finish else None,
+            "error_code": finish.error.code if finish and finish.error else None,
+            "error_class": finish.error.class_.value if finish and finish.error else None,
+        }
+    return steps
+
+
+RUN_COLUMNS = ("account_id", "run_id", "workflow_id", "workflow_version", "workflow_type", "trigger",
+               "site_id", "card_id", "status", "queued_at", "started_at", "finished_at", "queue_ms",
+               "duration_ms", "error_code", "error_class", "replay_of")
+STEP_COLUMNS = ("account_id", "run_id", "step_id", "attempt", "workflow_id", "step_index", "step_name",
+                "step_type", "status", "started_at", "finished_at", "duration_ms", "error_code", "error_class")
+
+
+def actual_runs(client, run_ids: Iterable[str]) -> dict[tuple[str, str], dict]:
+    """The ``runs`` rows of these run ids (a shared test database holds other runs too)."""
+    rows = client.query(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id IN {{ids:Array(String)}}",
+                        parameters={"ids": sorted(set(run_ids))}).named_results()
+    return {(r.pop("account_id"), r.pop("run_id")): r for r in rows}
+
+
+def actual_steps(client, run_ids: Iterable[str]) -> dict[tuple[str, str, str, int], dict]:
+    rows = client.query(f"SELECT {', '.join(STEP_COLUMNS)} FROM steps WHERE run_id IN {{ids:Array(String)}}",
+                        parameters={"ids": sorted(set(run_ids))}).named_results()
+    return {(r.pop("account_id"), r.pop("run_id"), r.pop("step_id"), r.pop("attempt")): r for r in rows}
+
+
+def diff(expected: dict, actual: dict, limit: int = 5) -> list[str]:
+    """Readable differences between two keyed row sets (empty when equal)."""
+    problems = []
+    for key in sorted(set(expected) | set(actual), key=str):
+        if key not in actual:
+            problems.append(f"missing {key}")
+        elif key not in expected:
+            problems.append(f"unexpected {key}")
+        elif expected[key] != actual[key]:
+            fields = {f: (expected[key][f], actual[key].get(f)) for f in expected[key]
+                      if expected[key][f] != actual[key].get(f)}
+            problems.append(f"{key}: expected vs actual {fields}")
+        if len(problems) >= limit:
+            break
+    return problems
+
+
+def run_ids_mentioned(lines: Iterable[bytes]) -> set[str]:
+    """Every run id that appears in the lines, valid or not (so a bad line that wrongly made a
+    row would show up as unexpected)."""
+    import re
+
+    pattern = re.compile(rb'"run_id"\s*:\s*"([^"]+)"')
+    return {m.group(1).decode() for line in lines for m in pattern.finditer(line)}
