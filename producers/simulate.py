@@ -7,6 +7,7 @@ only after the broker acknowledged everything sent; ``stop`` ends it early and c
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 import time
@@ -18,7 +19,7 @@ from typing import BinaryIO
 import orjson
 
 from producers.kafka import CheckedProducer
-from producers.workload import WorkloadConfig, generate  # noqa: E402
+from producers.workload import WorkloadConfig, corrupt, generate
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -36,6 +37,7 @@ def parse_duration(text: str) -> timedelta:
 class SimulationReport:
     backfill_events: int = 0
     live_events: int = 0
+    bad_lines: int = 0
     runs: int = 0
     seconds: float = 0.0
 
@@ -73,14 +75,17 @@ def run_simulation(
     duration: timedelta,
     now: datetime | None = None,
     pace: bool = True,
+    bad_line_rate: float = 0.0,
     stop: threading.Event | None = None,
     on_progress: Callable[[SimulationReport, datetime], None] | None = None,
 ) -> SimulationReport:
     """Send runs queued in [now - backfill, now + duration). Events before ``now`` go out at
-    once; later ones when the wall clock reaches their time (unless ``pace`` is False)."""
+    once; later ones when the wall clock reaches their time (unless ``pace`` is False).
+    ``bad_line_rate`` adds that share of invalid lines (a misbehaving engine) after events."""
     now = now or datetime.now(timezone.utc)
     start, end = now - backfill, now + duration
     wall_start, report = time.monotonic(), SimulationReport()
+    corrupter = random.Random(config.seed ^ 0xBAD)
     last_progress = 0.0
     for count, event in enumerate(generate(config, start, end, live_from=now), start=1):
         ts = _parse_ts(event["ts"])
@@ -97,6 +102,9 @@ def run_simulation(
         if stop is not None and stop.is_set():
             break
         sink.send(event["run_id"], orjson.dumps(event))
+        if bad_line_rate and corrupter.random() < bad_line_rate:
+            sink.send(event["run_id"], corrupt(event, report.bad_lines, corrupter))
+            report.bad_lines += 1
         if event["type"] == "run.queued":
             report.runs += 1
         if live:

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 
-__all__ = ["Spike", "Backlog", "WorkloadConfig", "generate", "catalog", "perturb"]
+__all__ = ["Spike", "Backlog", "WorkloadConfig", "generate", "catalog", "perturb", "corrupt"]
 
 UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -1421,6 +1421,12 @@ def _bad_line(r: random.Random, ev: dict, line: bytes, k: int) -> bytes:
     else:
         doc["schema_version"] = r.choice((0, 2, 3, 99))
     return orjson.dumps(doc)
+
+
+def corrupt(event: dict, k: int, rng: random.Random) -> bytes:
+    """A bad line made from ``event``: the k-th of the kinds the contract rejects (not JSON,
+    missing field, bad enum, bad time, unknown schema version, array), in rotation."""
+    return _bad_line(rng, event, orjson.dumps(event), k)
 
 
 _MINUTE_MS: dict[str, int] = {}

@@ -187,6 +187,7 @@ def simulate(
     backlog: BacklogOpt = [],  # noqa: B006
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Write NDJSON here instead of publishing.")] = None,
     no_pace: Annotated[bool, typer.Option("--no-pace", help="Send live events at once, not in real time.")] = False,
+    bad_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of invalid lines to mix in.")] = 0.0,
     now: Annotated[Optional[str], typer.Option(help="Pretend the current time is this (RFC 3339).")] = None,
 ) -> None:
     """Generate a realistic synthetic workload: backfilled history, then live traffic."""
@@ -198,7 +199,8 @@ def simulate(
     window = dict(backfill=_duration(backfill, "--backfill"), duration=_duration(duration, "--duration"))
     if out_file is not None:
         with out_file.open("wb") as handle:
-            report = run_simulation(config, EventSink(file=handle), now=moment, pace=False, **window)
+            report = run_simulation(config, EventSink(file=handle), now=moment, pace=False,
+                                    bad_line_rate=bad_rate, **window)
     else:
         from embedded.stack import resolve_brokers
         from producers.kafka import CheckedProducer
@@ -208,6 +210,7 @@ def simulate(
             task = progress.add_task("simulating", total=None)
             report = run_simulation(
                 config, EventSink(producer, settings.events_topic), now=moment, pace=not no_pace,
+                bad_line_rate=bad_rate,
                 on_progress=lambda r, ts: progress.update(
                     task, description=f"{r.events:,} events, {r.runs:,} runs, at {ts:%Y-%m-%d %H:%M}"),
                 **window)
@@ -259,15 +262,15 @@ def demo(
         with _progress() as progress:
             task = progress.add_task("simulating", total=None)
             report = run_simulation(
-                config, EventSink(producer, settings.events_topic), now=moment,
+                config, EventSink(producer, settings.events_topic), now=moment, bad_line_rate=0.0005,
                 on_progress=lambda r, ts: progress.update(
                     task, description=f"{r.events:,} events, {r.runs:,} runs, event time {ts:%a %H:%M}"),
                 **window)
             progress.update(task, description="waiting for the worker to catch up")
             producer.close()
             lag = _wait_caught_up(stack)
-        out.print(f"sent {report.events:,} events of {report.runs:,} runs in {report.seconds:.0f}s; "
-                  f"consumer lag now {lag}", highlight=False)
+        out.print(f"sent {report.events:,} events of {report.runs:,} runs (and {report.bad_lines} bad lines) "
+                  f"in {report.seconds:.0f}s; consumer lag now {lag}", highlight=False)
         _print_summary(settings, stack.query_url)
         out.print(f"worker log: {stack.logs / 'worker.log'}")
     out.print("stack stopped. Run `runlens up` to keep one running and query it with `runlens query`.")
