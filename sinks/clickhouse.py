@@ -20,7 +20,7 @@ import logging
 import re
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -28,6 +28,9 @@ from clickhouse_connect.driver.exceptions import (
     DatabaseError,
     OperationalError,
 )
+
+if TYPE_CHECKING:
+    from streams.ledger import PartitionLedger
 
 log = logging.getLogger(__name__)
 
@@ -150,12 +153,50 @@ class Warehouse:
                 raise WarehouseUnavailable(f"insert into {table} failed: {exc}") from exc
             raise WarehouseError(f"insert into {table} failed: {exc}") from exc
 
+    def load_ledger(self, partition: int, *, recent_capacity: int = 200_000) -> "PartitionLedger":
+        """Rebuild what the worker must remember about ``partition`` from what is stored: the
+        highest stored offset, the last ``recent_capacity`` event ids, and half-seen runs
+        (queued but not started, or started with the queued event still missing)."""
+        from streams.ledger import PartitionLedger
+
+        db = self.database
+        try:
+            high = self.client.query(
+                f"SELECT maxOrNull(source_offset) FROM {db}.events WHERE source_partition = {{p:UInt32}}",
+                parameters={"p": partition}).result_rows[0][0]
+            ledger = PartitionLedger(partition, high_water=-1 if high is None else high,
+                                     recent_capacity=recent_capacity)
+            if high is None:
+                return ledger
+            recent = self.client.query(
+                f"SELECT event_id FROM {db}.events WHERE source_partition = {{p:UInt32}} "
+                "AND source_offset > {low:Int64} ORDER BY source_offset",
+                parameters={"p": partition, "low": high - recent_capacity}).result_rows
+            for (event_id,) in recent:
+                ledger.recent.add(event_id)
+            half_seen = self.client.query(
+                f"SELECT run_id, q, s FROM (SELECT run_id, max(source_partition) AS p, min(queued_at) AS q, "
+                f"min(started_ts) AS s FROM {db}.run_state GROUP BY account_id, run_id) "
+                "WHERE p = {p:UInt32} AND (q IS NULL) != (s IS NULL)",
+                parameters={"p": partition}).result_rows
+            for run_id, queued_at, started_at in half_seen:
+                ledger.remember_open_run(run_id, _utc(queued_at), _utc(started_at))
+            return ledger
+        except OperationalError as exc:
+            raise WarehouseUnavailable(f"loading partition {partition} state failed: {exc}") from exc
+
     def ping(self) -> bool:
         try:
             self.client.command("SELECT 1")
             return True
         except Exception:  # noqa: BLE001 - a health probe reports, it does not raise
             return False
+
+
+def _utc(moment):
+    from datetime import timezone
+
+    return None if moment is None else moment.replace(tzinfo=timezone.utc)
 
 
 _TRANSIENT_CODES = ("Code: 159.", "Code: 202.", "Code: 203.", "Code: 209.", "Code: 210.",

@@ -10,6 +10,9 @@ import orjson
 
 from schemas.dead_letter import DeadLetter
 from schemas.events import Event
+from streams.ledger import Annotation
+
+_NEW = Annotation(is_new=True)
 
 EVENT_COLUMNS = (
     "event_id", "schema_version", "type", "ts", "account_id", "run_id", "workflow_id",
@@ -18,7 +21,7 @@ EVENT_COLUMNS = (
     "status", "started_at", "error_code", "error_class", "error_message", "error_stack_trace",
     "error_suggested_fix", "step_id", "step_index", "step_name", "step_type", "attempt", "input",
     "output", "condition_result", "branch", "action_kind", "target", "scheduled_resume_at",
-    "resumed_at", "source_partition", "source_offset",
+    "resumed_at", "source_partition", "source_offset", "is_new", "queue_wait_ms", "queue_wait_at",
 )
 
 _ERROR_FIELDS = ("error_code", "error_class", "error_message", "error_stack_trace", "error_suggested_fix")
@@ -38,10 +41,14 @@ def _json_or_none(value: dict[str, Any] | None) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def event_columns(items: Iterable[tuple[Event, int, int]]) -> dict[str, list[Any]]:
-    """Columns of the ``events`` table for (event, source partition, source offset) triples."""
+def event_columns(items: Iterable[tuple[Event, int, int]],
+                  annotations: Iterable[Annotation] | None = None) -> dict[str, list[Any]]:
+    """Columns of the ``events`` table for (event, source partition, source offset) triples and
+    the ledger's annotation of each (every event new, no queue sample, when omitted)."""
     cols: dict[str, list[Any]] = {name: [] for name in EVENT_COLUMNS}
-    for event, partition, offset in items:
+    items = list(items)
+    notes = list(annotations) if annotations is not None else [_NEW] * len(items)
+    for (event, partition, offset), note in zip(items, notes, strict=True):
         attrs = event.__dict__
         for name in _DIRECT:
             cols[name].append(attrs[name])
@@ -67,6 +74,9 @@ def event_columns(items: Iterable[tuple[Event, int, int]]) -> dict[str, list[Any
         cols["output"].append(_json_or_none(attrs.get("output")))
         cols["source_partition"].append(partition)
         cols["source_offset"].append(offset)
+        cols["is_new"].append(1 if note.is_new else 0)
+        cols["queue_wait_ms"].append(note.queue_wait_ms)
+        cols["queue_wait_at"].append(note.queue_wait_at)
     return cols
 
 

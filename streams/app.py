@@ -3,7 +3,8 @@
 Delivery: at-least-once. A batch's offsets are acknowledged (and so committed) only after
 the warehouse acknowledged its rows and its dead letters reached the dead-letter topic.
 If the worker dies or is stopped mid-batch, the batch is not acknowledged and is delivered
-again after restart; the warehouse deduplicates it (``sinks.clickhouse``).
+again after restart; records already stored are skipped by the partition's high-water offset
+and repeated event ids are marked so that aggregates count them once (``streams.ledger``).
 While the warehouse is unavailable the agent retries the same batch with backoff and
 consumes nothing more: back-pressure, bounded memory, no crash loop.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from schemas.dead_letter import DeadLetter
 from sinks.clickhouse import Warehouse, WarehouseError, WarehouseUnavailable, batch_token
 from sinks.rows import dead_letter_columns, event_columns
 from streams.batch import RawRecord, split_batch
+from streams.ledger import PartitionLedger
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,8 @@ class WorkerStats:
     events_in: int = 0
     events_written: int = 0
     dead_lettered: int = 0
-    duplicates_in_batch: int = 0
+    duplicates: int = 0
+    skipped_redelivered: int = 0
     batches: int = 0
     warehouse_retries: int = 0
     warehouse_healthy: bool = True
@@ -64,6 +68,14 @@ def _hold_back(events: Sequence[EventT]) -> None:
     commit bookkeeping, so its offset is never committed and it is delivered again."""
     for event in events:
         event.message.acked = True
+
+
+def _die(exc: BaseException) -> None:
+    """An unexpected error inside a batch: exit so the supervisor restarts the worker from the
+    last committed offset. Continuing would leave the agent dead and the partition stuck."""
+    log.critical("worker stopping on an unexpected error; the batch will be delivered again", exc_info=exc)
+    logging.shutdown()
+    os._exit(70)
 
 
 async def write_with_retry(write: Callable[[], None], stats: WorkerStats, what: str) -> None:
@@ -108,35 +120,64 @@ def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         web_enabled=False,
-        stream_wait_empty=False,
     )
     app.runlens_stats = stats  # type: ignore[attr-defined]
     events_topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes)
     dlq_topic = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes)
     max_batch, within = settings.batch_max_events, settings.batch_max_seconds
 
+    ledgers: dict[int, PartitionLedger] = {}
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender: Any, revoked: set, **_: Any) -> None:
+        """Another worker may own these partitions next; reload from the warehouse if they return."""
+        for tp in revoked:
+            if tp.topic == settings.events_topic:
+                ledgers.pop(tp.partition, None)
+
+    async def ledger_for(partition: int) -> PartitionLedger:
+        if partition not in ledgers:
+            loaded: list[PartitionLedger] = []
+            await write_with_retry(lambda: loaded.append(warehouse.load_ledger(partition)),
+                                   stats, f"state of partition {partition}")
+            ledgers[partition] = loaded[0]
+        return ledgers[partition]
+
     @app.agent(events_topic, name="ingest-events")
     async def ingest_events(stream: faust.StreamT) -> None:
         async for events in stream.take_events(max_batch, within=within):
             try:
-                records = _records(events)
-                split = split_batch(records, max_event_bytes=settings.max_event_bytes)
-                stats.events_in += len(records)
-                stats.duplicates_in_batch += split.duplicates_in_batch
-                if split.dead_letters:
-                    await _send_dead_letters(dlq_topic, split.dead_letters)
-                    stats.dead_lettered += len(split.dead_letters)
-                if split.events:
-                    columns = event_columns(split.events)
-                    token = batch_token("events", [(p, o) for _, p, o in split.events])
-                    await write_with_retry(lambda: warehouse.insert_columns("events", columns, token),
-                                           stats, f"{len(split.events)} events")
-                    stats.events_written += len(split.events)
-                stats.batches += 1
-                stats.last_batch_at = time.time()
-            except BaseException:
+                await process_batch(events)
+            except asyncio.CancelledError:
                 _hold_back(events)
                 raise
+            except BaseException as exc:
+                _hold_back(events)
+                _die(exc)
+
+    async def process_batch(events: Sequence[EventT]) -> None:
+        records = _records(events)
+        split = split_batch(records, max_event_bytes=settings.max_event_bytes)
+        stats.events_in += len(records)
+        if split.dead_letters:
+            await _send_dead_letters(dlq_topic, split.dead_letters)
+            stats.dead_lettered += len(split.dead_letters)
+        kept, notes = [], []
+        for event, partition, offset in split.events:
+            note = (await ledger_for(partition)).annotate(event, offset)
+            if note is not None:
+                kept.append((event, partition, offset))
+                notes.append(note)
+        stats.skipped_redelivered += len(split.events) - len(kept)
+        stats.duplicates += sum(1 for n in notes if not n.is_new)
+        if kept:
+            columns = event_columns(kept, notes)
+            token = batch_token("events", [(p, o) for _, p, o in kept])
+            await write_with_retry(lambda: warehouse.insert_columns("events", columns, token),
+                                   stats, f"{len(kept)} events")
+            stats.events_written += len(kept)
+        stats.batches += 1
+        stats.last_batch_at = time.time()
 
     @app.agent(dlq_topic, name="store-dead-letters")
     async def store_dead_letters(stream: faust.StreamT) -> None:
@@ -148,9 +189,12 @@ def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
                 token = batch_token("dead_letters", [(p, o) for _, p, o in items])
                 await write_with_retry(lambda: warehouse.insert_columns("dead_letters", columns, token),
                                        stats, f"{len(items)} dead letters")
-            except BaseException:
+            except asyncio.CancelledError:
                 _hold_back(events)
                 raise
+            except BaseException as exc:
+                _hold_back(events)
+                _die(exc)
 
     return app
 

@@ -26,18 +26,13 @@ class RawRecord(NamedTuple):
 class SplitBatch:
     events: list[tuple[Event, int, int]] = field(default_factory=list)   # (event, partition, offset)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    duplicates_in_batch: int = 0
 
 
 def split_batch(records: list[RawRecord], *, max_event_bytes: int) -> SplitBatch:
     """Validate each record; invalid ones become dead letters with their reason and position.
-
-    An ``event_id`` repeated inside the batch is kept once (the first); repeats across
-    batches are left to the warehouse's deduplication.
-    """
+    Valid events come out in (partition, offset) order; duplicates are the ledger's business."""
     out = SplitBatch()
-    seen: set[str] = set()
-    for rec in records:
+    for rec in sorted(records, key=lambda r: (r.partition, r.offset)):
         if rec.value is None:
             result: Event | Rejection = Rejection("record has no value")
         else:
@@ -49,10 +44,7 @@ def split_batch(records: list[RawRecord], *, max_event_bytes: int) -> SplitBatch
                 raw=rec.value or b"", reason=result.reason, field=result.field, source=rec.topic,
                 source_partition=rec.partition, source_offset=rec.offset, key=rec.key,
             ))
-        elif result.event_id in seen:
-            out.duplicates_in_batch += 1
         else:
-            seen.add(result.event_id)
             out.events.append((result, rec.partition, rec.offset))
     return out
 

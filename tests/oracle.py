@@ -147,3 +147,92 @@ def run_ids_mentioned(lines: Iterable[bytes]) -> set[str]:
 
     pattern = re.compile(rb'"run_id"\s*:\s*"([^"]+)"')
     return {m.group(1).decode() for line in lines for m in pattern.finditer(line)}
+
+
+# --------------------------------------------------------------------------- aggregates
+
+
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0, tzinfo=None)
+
+
+def expected_run_stats(events) -> dict[tuple, dict]:
+    """Counts per (minute, account, workflow, version, type, trigger, site, card) from distinct
+    run.finished events, and queue-wait sample counts in the minute each run started."""
+    out: dict[tuple, dict] = {}
+
+    def cell(moment, e):
+        key = (_minute(moment), e.account_id, e.workflow_id, e.workflow_version, e.workflow_type.value,
+               e.trigger.value, e.site_id, e.card_id)
+        return out.setdefault(key, {"finished": 0, "succeeded": 0, "failed": 0, "stopped": 0,
+                                    "durations": [], "queue_waits": []})
+
+    queued, started = {}, {}
+    for e in events:
+        if isinstance(e, RunFinished):
+            c = cell(e.ts, e)
+            c["finished"] += 1
+            c[{"success": "succeeded", "failed": "failed", "stopped": "stopped"}[e.status.value]] += 1
+            c["durations"].append(_ms(e.ts, e.started_at))
+        elif e.type == "run.queued":
+            queued[e.run_id] = e
+        elif e.type == "run.started":
+            started[e.run_id] = e
+    for run_id, s in started.items():
+        if run_id in queued:
+            cell(s.ts, s)["queue_waits"].append(_ms(s.ts, queued[run_id].ts))
+    return out
+
+
+def expected_step_stats(events) -> dict[tuple, dict]:
+    out: dict[tuple, dict] = {}
+    for e in events:
+        if isinstance(e, StepFinished):
+            key = (_minute(e.ts), e.account_id, e.workflow_id, e.workflow_version, e.step_id, e.step_name,
+                   e.step_type.value)
+            c = out.setdefault(key, {"executions": 0, "failed": 0, "skipped": 0, "retries": 0, "durations": []})
+            c["executions"] += 1
+            c["failed"] += e.status.value == "failed"
+            c["skipped"] += e.status.value == "skipped"
+            c["retries"] += e.attempt > 1
+            c["durations"].append(_ms(e.ts, e.started_at))
+    return out
+
+
+def expected_queue_depth(events, bucket_seconds: int = 10) -> dict[tuple[str, datetime], tuple[int, int]]:
+    """(account, bucket start) -> (pending, running) at the end of each bucket that saw a transition."""
+    from datetime import timedelta
+
+    deltas: dict[tuple[str, datetime], list[int]] = {}
+    for e in events:
+        if e.type not in ("run.queued", "run.started", "run.finished"):
+            continue
+        ts = e.ts.replace(tzinfo=None)
+        bucket = ts - timedelta(seconds=ts.second % bucket_seconds, microseconds=ts.microsecond)
+        d = deltas.setdefault((e.account_id, bucket), [0, 0])
+        if e.type == "run.queued":
+            d[0] += 1
+        elif e.type == "run.started":
+            d[0] -= 1
+            d[1] += 1
+        else:
+            d[1] -= 1
+    depth, pending, running, account = {}, 0, 0, None
+    for (acct, bucket), (dp, dr) in sorted(deltas.items()):
+        if acct != account:
+            account, pending, running = acct, 0, 0
+        pending += dp
+        running += dr
+        depth[(acct, bucket)] = (pending, running)
+    return depth
+
+
+def rank_error(values: list[float], estimate: float, q: float) -> float:
+    """How far (as a fraction of n) the estimate's rank is from the q-quantile's rank."""
+    ordered = sorted(values)
+    below = sum(1 for v in ordered if v < estimate)
+    upto = sum(1 for v in ordered if v <= estimate)
+    target = q * len(ordered)
+    if below <= target <= upto:
+        return 0.0
+    return min(abs(below - target), abs(upto - target)) / len(ordered)

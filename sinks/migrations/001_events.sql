@@ -1,6 +1,10 @@
 -- Raw events, one row per event_id after merges (ReplacingMergeTree on the natural key).
 -- Duplicate deliveries may sit here until a merge; nothing reads counts from this table
 -- without deduplicating, and the run/step state below is built from idempotent functions.
+-- The worker marks each row: is_new = 0 for a duplicate of an event it stored recently
+-- (aggregates skip those), queue_wait_* on the row that completes a run's queued/started pair.
+-- No PARTITION BY: one insert is one part, so a batch is stored whole or not at all, which
+-- the worker's high-water offset per partition relies on.
 CREATE TABLE IF NOT EXISTS {db}.events
 (
     event_id              String,
@@ -44,10 +48,12 @@ CREATE TABLE IF NOT EXISTS {db}.events
     resumed_at            Nullable(DateTime64(3, 'UTC')),
     source_partition      UInt32,
     source_offset         Int64,
+    is_new                UInt8,
+    queue_wait_ms         Nullable(Int64),
+    queue_wait_at         Nullable(DateTime64(3, 'UTC')),
     ingested_at           DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree(ingested_at)
-PARTITION BY toYYYYMM(ts)
 ORDER BY (account_id, run_id, event_id)
 SETTINGS non_replicated_deduplication_window = 1000;
 
@@ -57,6 +63,7 @@ CREATE TABLE IF NOT EXISTS {db}.run_state
 (
     account_id   LowCardinality(String),
     run_id       String,
+    source_partition SimpleAggregateFunction(max, UInt32),
     context      AggregateFunction(argMax, Tuple(
                      workflow_id String, workflow_name String, workflow_version UInt32,
                      workflow_version_name Nullable(String), workflow_type String, trigger String,
@@ -81,6 +88,7 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.run_state_mv TO {db}.run_state AS
 SELECT
     account_id,
     run_id,
+    max(source_partition) AS source_partition,
     argMaxState(
         CAST((workflow_id, workflow_name, workflow_version, workflow_version_name, workflow_type,
               trigger, site_id, site_name, card_id, card_name, contact_id, replay_of, replay_mode),

