@@ -366,6 +366,167 @@ def write_rows(columns: list[str], rows, fmt: OutputFormat, stream=None) -> None
         out.print(table)
 
 
+stats_app = typer.Typer(help="Success rates, durations, bottlenecks, queue depth and alerts.",
+                        no_args_is_help=True)
+app.add_typer(stats_app, name="stats")
+
+
+def _since(text: str | None) -> datetime | None:
+    """'24h' / '7d' (ago) or an RFC 3339 time."""
+    if text is None:
+        return None
+    from producers.simulate import parse_duration
+
+    try:
+        return datetime.now(timezone.utc) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"invalid time {text!r} (use a duration like 24h or 7d, or RFC 3339)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+SinceOpt = Annotated[Optional[str], typer.Option(help="From this time: 24h, 7d (ago) or RFC 3339.")]
+UntilOpt = Annotated[Optional[str], typer.Option(help="Until this time: duration ago or RFC 3339.")]
+AccountFilter = Annotated[Optional[str], typer.Option(help="Only this account.")]
+WorkflowFilter = Annotated[Optional[str], typer.Option(help="Only this workflow id.")]
+VersionFilter = Annotated[Optional[int], typer.Option(help="Only this workflow version.")]
+TypeFilter = Annotated[Optional[str], typer.Option("--type", help="Workflow type: card, site, contact, survey, integration.")]
+TriggerFilter = Annotated[Optional[str], typer.Option(help="Trigger: manual, automatic, api, scheduled.")]
+SiteFilter = Annotated[Optional[str], typer.Option(help="Only this site id.")]
+CardFilter = Annotated[Optional[str], typer.Option(help="Only this card id.")]
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
+
+
+def _by(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _filters(since, until, account, workflow, version, type_, trigger, site, card):
+    from dashboards.stats import Filters
+    from schemas.events import Trigger, WorkflowType
+
+    if type_ is not None and type_ not in {t.value for t in WorkflowType}:
+        raise UserError(f"--type: unknown workflow type {type_!r} (card, site, contact, survey, integration)")
+    if trigger is not None and trigger not in {t.value for t in Trigger}:
+        raise UserError(f"--trigger: unknown trigger {trigger!r} (manual, automatic, api, scheduled)")
+    return Filters(since=_since(since), until=_since(until), account=account, workflow=workflow,
+                   version=version, type=type_, trigger=trigger, site=site, card=card)
+
+
+def _run_stats_query(ctx: typer.Context, build, fmt: OutputFormat) -> None:
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    from dashboards.stats import StatsError
+
+    try:
+        query_ = build()
+    except StatsError as exc:
+        raise UserError(str(exc)) from None
+    client = _query_client(settings_of(ctx))
+    try:
+        result = client.query(query_.sql, parameters=query_.params)
+    except DatabaseError as exc:
+        raise UserError(_clickhouse_message(exc)) from None
+    write_rows(list(result.column_names), result.result_rows, fmt)
+
+
+@stats_app.command("success")
+def stats_success(
+    ctx: typer.Context,
+    by: Annotated[str, typer.Option(help="Group by: account, workflow, version, type, trigger, site, card "
+                                         "and/or a grain: minute, hour, day, week, month.")] = "workflow",
+    since: SinceOpt = "7d", until: UntilOpt = None, account: AccountFilter = None,
+    workflow: WorkflowFilter = None, version: VersionFilter = None, type_: TypeFilter = None,
+    trigger: TriggerFilter = None, site: SiteFilter = None, card: CardFilter = None,
+    format: FormatOpt = OutputFormat.table,
+) -> None:
+    """Runs finished, succeeded, failed, stopped and the success rate."""
+    from dashboards import stats
+
+    f = _filters(since, until, account, workflow, version, type_, trigger, site, card)
+    _run_stats_query(ctx, lambda: stats.success(f, _by(by)), format)
+
+
+@stats_app.command("durations")
+def stats_durations(
+    ctx: typer.Context,
+    by: Annotated[str, typer.Option(help="Group by dimensions and/or a time grain (see `stats success`).")] = "workflow",
+    since: SinceOpt = "7d", until: UntilOpt = None, account: AccountFilter = None,
+    workflow: WorkflowFilter = None, version: VersionFilter = None, type_: TypeFilter = None,
+    trigger: TriggerFilter = None, site: SiteFilter = None, card: CardFilter = None,
+    format: FormatOpt = OutputFormat.table,
+) -> None:
+    """Run duration and queue wait percentiles (p50/p90/p95/p99)."""
+    from dashboards import stats
+
+    f = _filters(since, until, account, workflow, version, type_, trigger, site, card)
+    _run_stats_query(ctx, lambda: stats.durations(f, _by(by)), format)
+
+
+@stats_app.command("bottlenecks")
+def stats_bottlenecks(
+    ctx: typer.Context,
+    by: Annotated[str, typer.Option(help="Group by: account, workflow, version, step.")] = "workflow,step",
+    since: SinceOpt = "7d", until: UntilOpt = None, account: AccountFilter = None,
+    workflow: WorkflowFilter = None, version: VersionFilter = None,
+    format: FormatOpt = OutputFormat.table,
+) -> None:
+    """Steps by share of run time, failure rate, percentiles, delay lateness, version regressions."""
+    from dashboards import stats
+
+    f = _filters(since, until, account, workflow, version, None, None, None, None)
+    _run_stats_query(ctx, lambda: stats.bottlenecks(f, _by(by)), format)
+
+
+@stats_app.command("queue")
+def stats_queue(
+    ctx: typer.Context,
+    by: Annotated[str, typer.Option(help="Time grain: minute, hour, day, week, month.")] = "hour",
+    since: SinceOpt = "1d", until: UntilOpt = None, account: AccountFilter = None,
+    format: FormatOpt = OutputFormat.table,
+) -> None:
+    """Pending and running depth, arrivals, completions, utilisation and backlog ETA per account."""
+    from dashboards import stats
+
+    f = _filters(since, until, account, None, None, None, None, None, None)
+    _run_stats_query(ctx, lambda: stats.queue(f, by), format)
+
+
+@stats_app.command("peaks")
+def stats_peaks(
+    ctx: typer.Context,
+    since: SinceOpt = "28d", account: AccountFilter = None, workflow: WorkflowFilter = None,
+    format: FormatOpt = OutputFormat.table,
+) -> None:
+    """Runs per hour of the week (UTC): the peak times."""
+    from dashboards import stats
+
+    f = _filters(since, None, account, workflow, None, None, None, None, None)
+    _run_stats_query(ctx, lambda: stats.peaks(f), format)
+
+
+class AlertState(StrEnum):
+    firing = "firing"
+    resolved = "resolved"
+
+
+@stats_app.command("alerts")
+def stats_alerts(
+    ctx: typer.Context,
+    since: SinceOpt = "7d", account: AccountFilter = None,
+    state: Annotated[Optional[AlertState], typer.Option(help="Only firing or resolved alerts.")] = None,
+    format: FormatOpt = OutputFormat.table,
+) -> None:
+    """Failure spikes, stuck runs and growing queues the stream detected."""
+    from dashboards import stats
+
+    f = _filters(since, None, account, None, None, None, None, None, None)
+    _run_stats_query(ctx, lambda: stats.alerts(f, state.value if state else None), format)
+
+
 @schema_app.command("export")
 def schema_export(
     output: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write; stdout if omitted.")] = None,

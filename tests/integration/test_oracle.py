@@ -4,40 +4,15 @@ from the raw lines, row by row."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
-from producers.workload import WorkloadConfig, generate, perturb
-from tests.helpers import run_cli, wait_caught_up
+from tests.integration.oracle_window import END, START
 from tests.oracle import (actual_runs, actual_steps, diff, expected_queue_depth, expected_run_stats, expected_runs,
                           expected_step_stats, expected_steps, rank_error, run_ids_mentioned, valid_events)
 
 pytestmark = pytest.mark.integration
-
-START = datetime(2026, 11, 16, 0, 0, tzinfo=timezone.utc)
-END = START + timedelta(hours=7)   # the workload spans 6 h; nothing else in the database falls before this
-
-
-@pytest.fixture(scope="module")
-def perturbed_file(tmp_path_factory):
-    config = WorkloadConfig(seed=11, accounts=3, backfill_runs_per_hour=1000)
-    events = generate(config, START, START + timedelta(hours=6))
-    lines = list(perturb(events, seed=11, duplicate_rate=0.05, reorder_rate=0.05, late_rate=0.02,
-                         bad_line_rate=0.01))
-    path = tmp_path_factory.mktemp("oracle") / "perturbed.ndjson"
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    return path, lines
-
-
-@pytest.fixture(scope="module")
-def published(perturbed_file, embedded_stack, stack_settings):
-    path, _ = perturbed_file
-    result = run_cli(stack_settings, "publish", str(path))
-    assert result.returncode == 0, result.stderr
-    wait_caught_up(embedded_stack)
-    return result
-
 
 def test_file_has_the_faults_it_claims(perturbed_file):
     _, lines = perturbed_file
