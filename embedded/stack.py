@@ -86,6 +86,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(settings.events_topic, settings.partitions, settings.replication_factor),
         TopicSpec(settings.dead_letter_topic, 1, settings.replication_factor),
+        TopicSpec(settings.alerts_topic, 1, settings.replication_factor),
     ]
 
 

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     read_port: int = Field(0, ge=0, le=65535, description="Port of the embedded read endpoint (0 = any free port).")
     broker_port: int = Field(0, ge=0, le=65535, description="Port of the embedded broker (0 = any free port).")
     log_level: str = Field("WARNING", description="Worker log level.")
+    alert_lateness_seconds: float = Field(
+        120.0, ge=0, description="How long the detectors wait for late events before judging a minute.")
+    alert_webhook_url: str | None = Field(None, description="POST every alert state change here as JSON.")
 
     def to_env(self) -> dict[str, str]:
         """These settings as RUNLENS_* variables, for child processes."""
@@ -64,6 +67,10 @@ class Settings(BaseSettings):
     @property
     def dead_letter_topic(self) -> str:
         return f"{self.topic_prefix}.dead-letters"
+
+    @property
+    def alerts_topic(self) -> str:
+        return f"{self.topic_prefix}.alerts"
 
     @property
     def consumer_group(self) -> str:

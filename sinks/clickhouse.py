@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -115,12 +115,13 @@ def migrate(client: Client, database: str) -> list[str]:
     return applied
 
 
-def batch_token(kind: str, positions: Sequence[tuple[int, int]]) -> str:
-    """Deterministic dedup token of a batch from its (partition, offset) positions."""
+def batch_token(kind: str, keys: Iterable[object]) -> str:
+    """Deterministic dedup token of a batch from the keys of its rows, e.g. their
+    (partition, offset) positions: the same rows give the same token, in any order."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(kind.encode())
-    for partition, offset in sorted(positions):
-        digest.update(f"{partition}:{offset};".encode())
+    for key in sorted(map(repr, keys)):
+        digest.update(key.encode() + b";")
     return f"{kind}-{digest.hexdigest()}"
 
 

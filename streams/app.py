@@ -17,16 +17,18 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import faust
+import orjson
 from faust.types import EventT
 
 from runlens.settings import Settings
 from schemas.dead_letter import DeadLetter
 from sinks.clickhouse import Warehouse, WarehouseError, WarehouseUnavailable, batch_token
 from sinks.rows import dead_letter_columns, event_columns
+from streams.alerting import StreamAlerts, WebhookNotifier, alert_columns, alert_document
 from streams.batch import RawRecord, split_batch
 from streams.ledger import PartitionLedger
 
@@ -46,6 +48,7 @@ class WorkerStats:
     skipped_redelivered: int = 0
     batches: int = 0
     warehouse_retries: int = 0
+    alerts: int = 0
     warehouse_healthy: bool = True
     last_batch_at: float = 0.0
 
@@ -127,6 +130,10 @@ def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
     max_batch, within = settings.batch_max_events, settings.batch_max_seconds
 
     ledgers: dict[int, PartitionLedger] = {}
+    alerts_topic = app.topic(settings.alerts_topic, key_type=bytes, value_type=bytes)
+    stream_alerts = StreamAlerts(timedelta(seconds=settings.alert_lateness_seconds))
+    webhook = WebhookNotifier(settings.alert_webhook_url) if settings.alert_webhook_url else None
+    app.runlens_alerts = stream_alerts  # type: ignore[attr-defined]
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender: Any, revoked: set, **_: Any) -> None:
@@ -176,8 +183,29 @@ def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
             await write_with_retry(lambda: warehouse.insert_columns("events", columns, token),
                                    stats, f"{len(kept)} events")
             stats.events_written += len(kept)
+            for (event, _, _), note in zip(kept, notes):
+                if note.is_new:
+                    stream_alerts.observe(event)
+            raised = stream_alerts.advance()
+            if raised:
+                await deliver_alerts(raised)
         stats.batches += 1
         stats.last_batch_at = time.time()
+
+    async def deliver_alerts(raised: list) -> None:
+        """Topic and table before the batch is acknowledged; the webhook in the background."""
+        futures = [await alerts_topic.send(key=a.alert_id.encode(), value=orjson.dumps(alert_document(a)))
+                   for a in raised]
+        await asyncio.gather(*futures)
+        columns = alert_columns(raised)
+        token = batch_token("alerts", [(a.alert_id, a.state) for a in raised])
+        await write_with_retry(lambda: warehouse.insert_columns("alert_events", columns, token),
+                               stats, f"{len(raised)} alerts")
+        stats.alerts += len(raised)
+        for alert in raised:
+            log.warning("alert %s: %s", alert.state, alert.summary)
+            if webhook is not None:
+                webhook.notify(alert)
 
     @app.agent(dlq_topic, name="store-dead-letters")
     async def store_dead_letters(stream: faust.StreamT) -> None:

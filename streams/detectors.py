@@ -21,13 +21,16 @@ history counts as failing about 2% of the time instead of 0% or 100%. It fires w
 of these hold: the window has at least 10 finished runs, at least 5 of them failed, the
 window's failure rate is at least 3 times the baseline rate, and so many failures would
 happen by chance at the baseline rate with probability at most 1 in 10,000 (one-sided
-binomial test). It is critical when at least half the window's runs failed or at least
-50 failed, else a warning. It resolves after 5 consecutive minutes in which the window
-no longer meets the rule. Minutes during which the alert fires do not count towards the
-baseline, so a long incident does not become the new normal. A run counts as failed when
-its status is ``failed`` (a manual stop is not a failure); it is placed at the minute it
-finished. A workflow with a few runs an hour can never fire: it never has 10 runs in 5
-minutes.
+binomial test) - also once the uncertainty of the baseline rate itself is allowed for
+(beta-binomial test: a baseline of a few dozen runs proves little; ``predictive=False``
+drops this check). It is critical when at least half the window's runs failed or at
+least 50 failed, else a warning (decided when it fires). It resolves after 5 consecutive
+minutes in which the window no longer meets the rule. While it fires, the window is
+judged against the baseline of the moment it fired, and the minutes of the incident never
+count towards a later baseline, so a long incident does not become the new normal. A run
+counts as failed when its status is ``failed`` (a manual stop is not a failure); it is
+placed at the minute it finished. A workflow with a few runs an hour can never fire: it
+never has 10 runs in 5 minutes.
 
 **Stuck run** (``stuck_run``, one per run). A run is stuck when it has been running for
 longer than max(5 minutes, 5 x the 99th percentile of its workflow's recent run
@@ -44,7 +47,7 @@ normal length never alerts, whatever order its events come in.
 the depth grew in each of the last 5 minutes and is at least 50 runs now; it is critical
 when at least 500 runs are pending or no run started in those 5 minutes. It resolves after
 3 consecutive minutes in which the depth did not grow or was below 50. The alert reports
-the depth, the runs running, growth, arrivals and starts per minute, and how long the
+the depth, the runs running, growth, arrivals, starts and finishes per minute, and how long the
 backlog would take to drain (``eta_minutes``: at the current rates, infinite while
 arrivals outpace starts; ``drain_minutes``: at the current start rate if arrivals stopped).
 
@@ -69,6 +72,7 @@ __all__ = [
     "QueueGrowthDetector",
     "Detectors",
     "binomial_tail",
+    "beta_binomial_tail",
     "describe",
 ]
 
@@ -108,10 +112,19 @@ def _fmt_duration(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds < 90:
         return f"{seconds:.0f} s"
-    if seconds < 5400:
+    if seconds < 3570:
         return f"{seconds / 60:.0f} min"
     hours, rest = divmod(int(round(seconds / 60)), 60)
     return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+def _fmt_chance(p: float) -> str:
+    """1e-4 -> "1 in 10,000"."""
+    if 0 < p < 1:
+        inv = 1 / p
+        if abs(inv - round(inv)) < 1e-6 * inv:
+            return f"1 in {round(inv):,}"
+    return f"{p:g}"
 
 
 def _fmt_pct(rate: float) -> str:
@@ -230,7 +243,7 @@ class _SpikeState:
 
 class _SpikeFiring:
     __slots__ = ("alert_id", "started_ms", "severity", "clear_streak", "clear_since_ms", "peak_rate",
-                 "peak_failures", "peak_runs", "minutes")
+                 "peak_failures", "peak_runs", "minutes", "base_runs", "base_failures")
 
     def __init__(self, alert_id: str, started_ms: int, severity: str) -> None:
         self.alert_id = alert_id
@@ -242,6 +255,8 @@ class _SpikeFiring:
         self.peak_failures = 0
         self.peak_runs = 0
         self.minutes = 0
+        self.base_runs = 0
+        self.base_failures = 0
 
 
 class FailureSpikeDetector:
@@ -340,8 +355,8 @@ class FailureSpikeDetector:
                 break
         else:
             key = next(iter(self._keys))
-        st = self._keys.pop(key)
-        self._firing.pop(key, None)
+        del self._keys[key]
+        self._firing.pop(key, None)  # an evicted firing alert is never resolved
         self.stats["evicted_keys"] += 1
 
     # ---- evaluation
@@ -382,13 +397,8 @@ class FailureSpikeDetector:
 
     def _prune_active(self, lo: int) -> None:
         active = self._active
-        if len(active) > 4 * self.window_minutes:
-            for i in [i for i in active if i < lo]:
-                del active[i]
-        else:
-            for i in list(active):
-                if i < lo:
-                    del active[i]
+        for i in [i for i in active if i < lo]:
+            del active[i]
 
     def _sweep(self, m: int) -> None:
         """Drop buckets no future evaluation can use; forget keys with nothing left."""
@@ -405,6 +415,18 @@ class FailureSpikeDetector:
         for key in dead:
             del self._keys[key]
 
+    def _rolling_baseline(self, st: _SpikeState, m: int) -> tuple[int, int]:
+        """(runs, failures) of the baseline minutes before minute m's window, firing minutes left out."""
+        W, B = self.window_minutes, self.baseline_minutes
+        buckets, excluded = st.buckets, st.excluded
+        bn = bf = 0
+        for i in range(m - W - B + 1, m - W + 1):
+            x = buckets.get(i)
+            if x is not None and i not in excluded:
+                bn += x[0]
+                bf += x[1]
+        return bn, bf
+
     def _evaluate(self, st: _SpikeState, key: tuple[str, str], m: int, out: list[Alert]) -> None:
         W, B = self.window_minutes, self.baseline_minutes
         buckets = st.buckets
@@ -414,18 +436,15 @@ class FailureSpikeDetector:
             if x is not None:
                 n += x[0]
                 f += x[1]
+        fs = st.firing
         meets = False
         numbers: dict[str, float] | None = None
         if n >= self.min_runs:
             self.stats["judged_minutes"] += 1
         if n >= self.min_runs and f >= self.min_failures:
-            bn = bf = 0
-            excluded = st.excluded
-            for i in range(m - W - B + 1, m - W + 1):
-                x = buckets.get(i)
-                if x is not None and i not in excluded:
-                    bn += x[0]
-                    bf += x[1]
+            # while firing, judge against the baseline frozen when the alert fired: the
+            # incident's minutes never feed it, however long the incident lasts
+            bn, bf = self._rolling_baseline(st, m) if fs is None else (fs.base_runs, fs.base_failures)
             base = (bf + self._alpha) / (bn + self._alpha + self._beta)
             rate = f / n
             if rate >= self.min_ratio * base:
@@ -444,7 +463,6 @@ class FailureSpikeDetector:
                 if p_pred == p_pred:
                     numbers["p_value_predictive"] = p_pred
         end_ms = (m + 1) * _MINUTE_MS
-        fs = st.firing
         if fs is None:
             if meets:
                 assert numbers is not None
@@ -453,6 +471,7 @@ class FailureSpikeDetector:
                 alert_id = _alert_id(self.kind, st.account_id, st.subject, started)
                 fs = st.firing = _SpikeFiring(alert_id, end_ms, severity)
                 fs.peak_rate, fs.peak_failures, fs.peak_runs, fs.minutes = numbers["window_rate"], f, n, 1
+                fs.base_runs, fs.base_failures = int(numbers["baseline_runs"]), int(numbers["baseline_failures"])
                 self._firing[key] = st
                 st.excluded.update(range(m - W + 1, m + 1))
                 out.append(Alert(alert_id, self.kind, st.account_id, st.subject, st.name, "firing", severity,
@@ -468,21 +487,14 @@ class FailureSpikeDetector:
                 fs.peak_rate = numbers["window_rate"]
             if f > fs.peak_failures:
                 fs.peak_failures, fs.peak_runs = f, n
-            if fs.severity == "warning" and (numbers["window_rate"] >= 0.5 or f >= 50):
-                fs.severity = "critical"
             return
         fs.clear_streak += 1
         if fs.clear_streak == 1:
             fs.clear_since_ms = end_ms
         if fs.clear_streak < self.clear_minutes:
             return
-        # resolved: report the window now, against the baseline
-        bn = bf = 0
-        for i in range(m - W - B + 1, m - W + 1):
-            x = buckets.get(i)
-            if x is not None and i not in st.excluded:
-                bn += x[0]
-                bf += x[1]
+        # resolved: report the window now, against the baseline the alert was judged on
+        bn, bf = fs.base_runs, fs.base_failures
         base = (bf + self._alpha) / (bn + self._alpha + self._beta)
         numbers = {
             "window_runs": float(n), "window_failures": float(f), "window_rate": (f / n) if n else 0.0,
@@ -523,16 +535,20 @@ class FailureSpikeDetector:
         }
 
     def describe(self) -> str:
-        scope = "each account (all its workflows together)" if self.scope == "account" else "each workflow"
+        scope = "each account, all its workflows together" if self.scope == "account" else "each workflow"
+        predictive = (", and still is once the uncertainty of the baseline rate itself is allowed for "
+                      "(beta-binomial test)") if self.predictive else ""
         return (
             f"Failure spike ({scope}): every minute, compare the last {_fmt_minutes(self.window_minutes)} "
-            f"with the {_fmt_minutes(self.baseline_minutes)} before them (baseline smoothed as if "
-            f"{self.prior_strength:g} extra runs failed at {_fmt_pct(self.prior_rate)}). Fire when the window has "
-            f">= {self.min_runs} finished runs, >= {self.min_failures} failures, a failure rate >= "
-            f"{self.min_ratio:g}x the baseline rate, and the chance of that many failures at the baseline rate "
-            f"is <= {self.max_p_value:g} (one-sided binomial). Critical when >= 50% of the window's runs or >= 50 "
-            f"runs failed. Resolve after {self.clear_minutes} consecutive minutes without the condition. Minutes "
-            f"while firing are left out of the baseline."
+            f"with the {_fmt_minutes(self.baseline_minutes)} before them (the baseline rate is smoothed as if "
+            f"{self.prior_strength:g} more runs with a {_fmt_pct(self.prior_rate)} failure rate had been seen). "
+            f"Fire when the window has >= {self.min_runs} finished runs and >= {self.min_failures} failures, its "
+            f"failure rate is >= {self.min_ratio:g}x the baseline rate, and the chance of that many failures at "
+            f"the baseline rate is at most {_fmt_chance(self.max_p_value)} (one-sided binomial test){predictive}. "
+            f"Critical when >= 50% of the window's runs or >= 50 runs failed (decided when it fires). Resolve "
+            f"after {self.clear_minutes} consecutive minutes without the condition. While firing, the window is "
+            f"judged against the baseline of the moment the alert fired, and the incident's minutes never enter "
+            f"a later baseline."
         )
 
 
@@ -540,7 +556,7 @@ class FailureSpikeDetector:
 
 
 class _Run:
-    __slots__ = ("account_id", "workflow_id", "started_ms", "finished_ms", "fired", "threshold_ms")
+    __slots__ = ("account_id", "workflow_id", "started_ms", "finished_ms", "fired")
 
     def __init__(self, account_id: str, workflow_id: str) -> None:
         self.account_id = account_id
@@ -548,7 +564,6 @@ class _Run:
         self.started_ms: int | None = None
         self.finished_ms: int | None = None
         self.fired: Alert | None = None
-        self.threshold_ms = 0
 
 
 class _Durations:
@@ -593,10 +608,11 @@ class StuckRunDetector:
         self.max_workflows = int(max_workflows)
         self.tombstone_seconds = float(tombstone_seconds)
         self._floor_ms = int(self.floor_seconds * 1000)
-        self._runs: OrderedDict[str, _Run] = OrderedDict()  # open (or finished, not yet passed) runs
-        self._done: OrderedDict[str, int] = OrderedDict()  # run_id -> finish ms, runs already closed
-        self._due: list[tuple[int, int, str]] = []  # (check at ms, started ms, run_id); lazy deletion
-        self._finishes: list[tuple[int, str, int, str, str]] = []  # (finish ms, run_id, duration ms, account, wf)
+        # runs are keyed by (account_id, run_id)
+        self._runs: OrderedDict[tuple[str, str], _Run] = OrderedDict()  # open (or finish not yet passed)
+        self._done: OrderedDict[tuple[str, str], int] = OrderedDict()  # closed runs -> finish ms
+        self._due: list[tuple[int, int, tuple[str, str]]] = []  # (check at ms, started ms, run); lazy deletion
+        self._finishes: list[tuple[int, tuple[str, str], int, str]] = []  # (finish ms, run, duration ms, wf)
         self._workflows: OrderedDict[tuple[str, str], _Durations] = OrderedDict()
         self._next_tick: int | None = None  # next minute boundary (ms) to evaluate
         self._first: int | None = None
@@ -622,28 +638,29 @@ class StuckRunDetector:
         if self._next_tick is None and (self._first is None or ms < self._first):
             self._first = ms
 
-    def _new_run(self, run_id: str, account_id: str, workflow_id: str) -> _Run:
+    def _new_run(self, key: tuple[str, str], workflow_id: str) -> _Run:
         runs = self._runs
         while len(runs) >= self.max_open_runs:
-            runs.popitem(last=False)
+            runs.popitem(last=False)  # an evicted stuck run's alert is never resolved
             self.stats["evicted_open_runs"] += 1
-        run = runs[run_id] = _Run(account_id, workflow_id)
+        run = runs[key] = _Run(key[0], workflow_id)
         return run
 
     def run_started(self, account_id: str, workflow_id: str, workflow_name: str, run_id: str,
                     started_at: datetime) -> None:
         s = _ms(started_at, "started_at")
         self._wf(account_id, workflow_id, workflow_name)
-        if run_id in self._done:
+        key = (account_id, run_id)
+        if key in self._done:
             self.stats["ignored_start_after_finish"] += 1
             return
-        run = self._runs.get(run_id)
+        run = self._runs.get(key)
         if run is None:
-            run = self._new_run(run_id, account_id, workflow_id)
+            run = self._new_run(key, workflow_id)
         elif run.started_ms == s:
             return
         run.started_ms = s  # the run.started event's time wins over a finish's started_at
-        heapq.heappush(self._due, (s + self._floor_ms, s, run_id))
+        heapq.heappush(self._due, (s + self._floor_ms, s, key))
         self._touch_first(s)
         self._maybe_compact()
 
@@ -651,29 +668,30 @@ class StuckRunDetector:
                      finished_at: datetime) -> None:
         f = _ms(finished_at, "finished_at")
         s_given = None if started_at is None else _ms(started_at, "started_at")
-        if run_id in self._done:
+        key = (account_id, run_id)
+        if key in self._done:
             return
         self._wf(account_id, workflow_id, None)
-        run = self._runs.get(run_id)
+        run = self._runs.get(key)
         if run is None:
-            run = self._new_run(run_id, account_id, workflow_id)
+            run = self._new_run(key, workflow_id)
             if s_given is not None:
                 run.started_ms = s_given
-                heapq.heappush(self._due, (s_given + self._floor_ms, s_given, run_id))
+                heapq.heappush(self._due, (s_given + self._floor_ms, s_given, key))
         if run.finished_ms is not None:
             return  # a second finish of the same run: the first one counts
         run.finished_ms = f
         start = s_given if s_given is not None else run.started_ms
         duration = -1 if start is None else max(0, f - start)
-        heapq.heappush(self._finishes, (f, run_id, duration, account_id, workflow_id))
+        heapq.heappush(self._finishes, (f, key, duration, workflow_id))
         self._touch_first(f)
 
     def _maybe_compact(self) -> None:
         if len(self._due) > 2 * len(self._runs) + 1024:
             due = []
-            for run_id, run in self._runs.items():
+            for key, run in self._runs.items():
                 if run.started_ms is not None and run.fired is None:
-                    due.append((run.started_ms + self._floor_ms, run.started_ms, run_id))
+                    due.append((run.started_ms + self._floor_ms, run.started_ms, key))
             heapq.heapify(due)
             self._due = due
 
@@ -728,8 +746,9 @@ class StuckRunDetector:
         fin = self._finishes
         resolved: list[Alert] = []
         while fin and fin[0][0] <= T:
-            f, run_id, duration, account_id, workflow_id = heapq.heappop(fin)
-            run = runs.pop(run_id, None)
+            f, key, duration, workflow_id = heapq.heappop(fin)
+            account_id, run_id = key
+            run = runs.pop(key, None)
             fired = run.fired if run is not None else None
             if duration >= 0 and fired is None:
                 d = self._workflows.get((account_id, workflow_id))
@@ -748,14 +767,14 @@ class StuckRunDetector:
                 resolved.append(Alert(fired.alert_id, self.kind, fired.account_id, fired.subject,
                                       fired.subject_name, "resolved", fired.severity, fired.started_at, _dt(f),
                                       summary, numbers))
-            self._done[run_id] = f
+            self._done[key] = f
         resolved.sort(key=lambda a: (a.resolved_at, a.account_id, a.subject))
         out.extend(resolved)
         # forget closed runs after a while
         done = self._done
         ttl = int(self.tombstone_seconds * 1000)
         while done:
-            run_id, f = next(iter(done.items()))
+            f = next(iter(done.values()))
             if f + ttl < T or len(done) > self.max_open_runs:
                 done.popitem(last=False)
             else:
@@ -764,8 +783,9 @@ class StuckRunDetector:
         due = self._due
         fired_now: list[Alert] = []
         while due and due[0][0] <= T:
-            _, started, run_id = heapq.heappop(due)
-            run = runs.get(run_id)
+            _, started, key = heapq.heappop(due)
+            run_id = key[1]
+            run = runs.get(key)
             if run is None or run.fired is not None or run.started_ms != started:
                 continue  # stale entry
             if run.finished_ms is not None and run.finished_ms <= T:
@@ -773,11 +793,11 @@ class StuckRunDetector:
             d = self._workflows.get((run.account_id, run.workflow_id))
             threshold, q, n = self._threshold(d)
             if threshold is None:
-                heapq.heappush(due, (T + max(self._floor_ms, _MINUTE_MS), started, run_id))
+                heapq.heappush(due, (T + max(self._floor_ms, _MINUTE_MS), started, key))
                 continue
             stuck_at = started + threshold
             if T - started <= threshold:
-                heapq.heappush(due, (stuck_at + 1, started, run_id))
+                heapq.heappush(due, (stuck_at + 1, started, key))
                 continue
             name = d.name if d is not None else run.workflow_id
             began = _dt(stuck_at)
@@ -788,8 +808,7 @@ class StuckRunDetector:
                 "run_started_epoch_s": started / 1000.0,
             }
             if n >= self.min_samples:
-                numbers["p99_seconds"] = q / 1000.0
-            if n >= self.min_samples:
+                numbers["p99_seconds"] = q / 1000.0  # the configured quantile (p99 by default)
                 why = (f"{self.factor:g} x p{self.quantile * 100:g} of {_fmt_duration(q / 1000.0)} over "
                        f"{n} recent runs")
             else:
@@ -799,7 +818,6 @@ class StuckRunDetector:
             alert = Alert(_alert_id(self.kind, run.account_id, run_id, began), self.kind, run.account_id, run_id,
                           name, "firing", "warning", began, None, summary, numbers)
             run.fired = alert
-            run.threshold_ms = threshold
             fired_now.append(alert)
         fired_now.sort(key=lambda a: (a.started_at, a.account_id, a.subject))
         out.extend(fired_now)
@@ -830,16 +848,18 @@ class StuckRunDetector:
 
 
 class _Queue:
-    __slots__ = ("pending", "running", "buckets", "samples", "arrivals", "starts", "firing", "last_seen_ms")
+    __slots__ = ("pending", "running", "buckets", "samples", "arrivals", "starts", "finishes", "firing",
+                 "last_seen_ms")
 
     def __init__(self, history: int) -> None:
         self.pending = 0
         self.running = 0
-        self.buckets: dict[int, list[int]] = {}  # bucket -> [pending delta, running delta, arrivals, starts]
+        self.buckets: dict[int, list[int]] = {}  # bucket -> [pending delta, running delta, arrivals, starts, finishes]
         # the depth before an account's first event is 0 by definition
         self.samples: deque[int] = deque([0] * history, maxlen=history)  # pending at each minute's end
         self.arrivals: deque[int] = deque([0] * history, maxlen=history)  # per minute
         self.starts: deque[int] = deque([0] * history, maxlen=history)  # per minute
+        self.finishes: deque[int] = deque([0] * history, maxlen=history)  # per minute
         self.firing: _QueueFiring | None = None
         self.last_seen_ms = 0
 
@@ -918,13 +938,15 @@ class QueueGrowthDetector:
         b = t // self._bucket_ms
         x = q.buckets.get(b)
         if x is None:
-            x = q.buckets[b] = [0, 0, 0, 0]
+            x = q.buckets[b] = [0, 0, 0, 0, 0]
         x[0] += pending_delta
         x[1] += running_delta
         if pending_delta > 0:
             x[2] += pending_delta
         if running_delta > 0:
             x[3] += running_delta
+        elif running_delta < 0:
+            x[4] -= running_delta
 
     def advance(self, watermark: datetime) -> list[Alert]:
         """Evaluate every whole minute that ends at or before ``watermark`` and was not
@@ -943,17 +965,19 @@ class QueueGrowthDetector:
             events: list[Alert] = []
             dead = []
             for account_id, q in self._accounts.items():
-                arrivals = starts = 0
+                arrivals = starts = finishes = 0
                 if q.buckets:
                     for b in [b for b in q.buckets if b < end_bucket]:
-                        dp, dr, arr, st = q.buckets.pop(b)
+                        dp, dr, arr, st, fin = q.buckets.pop(b)
                         q.pending += dp
                         q.running += dr
                         arrivals += arr
                         starts += st
+                        finishes += fin
                 q.samples.append(q.pending)
                 q.arrivals.append(arrivals)
                 q.starts.append(starts)
+                q.finishes.append(finishes)
                 self._evaluate(account_id, q, m, events)
                 if (q.firing is None and not q.buckets and q.pending == 0 and q.running == 0
                         and q.last_seen_ms < idle_before):
@@ -969,13 +993,15 @@ class QueueGrowthDetector:
         samples = q.samples
         arrivals = sum(list(q.arrivals)[-g:]) / g
         starts = sum(list(q.starts)[-g:]) / g
+        finishes = sum(list(q.finishes)[-g:]) / g
         pending = q.pending
         growth = (samples[-1] - samples[0]) / (len(samples) - 1)
         eta = pending / (starts - arrivals) if starts > arrivals else math.inf
         drain = pending / starts if starts > 0 else math.inf
         return {
             "pending": float(pending), "running": float(q.running), "growth_per_minute": growth,
-            "arrivals_per_minute": arrivals, "starts_per_minute": starts, "eta_minutes": eta,
+            "arrivals_per_minute": arrivals, "starts_per_minute": starts, "finishes_per_minute": finishes,
+            "eta_minutes": eta,
             "drain_minutes": drain if pending > 0 else 0.0, "growth_minutes": float(g),
         }
 
