@@ -9,6 +9,7 @@ partition); ``flush()`` returns only when every record was acknowledged and rais
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -92,14 +93,21 @@ class CheckedProducer:
             self._failures.append(err.str())
 
     def send(self, topic: str, value: bytes, key: bytes | str | None = None,
-             headers: list[tuple[str, bytes]] | None = None) -> None:
+             headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> None:
         """Queue one record; blocks (serving callbacks) while the local queue is full."""
+        extra = {} if partition is None else {"partition": partition}
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=self._on_delivery)
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=self._on_delivery, **extra)
                 return
             except BufferError:
                 self._producer.poll(0.05)
+
+    def partition_count(self, topic: str, timeout: float = 10.0) -> int:
+        metadata = self._producer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise BrokerUnavailable(f"topic {topic} does not exist on {self.brokers} (is the stack up?)")
+        return len(metadata.partitions)
 
     def poll(self) -> None:
         self._producer.poll(0)
@@ -117,6 +125,55 @@ class CheckedProducer:
 
     def close(self) -> None:
         self.flush()
+
+
+class EventBatcher:
+    """Packs the events of one partition into multi-event records (NDJSON lines), which saves
+    the consumer its per-record cost. Partitions exactly as librdkafka does by key (CRC32 of
+    the run id modulo the partition count), so a run's events stay on one partition, in
+    order, whichever producer sends them. ``flush()`` sends what is buffered and waits for
+    the broker's acknowledgement of everything."""
+
+    def __init__(self, producer: CheckedProducer, topic: str, *, max_events: int = 500,
+                 max_bytes: int = 256 * 1024):
+        self.producer, self.topic = producer, topic
+        self.max_events, self.max_bytes = max_events, max_bytes
+        self.partitions = producer.partition_count(topic)
+        self._lines: list[list[bytes]] = [[] for _ in range(self.partitions)]
+        self._keys: list[bytes] = [b""] * self.partitions
+        self._sizes = [0] * self.partitions
+        self.records = 0
+
+    def partition_of(self, run_id: str) -> int:
+        return zlib.crc32(run_id.encode()) % self.partitions
+
+    def send(self, run_id: str, payload: bytes) -> None:
+        partition = self.partition_of(run_id)
+        lines = self._lines[partition]
+        if not lines:
+            self._keys[partition] = run_id.encode()
+        lines.append(payload)
+        self._sizes[partition] += len(payload) + 1
+        if len(lines) >= self.max_events or self._sizes[partition] >= self.max_bytes:
+            self._emit(partition)
+
+    def _emit(self, partition: int) -> None:
+        lines = self._lines[partition]
+        if lines:
+            self.producer.send(self.topic, b"\n".join(lines), key=self._keys[partition], partition=partition)
+            self.records += 1
+            self._lines[partition] = []
+            self._sizes[partition] = 0
+
+    def push(self) -> None:
+        """Hand every buffered event to the producer now, without waiting for acknowledgement."""
+        for partition in range(self.partitions):
+            self._emit(partition)
+        self.producer.poll()
+
+    def flush(self, timeout: float = 60.0) -> int:
+        self.push()
+        return self.producer.flush(timeout)
 
 
 def consumer_lag(brokers: str, group: str, topics: Iterable[str], timeout: float = 10.0) -> int:

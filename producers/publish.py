@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from producers.kafka import CheckedProducer
+from producers.kafka import CheckedProducer, EventBatcher
 from schemas.dead_letter import DeadLetter
 from schemas.validation import MAX_EVENT_BYTES, Rejection, parse_event
 
@@ -38,8 +38,10 @@ def publish_lines(
     max_event_bytes: int = MAX_EVENT_BYTES,
     on_progress: Callable[[int], None] | None = None,
 ) -> PublishReport:
-    """Validate and publish each line; blank lines are skipped, bad ones dead-lettered."""
+    """Validate and publish each line; blank lines are skipped, bad ones dead-lettered. Valid
+    lines travel in multi-event records per partition (``EventBatcher``)."""
     report = PublishReport()
+    batcher = EventBatcher(producer, events_topic)
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line:
@@ -52,10 +54,10 @@ def publish_lines(
                                 source_partition=-1, source_offset=number)
             producer.send(dead_letter_topic, letter.raw, headers=letter.headers())
         else:
-            producer.send(events_topic, line, key=result.run_id)
+            batcher.send(result.run_id, line)
             report.published += 1
         if on_progress is not None and number % 10_000 == 0:
             producer.poll()
             on_progress(number)
-    producer.flush()
+    batcher.flush()
     return report

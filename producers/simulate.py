@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import orjson
 
-from producers.kafka import CheckedProducer
+from producers.kafka import CheckedProducer, EventBatcher
 from producers.workload import WorkloadConfig, corrupt, generate
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -53,16 +53,22 @@ class EventSink:
                  file: BinaryIO | None = None):
         assert (producer is None) != (file is None), "exactly one of producer and file"
         self.producer, self.topic, self.file = producer, topic, file
+        self.batcher = EventBatcher(producer, topic) if producer is not None else None
 
     def send(self, run_id: str, payload: bytes) -> None:
-        if self.producer is not None:
-            self.producer.send(self.topic, payload, key=run_id)
+        if self.batcher is not None:
+            self.batcher.send(run_id, payload)
         else:
             self.file.write(payload + b"\n")
 
+    def push(self) -> None:
+        """Send what is buffered without waiting: live traffic is never held back for a batch."""
+        if self.batcher is not None:
+            self.batcher.push()
+
     def flush(self) -> None:
-        if self.producer is not None:
-            self.producer.flush()
+        if self.batcher is not None:
+            self.batcher.flush()
         else:
             self.file.flush()
 
@@ -93,8 +99,7 @@ def run_simulation(
         if live and pace:
             wait = (ts - now).total_seconds() - (time.monotonic() - wall_start)
             if wait > 0:
-                if sink.producer is not None:
-                    sink.producer.poll()
+                sink.push()
                 if stop is not None and stop.wait(wait):
                     break
                 elif stop is None:

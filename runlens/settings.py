@@ -39,7 +39,10 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("runlens", description="Prefix of every Kafka topic and of the consumer group.")
     partitions: int = Field(4, ge=1, description="Partitions of the events topic when runlens creates it.")
     replication_factor: int = Field(1, ge=1, description="Replication factor of topics runlens creates.")
-    batch_max_events: int = Field(5000, ge=1, description="Most events the worker takes per batch.")
+    batch_max_records: int = Field(
+        1000, ge=1, description="Most Kafka records the worker takes per batch (a record holds one event, "
+        "or up to 500 when the producer batches).")
+    insert_max_rows: int = Field(50_000, ge=100, description="Most rows per warehouse insert.")
     batch_max_seconds: float = Field(0.5, gt=0, description="Longest the worker waits to fill a batch.")
     max_event_bytes: int = Field(256 * 1024, ge=1024, description="Larger events are dead-lettered as oversize.")
     read_port: int = Field(0, ge=0, le=65535, description="Port of the embedded read endpoint (0 = any free port).")

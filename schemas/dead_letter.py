@@ -21,6 +21,7 @@ class DeadLetter:
     source_offset: int          # offset, or 1-based line number for files
     field: str | None = None
     key: bytes | None = None
+    source_index: int = 0       # position of the event inside a multi-event record
 
     def headers(self) -> list[tuple[str, bytes]]:
         pairs = [
@@ -28,6 +29,7 @@ class DeadLetter:
             ("source", self.source),
             ("source_partition", str(self.source_partition)),
             ("source_offset", str(self.source_offset)),
+            ("source_index", str(self.source_index)),
         ]
         if self.field:
             pairs.append(("field", self.field))
@@ -46,4 +48,5 @@ class DeadLetter:
             source_offset=int(meta.get("source_offset", -1) or -1),
             field=meta.get("field") or None,
             key=key,
+            source_index=int(meta.get("source_index", 0) or 0),
         )

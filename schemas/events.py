@@ -7,7 +7,7 @@ an unknown ``schema_version`` is rejected.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
@@ -82,8 +82,12 @@ class EventType(StrEnum):
     STEP_FINISHED = "step.finished"
 
 
+_NO_OFFSET = timedelta(0)
+
+
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc)
+    # Most times arrive as UTC already ("Z"): keep them; convert only other offsets.
+    return value if value.utcoffset() == _NO_OFFSET else value.astimezone(timezone.utc)
 
 
 UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]

@@ -162,13 +162,14 @@ class Warehouse:
 
         db = self.database
         try:
-            high = self.client.query(
-                f"SELECT maxOrNull(source_offset) FROM {db}.events WHERE source_partition = {{p:UInt32}}",
-                parameters={"p": partition}).result_rows[0][0]
-            ledger = PartitionLedger(partition, high_water=-1 if high is None else high,
-                                     recent_capacity=recent_capacity)
-            if high is None:
+            count, high = self.client.query(
+                f"SELECT count(), max((source_offset, source_index)) FROM {db}.events "
+                "WHERE source_partition = {p:UInt32}", parameters={"p": partition}).result_rows[0]
+            ledger = PartitionLedger(partition, recent_capacity=recent_capacity)
+            if not count:
                 return ledger
+            ledger.high_water = (int(high[0]), int(high[1]))
+            high = ledger.high_water[0]
             recent = self.client.query(
                 f"SELECT event_id FROM {db}.events WHERE source_partition = {{p:UInt32}} "
                 "AND source_offset > {low:Int64} ORDER BY source_offset",

@@ -21,7 +21,8 @@ EVENT_COLUMNS = (
     "status", "started_at", "error_code", "error_class", "error_message", "error_stack_trace",
     "error_suggested_fix", "step_id", "step_index", "step_name", "step_type", "attempt", "input",
     "output", "condition_result", "branch", "action_kind", "target", "scheduled_resume_at",
-    "resumed_at", "source_partition", "source_offset", "is_new", "queue_wait_ms", "queue_wait_at",
+    "resumed_at", "source_partition", "source_offset", "source_index", "is_new", "queue_wait_ms",
+    "queue_wait_at",
 )
 
 _ERROR_FIELDS = ("error_code", "error_class", "error_message", "error_stack_trace", "error_suggested_fix")
@@ -41,14 +42,15 @@ def _json_or_none(value: dict[str, Any] | None) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def event_columns(items: Iterable[tuple[Event, int, int]],
+def event_columns(items: Iterable[tuple[Event, int, int] | tuple[Event, int, int, int]],
                   annotations: Iterable[Annotation] | None = None) -> dict[str, list[Any]]:
-    """Columns of the ``events`` table for (event, source partition, source offset) triples and
-    the ledger's annotation of each (every event new, no queue sample, when omitted)."""
+    """Columns of the ``events`` table for (event, source partition, source offset[, index in
+    the record]) tuples and the ledger's annotation of each (every event new when omitted)."""
     cols: dict[str, list[Any]] = {name: [] for name in EVENT_COLUMNS}
     items = list(items)
     notes = list(annotations) if annotations is not None else [_NEW] * len(items)
-    for (event, partition, offset), note in zip(items, notes, strict=True):
+    for item, note in zip(items, notes, strict=True):
+        event, partition, offset = item[0], item[1], item[2]
         attrs = event.__dict__
         for name in _DIRECT:
             cols[name].append(attrs[name])
@@ -74,6 +76,7 @@ def event_columns(items: Iterable[tuple[Event, int, int]],
         cols["output"].append(_json_or_none(attrs.get("output")))
         cols["source_partition"].append(partition)
         cols["source_offset"].append(offset)
+        cols["source_index"].append(item[3] if len(item) > 3 else 0)
         cols["is_new"].append(1 if note.is_new else 0)
         cols["queue_wait_ms"].append(note.queue_wait_ms)
         cols["queue_wait_at"].append(note.queue_wait_at)
@@ -83,13 +86,14 @@ def event_columns(items: Iterable[tuple[Event, int, int]],
 def dead_letter_columns(items: list[tuple[DeadLetter, int, int]], received_at: datetime) -> dict[str, list]:
     """Columns of the ``dead_letters`` table for (dead letter, dlq partition, dlq offset)."""
     cols: dict[str, list] = {name: [] for name in (
-        "received_at", "source", "source_partition", "source_offset", "reason", "field", "key",
+        "received_at", "source", "source_partition", "source_offset", "source_index", "reason", "field", "key",
         "raw", "dlq_partition", "dlq_offset")}
     for letter, partition, offset in items:
         cols["received_at"].append(received_at)
         cols["source"].append(letter.source)
         cols["source_partition"].append(letter.source_partition)
         cols["source_offset"].append(letter.source_offset)
+        cols["source_index"].append(letter.source_index)
         cols["reason"].append(letter.reason)
         cols["field"].append(letter.field)
         cols["key"].append(None if letter.key is None else letter.key.decode(errors="replace"))

@@ -127,7 +127,7 @@ def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
     app.runlens_stats = stats  # type: ignore[attr-defined]
     events_topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes)
     dlq_topic = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes)
-    max_batch, within = settings.batch_max_events, settings.batch_max_seconds
+    max_batch, within = settings.batch_max_records, settings.batch_max_seconds
 
     ledgers: dict[int, PartitionLedger] = {}
     alerts_topic = app.topic(settings.alerts_topic, key_type=bytes, value_type=bytes)
@@ -170,20 +170,25 @@ def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
             await _send_dead_letters(dlq_topic, split.dead_letters)
             stats.dead_lettered += len(split.dead_letters)
         kept, notes = [], []
-        for event, partition, offset in split.events:
-            note = (await ledger_for(partition)).annotate(event, offset)
+        for event, partition, offset, index in split.events:
+            note = (await ledger_for(partition)).annotate(event, offset, index)
             if note is not None:
-                kept.append((event, partition, offset))
+                kept.append((event, partition, offset, index))
                 notes.append(note)
         stats.skipped_redelivered += len(split.events) - len(kept)
         stats.duplicates += sum(1 for n in notes if not n.is_new)
-        if kept:
-            columns = event_columns(kept, notes)
-            token = batch_token("events", [(p, o) for _, p, o in kept])
+        step = settings.insert_max_rows
+        for start in range(0, len(kept), step):
+            # Chunks follow (partition, offset, index) order, so a crash between two chunks leaves
+            # each partition's stored events a prefix: the high-water position stays exact.
+            chunk, chunk_notes = kept[start:start + step], notes[start:start + step]
+            columns = event_columns(chunk, chunk_notes)
+            token = batch_token("events", [(p, o, i) for _, p, o, i in chunk])
             await write_with_retry(lambda: warehouse.insert_columns("events", columns, token),
-                                   stats, f"{len(kept)} events")
-            stats.events_written += len(kept)
-            for (event, _, _), note in zip(kept, notes):
+                                   stats, f"{len(chunk)} events")
+            stats.events_written += len(chunk)
+        if kept:
+            for (event, *_), note in zip(kept, notes):
                 if note.is_new:
                     stream_alerts.observe(event)
             raised = stream_alerts.advance()

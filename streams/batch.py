@@ -22,29 +22,44 @@ class RawRecord(NamedTuple):
     offset: int
 
 
+class Position(NamedTuple):
+    """Where an event sits: a Kafka record, and its line inside a multi-event record."""
+
+    partition: int
+    offset: int
+    index: int
+
+
 @dataclass
 class SplitBatch:
-    events: list[tuple[Event, int, int]] = field(default_factory=list)   # (event, partition, offset)
+    events: list[tuple[Event, int, int, int]] = field(default_factory=list)   # (event, partition, offset, index)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
 def split_batch(records: list[RawRecord], *, max_event_bytes: int) -> SplitBatch:
-    """Validate each record; invalid ones become dead letters with their reason and position.
-    Valid events come out in (partition, offset) order; duplicates are the ledger's business."""
+    """Validate every event of every record; invalid ones become dead letters with their reason
+    and position. A record holds one event, or several as NDJSON lines (producers batch events
+    of one partition into one record to save per-record cost). Valid events come out in
+    (partition, offset, index) order; duplicates are the ledger's business."""
     out = SplitBatch()
     for rec in sorted(records, key=lambda r: (r.partition, r.offset)):
-        if rec.value is None:
-            result: Event | Rejection = Rejection("record has no value")
-        else:
-            result = parse_event(rec.value, max_bytes=max_event_bytes)
-            if rec.key is None and not isinstance(result, Rejection):
-                result = Rejection("record has no key (the producer must key events by run_id)")
-        if isinstance(result, Rejection):
-            out.dead_letters.append(DeadLetter(
-                raw=rec.value or b"", reason=result.reason, field=result.field, source=rec.topic,
-                source_partition=rec.partition, source_offset=rec.offset, key=rec.key,
-            ))
-        else:
-            out.events.append((result, rec.partition, rec.offset))
+        lines = [rec.value] if rec.value is None or b"\n" not in rec.value else rec.value.split(b"\n")
+        for index, line in enumerate(lines):
+            if line is None:
+                result: Event | Rejection = Rejection("record has no value")
+            elif not line.strip() and len(lines) > 1:
+                continue
+            else:
+                result = parse_event(line, max_bytes=max_event_bytes)
+                if rec.key is None and not isinstance(result, Rejection):
+                    result = Rejection("record has no key (the producer must key events by run_id)")
+            if isinstance(result, Rejection):
+                out.dead_letters.append(DeadLetter(
+                    raw=line or b"", reason=result.reason, field=result.field, source=rec.topic,
+                    source_partition=rec.partition, source_offset=rec.offset, key=rec.key,
+                    source_index=index,
+                ))
+            else:
+                out.events.append((result, rec.partition, rec.offset, index))
     return out
 

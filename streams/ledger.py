@@ -4,8 +4,8 @@ The ledger decides, for every event of a batch, whether it is *new* (contributes
 aggregates) and which queue-wait sample it completes, so that the warehouse's aggregate
 views can simply add up new rows:
 
-- Records at or below the partition's **high-water offset** (the highest offset already in
-  the warehouse) are skipped: they were stored before a crash or rebalance and are being
+- Events at or below the partition's **high-water position** (the highest (offset, index)
+  already in the warehouse) are skipped: they were stored before a crash or rebalance and are being
   delivered again. Exact, however the batch is cut.
 - An ``event_id`` seen recently on the partition marks a **duplicate** (``is_new`` = 0):
   stored, but never counted. "Recently" is the last ``recent_capacity`` events of the
@@ -65,7 +65,7 @@ class RecentKeys:
 @dataclass
 class PartitionLedger:
     partition: int
-    high_water: int = -1
+    high_water: tuple[int, int] = (-1, -1)   # (offset, index in record) of the last stored event
     recent_capacity: int = 200_000
     max_open_runs: int = 500_000
     recent: RecentKeys = field(init=False)
@@ -76,12 +76,13 @@ class PartitionLedger:
     def __post_init__(self) -> None:
         self.recent = RecentKeys(self.recent_capacity)
 
-    def annotate(self, event: Event, offset: int) -> Annotation | None:
-        """Decide about one event at ``offset``; None means: already stored, skip it."""
-        if offset <= self.high_water:
+    def annotate(self, event: Event, offset: int, index: int = 0) -> Annotation | None:
+        """Decide about the event at (``offset``, ``index``); None means: already stored, skip it."""
+        position = (offset, index)
+        if position <= self.high_water:
             self.skipped_redelivered += 1
             return None
-        self.high_water = offset
+        self.high_water = position
         if event.event_id in self.recent:
             self.duplicates += 1
             return Annotation(is_new=False)

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS {db}.events
     resumed_at            Nullable(DateTime64(3, 'UTC')),
     source_partition      UInt32,
     source_offset         Int64,
+    source_index          UInt32,
     is_new                UInt8,
     queue_wait_ms         Nullable(Int64),
     queue_wait_at         Nullable(DateTime64(3, 'UTC')),
@@ -162,6 +163,7 @@ CREATE TABLE IF NOT EXISTS {db}.dead_letters
     source           LowCardinality(String),
     source_partition Int32,
     source_offset    Int64,
+    source_index     UInt32,
     reason           String,
     field            Nullable(String),
     key              Nullable(String),
@@ -171,4 +173,4 @@ CREATE TABLE IF NOT EXISTS {db}.dead_letters
     raw_hash         UInt64 MATERIALIZED cityHash64(raw)
 )
 ENGINE = ReplacingMergeTree
-ORDER BY (source, source_partition, source_offset, raw_hash);
+ORDER BY (source, source_partition, source_offset, source_index, raw_hash);

@@ -89,5 +89,5 @@ FROM
 
 -- Dead letters once each (the table may briefly hold a redelivered copy).
 CREATE OR REPLACE VIEW {db}.rejected_events AS
-SELECT received_at, source, source_partition, source_offset, reason, field, key, raw
+SELECT received_at, source, source_partition, source_offset, source_index, reason, field, key, raw
 FROM {db}.dead_letters FINAL;

@@ -14,7 +14,7 @@ def _records(path):
 
 def test_split_batch_separates_valid_and_bad(sample_events_path):
     split = split_batch(_records(sample_events_path), max_event_bytes=10_000)
-    assert [e.event_id for e, _, _ in split.events] == ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e7", "e8"]
+    assert [e.event_id for e, *_ in split.events] == ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e7", "e8"]
     assert [(d.source, d.source_partition, d.source_offset) for d in split.dead_letters] == [
         ("events", 2, 109), ("events", 2, 110)]
     assert split.dead_letters[1].field == "type"
@@ -46,3 +46,12 @@ def test_event_columns_are_aligned_and_typed(sample_events_path):
     assert cols["status"][finished] == "failed"
     step = cols["event_id"].index("e4")
     assert cols["input"][step] == '{"form":"signup"}' and cols["step_type"][step] == "trigger"
+
+
+def test_a_multi_event_record_is_split_into_positions(sample_events_path):
+    lines = [ln for ln in sample_events_path.read_bytes().splitlines() if ln.strip()]
+    record = RawRecord(b"r1", b"\n".join(lines[:3] + [lines[9]] + lines[3:5]) + b"\n", "events", 1, 42)
+    split = split_batch([record], max_event_bytes=10_000)
+    assert [(e.event_id, p, o, i) for e, p, o, i in split.events] == [
+        ("e1", 1, 42, 0), ("e2", 1, 42, 1), ("e3", 1, 42, 2), ("e4", 1, 42, 4), ("e5", 1, 42, 5)]
+    assert [(d.source_offset, d.source_index, d.raw) for d in split.dead_letters] == [(42, 3, b"not json at all")]
