@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     alert_lateness_seconds: float = Field(
         120.0, ge=0, description="How long the detectors wait for late events before judging a minute.")
     alert_webhook_url: str | None = Field(None, description="POST every alert state change here as JSON.")
+    # Fault injection for the reliability suite; leave unset in production.
+    fault_lose_reply_every: int = Field(
+        0, ge=0, description="Test hook: after every Nth stored insert, act as if its reply was lost.")
+    fault_outage_file: Path | None = Field(
+        None, description="Test hook: while this file exists, the warehouse is treated as unreachable.")
+    insert_dedup: bool = Field(True, description="Send insert deduplication tokens (turn off only to show "
+                               "what they prevent).")
 
     def to_env(self) -> dict[str, str]:
         """These settings as RUNLENS_* variables, for child processes."""

@@ -14,7 +14,7 @@ from embedded.read_endpoint import ReadEndpoint
 from producers.kafka import ensure_topics
 from runlens.settings import Settings
 from embedded.stack import resolve_brokers, topic_specs
-from sinks.clickhouse import Warehouse, connect, migrate
+from sinks.clickhouse import Faults, Warehouse, connect, migrate
 from streams.app import create_app
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,8 @@ def run_worker(settings: Settings) -> None:
     password = settings.warehouse_password.get_secret_value() if settings.warehouse_password else None
     client = connect(settings.worker_dsn, password=password)
     migrate(client, settings.database)
-    warehouse = Warehouse(client, settings.database)
+    warehouse = Warehouse(client, settings.database, dedup=settings.insert_dedup,
+                          faults=Faults(settings.fault_lose_reply_every, settings.fault_outage_file))
     endpoint = None
     if settings.uses_embedded_warehouse:
         endpoint = ReadEndpoint(str(settings.embedded_warehouse_path), port=settings.read_port)

@@ -19,6 +19,8 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -125,27 +127,52 @@ def batch_token(kind: str, keys: Iterable[object]) -> str:
     return f"{kind}-{digest.hexdigest()}"
 
 
+# Both spellings: ClickHouse 25+ decides by `deduplicate_insert`, older servers by `insert_deduplicate`.
+_NO_DEDUP = {"insert_deduplicate": 0, "deduplicate_insert": "disable"}
+
+
+@dataclass
+class Faults:
+    """Test hooks that make the warehouse misbehave the way real ones do (reliability suite)."""
+
+    lose_reply_every: int = 0          # after every Nth stored insert, raise as if the reply was lost
+    outage_file: Path | None = None    # while this file exists, every call fails as unreachable
+    inserts: int = 0
+
+    def before(self) -> None:
+        if self.outage_file is not None and self.outage_file.exists():
+            raise WarehouseUnavailable("injected outage: warehouse unreachable")
+
+    def after(self) -> None:
+        self.inserts += 1
+        if self.lose_reply_every and self.inserts % self.lose_reply_every == 0:
+            raise WarehouseUnavailable("injected fault: the insert was stored but its reply was lost")
+
+
 class Warehouse:
     """Writes batches into the runlens tables of one database.
 
     Thread-compatible: one writer per worker; the worker calls it from one thread at a time.
     """
 
-    def __init__(self, client: Client, database: str):
+    def __init__(self, client: Client, database: str, *, dedup: bool = True, faults: Faults | None = None):
         self.client = client
         self.database = check_identifier(database)
+        self.dedup = dedup
+        self.faults = faults or Faults()
 
     def insert_columns(self, table: str, columns: dict[str, list[Any]], token: str) -> None:
         """Insert a column-oriented batch once. Raises WarehouseUnavailable / WarehouseError."""
         if not columns or not next(iter(columns.values())):
             return
+        self.faults.before()
         try:
             self.client.insert(
                 f"{self.database}.{table}",
                 list(columns.values()),
                 column_names=list(columns),
                 column_oriented=True,
-                settings={"insert_deduplication_token": token},
+                settings={"insert_deduplication_token": token} if self.dedup else _NO_DEDUP,
             )
         except OperationalError as exc:
             raise WarehouseUnavailable(f"insert into {table} failed: {exc}") from exc
@@ -153,6 +180,7 @@ class Warehouse:
             if _looks_transient(exc):
                 raise WarehouseUnavailable(f"insert into {table} failed: {exc}") from exc
             raise WarehouseError(f"insert into {table} failed: {exc}") from exc
+        self.faults.after()
 
     def load_ledger(self, partition: int, *, recent_capacity: int = 200_000) -> "PartitionLedger":
         """Rebuild what the worker must remember about ``partition`` from what is stored: the
@@ -161,6 +189,7 @@ class Warehouse:
         from streams.ledger import PartitionLedger
 
         db = self.database
+        self.faults.before()
         try:
             count, high = self.client.query(
                 f"SELECT count(), max((source_offset, source_index)) FROM {db}.events "

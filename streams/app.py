@@ -93,15 +93,15 @@ async def write_with_retry(write: Callable[[], None], stats: WorkerStats, what: 
             stats.warehouse_healthy = True
             return
         except WarehouseUnavailable as exc:
-            delay = RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)]
+            error, delay = exc, RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)]
         except WarehouseError as exc:  # a refusal we cannot fix by waiting; do not lose the batch
-            delay = RETRY_BACKOFF[-1] * 2
+            error, delay = exc, RETRY_BACKOFF[-1] * 2
             log.error("warehouse refused %s (will retry, worker is stalled): %s", what, exc)
         stats.warehouse_healthy = False
         stats.warehouse_retries += 1
         attempt += 1
         if attempt == 1 or attempt % 10 == 0:
-            log.warning("writing %s failed (attempt %d), retrying in %.1fs: %s", what, attempt, delay, exc)
+            log.warning("writing %s failed (attempt %d), retrying in %.1fs: %s", what, attempt, delay, error)
         await asyncio.sleep(delay)
 
 

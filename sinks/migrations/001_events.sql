@@ -83,7 +83,8 @@ CREATE TABLE IF NOT EXISTS {db}.run_state
                  DateTime64(3, 'UTC'))
 )
 ENGINE = AggregatingMergeTree
-ORDER BY (account_id, run_id);
+ORDER BY (account_id, run_id)
+SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.run_state_mv TO {db}.run_state AS
 SELECT
@@ -130,7 +131,8 @@ CREATE TABLE IF NOT EXISTS {db}.step_state
                  DateTime64(3, 'UTC'))
 )
 ENGINE = AggregatingMergeTree
-ORDER BY (account_id, run_id, step_id, attempt);
+ORDER BY (account_id, run_id, step_id, attempt)
+SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.step_state_mv TO {db}.step_state AS
 SELECT

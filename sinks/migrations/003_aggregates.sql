@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS {db}.run_stats_state
     queue_wait_digest AggregateFunction(quantilesTDigest(0.5, 0.9, 0.95, 0.99), Float64)
 )
 ENGINE = AggregatingMergeTree
-ORDER BY (account_id, bucket, workflow_id, workflow_version, workflow_type, trigger, site_id, card_id);
+ORDER BY (account_id, bucket, workflow_id, workflow_version, workflow_type, trigger, site_id, card_id)
+SETTINGS non_replicated_deduplication_window = 1000;
 
 -- Finished runs, in the minute they finished.
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.run_stats_finished_mv TO {db}.run_stats_state AS
@@ -86,7 +87,8 @@ CREATE TABLE IF NOT EXISTS {db}.step_stats_state
     lateness_max_ms    SimpleAggregateFunction(max, Float64)
 )
 ENGINE = AggregatingMergeTree
-ORDER BY (account_id, bucket, workflow_id, workflow_version, step_id, step_name, step_type);
+ORDER BY (account_id, bucket, workflow_id, workflow_version, step_id, step_name, step_type)
+SETTINGS non_replicated_deduplication_window = 1000;
 
 -- Finished step attempts, in the minute they finished. A delay step is late when it resumed
 -- more than one second after its scheduled time.
@@ -123,7 +125,8 @@ CREATE TABLE IF NOT EXISTS {db}.queue_state
     running_delta SimpleAggregateFunction(sum, Int64)
 )
 ENGINE = AggregatingMergeTree
-ORDER BY (account_id, bucket);
+ORDER BY (account_id, bucket)
+SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.queue_state_mv TO {db}.queue_state AS
 SELECT
