@@ -272,8 +272,21 @@ def demo(
         out.print(f"sent {report.events:,} events of {report.runs:,} runs (and {report.bad_lines} bad lines) "
                   f"in {report.seconds:.0f}s; consumer lag now {lag}", highlight=False)
         _print_summary(settings, stack.query_url)
+        report_path = _write_demo_report(settings, stack.query_url, moment - window["backfill"],
+                                         moment + window["duration"] + timedelta(minutes=5))
+        out.print(f"report: {report_path}")
         out.print(f"worker log: {stack.logs / 'worker.log'}")
     out.print("stack stopped. Run `runlens up` to keep one running and query it with `runlens query`.")
+
+
+def _write_demo_report(settings: Settings, query_url: str, since: datetime, until: datetime) -> Path:
+    """The dashboards' panels over the demo's window as one HTML page (see `runlens report`)."""
+    from runlens.grafana_cmd import write_report
+    from sinks.clickhouse import connect
+
+    client = connect(query_url, database=settings.database)
+    return write_report(client, settings.data_dir / "report.html", since, until,
+                        warn=lambda text: err.print(text, highlight=False))
 
 
 def _wait_caught_up(stack, timeout: float = 600.0) -> int:
@@ -595,6 +608,19 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         raise SystemExit(0) from None
 
+
+def _register_command_groups() -> None:
+    """Command groups that live in their own modules."""
+    from runlens.bench import register as register_bench
+    from runlens.explore import register as register_explorer
+    from runlens.grafana_cmd import register as register_grafana
+
+    register_grafana(app)
+    register_explorer(app)
+    register_bench(app)
+
+
+_register_command_groups()
 
 if __name__ == "__main__":
     main()

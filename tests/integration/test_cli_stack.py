@@ -75,6 +75,8 @@ def test_demo_prints_the_summary_and_leaves_nothing_running(tmp_path, run_prefix
                   "Top failing steps", "Events rejected"):
         assert title in out
     assert "consumer lag now 0" in out
+    report = settings.data_dir.resolve() / "demo" / "report.html"
+    assert f"report: {report}" in out.replace("\n", "") and report.stat().st_size > 100_000
     assert _processes_started_for(settings.data_dir.resolve()) == []
 
 

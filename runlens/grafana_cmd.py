@@ -1,0 +1,344 @@
+"""``runlens grafana push`` and ``runlens report``: the dashboards in Grafana, or in one HTML page.
+
+Registered on the main app by ``register(app)``. Both render ``dashboards.panels``: push uploads
+the generated Grafana JSON and alert rules through grafana-client, report runs the same SQL
+and draws it with plotly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Optional
+from urllib.parse import urlparse
+
+import typer
+
+grafana_app = typer.Typer(help="Grafana: upload runlens' datasource, dashboards and alert rules.",
+                          no_args_is_help=True)
+
+WEBHOOK_ENV = "RUNLENS_GRAFANA_WEBHOOK_URL"
+
+_cli_module = None   # the module whose `app` we were registered on (runlens.cli, or __main__ under -m)
+
+
+def _cli():
+    """runlens.cli as loaded: under ``python -m runlens.cli`` it is ``__main__``, and importing
+    ``runlens.cli`` again would give a second copy whose UserError its main() does not catch."""
+    global _cli_module
+    if _cli_module is None:
+        import runlens.cli
+
+        _cli_module = runlens.cli
+    return _cli_module
+
+
+def _user_error(message: str) -> Exception:
+    return _cli().UserError(message)
+
+
+# --------------------------------------------------------------------------- push
+
+
+class GrafanaPush:
+    """Create or update, by uid, everything runlens provisions. Safe to run again."""
+
+    def __init__(self, api, out=print):
+        self.api = api
+        self.out = out
+
+    # -- checks
+
+    def check(self, url: str) -> tuple[str, str]:
+        """Fail with one line if ``url`` is not a reachable Grafana or the token is not accepted."""
+        from grafana_client.client import GrafanaClientError, GrafanaException, GrafanaUnauthorizedError
+
+        try:
+            health = self.api.client.GET("/health")
+        except GrafanaException as exc:
+            if exc.status_code == 0:
+                raise _user_error(f"cannot reach Grafana at {url}: {exc}") from None
+            raise _user_error(f"{url} does not answer like Grafana (GET /api/health: HTTP {exc.status_code})") from None
+        except (OSError, ValueError) as exc:
+            raise _user_error(f"cannot reach Grafana at {url}: {_reason(exc)}") from None
+        if not isinstance(health, dict) or "database" not in health:
+            raise _user_error(f"{url} does not answer like Grafana (no health report at /api/health)")
+        try:
+            org = self.api.organization.get_current_organization()
+        except GrafanaUnauthorizedError:
+            raise _user_error(f"Grafana at {url} rejected the token (401 Unauthorized): check --token") from None
+        except GrafanaClientError as exc:
+            if exc.status_code == 403:
+                raise _user_error(f"the token is not allowed to read the organisation at {url} (403): "
+                                  "use a service account token with the Admin role") from None
+            raise
+        return str(health.get("version", "?")), org.get("name", "?")
+
+    # -- resources
+
+    def datasource(self, body: dict[str, Any]) -> str:
+        uid = body["uid"]
+        existing = self._get(lambda: self.api.datasource.get_datasource_by_uid(uid))
+        if existing is None:
+            self.api.datasource.create_datasource(body)
+            return "created"
+        self.api.datasource.update_datasource_by_uid(uid, {**body, "id": existing.get("id")})
+        return "updated"
+
+    def folder(self, uid: str, title: str) -> str:
+        existing = self._get(lambda: self.api.folder.get_folder(uid))
+        if existing is None:
+            self.api.folder.create_folder(title, uid=uid)
+            return "created"
+        if existing.get("title") != title:
+            self.api.folder.update_folder(uid, title=title, overwrite=True)
+            return "updated"
+        return "unchanged"
+
+    def dashboard(self, model: dict[str, Any], folder_uid: str) -> str:
+        existing = self._get(lambda: self.api.dashboard.get_dashboard(model["uid"]))
+        self.api.dashboard.update_dashboard({"dashboard": {**model, "id": None}, "folderUid": folder_uid,
+                                             "overwrite": True, "message": "runlens grafana push"})
+        return "created" if existing is None else "updated"
+
+    def alert_rule(self, rule: dict[str, Any]) -> str:
+        provisioning = self.api.alertingprovisioning
+        existing = self._get(lambda: provisioning.get_alertrule(rule["uid"]))
+        if existing is None:
+            provisioning.create_alertrule(rule)
+            return "created"
+        provisioning.update_alertrule(rule["uid"], rule)
+        return "updated"
+
+    def rule_group(self, folder_uid: str, group: str, interval_s: int, rules: list[dict[str, Any]]) -> None:
+        self.api.alertingprovisioning.update_rule_group(
+            folder_uid, group, {"title": group, "folderUid": folder_uid, "interval": interval_s, "rules": rules})
+
+    def contact_point(self, point: dict[str, Any]) -> str:
+        provisioning = self.api.alertingprovisioning
+        existing = [p for p in provisioning.get_contactpoints() or [] if p.get("uid") == point["uid"]]
+        if not existing:
+            provisioning.create_contactpoint(point)
+            return "created"
+        provisioning.update_contactpoint(point["uid"], point)
+        return "updated"
+
+    def policy_route(self, route: dict[str, Any]) -> str:
+        """Put runlens' route under the root policy (replacing an earlier one); the rest of the
+        organisation's notification tree stays as it is."""
+        provisioning = self.api.alertingprovisioning
+        tree = provisioning.get_notification_policy_tree() or {}
+        routes = tree.get("routes") or []
+        kept = [r for r in routes if r.get("object_matchers") != route["object_matchers"]]
+        tree["routes"] = [route, *kept]
+        provisioning.set_notification_policy_tree(tree)
+        return "updated" if len(kept) < len(routes) else "created"
+
+    @staticmethod
+    def _get(fetch):
+        from grafana_client.client import GrafanaClientError
+
+        try:
+            return fetch()
+        except GrafanaClientError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+
+
+_CONNECTION_REASONS = (
+    ("refused", "connection refused"), ("Name or service not known", "unknown host"),
+    ("nodename nor servname", "unknown host"), ("Temporary failure in name resolution", "unknown host"),
+    ("timed out", "timed out"), ("Timeout", "timed out"), ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
+    ("SSL", "TLS handshake failed"),
+)
+
+
+def _reason(exc: Exception) -> str:
+    """One short line for a request failure (connection errors carry a whole traceback of text)."""
+    text = str(exc).strip() or exc.__class__.__name__
+    for needle, reason in _CONNECTION_REASONS:
+        if needle in text:
+            return reason
+    return text.split("\n")[0][:200]
+
+
+def datasource_body(clickhouse_url: str | None, reader_user: str | None, reader_password: str | None,
+                    database: str | None) -> dict[str, Any]:
+    """The provisioned datasource (dashboards/provisioning/datasources/clickhouse.yaml) as the
+    HTTP API takes it, with the connection pointed wherever Grafana reaches ClickHouse."""
+    import yaml
+
+    from dashboards.grafana import DATASOURCES_FILE
+
+    spec = dict(yaml.safe_load(DATASOURCES_FILE.read_text())["datasources"][0])
+    json_data = dict(spec.get("jsonData") or {})
+    if clickhouse_url:
+        parsed = urlparse(clickhouse_url if "//" in clickhouse_url else f"http://{clickhouse_url}")
+        if not parsed.hostname:
+            raise _user_error(f"--clickhouse-url: no host in {clickhouse_url!r}")
+        json_data.update(host=parsed.hostname, port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
+                         protocol="http", secure=parsed.scheme == "https")
+    if reader_user:
+        json_data["username"] = reader_user
+    if database:
+        json_data["defaultDatabase"] = database
+    password = reader_password if reader_password is not None else os.environ.get(
+        "RUNLENS_GRAFANA_READER_PASSWORD", "")
+    return {"uid": spec["uid"], "name": spec["name"], "type": spec["type"], "access": spec.get("access", "proxy"),
+            "isDefault": False, "jsonData": json_data, "secureJsonData": {"password": password}}
+
+
+def push(api, url: str, *, clickhouse_url: str | None = None, reader_user: str | None = None,
+         reader_password: str | None = None, database: str | None = None, webhook_url: str | None = None,
+         out=print) -> dict[str, str]:
+    """Upload everything; returns what happened to each resource (created / updated / ...)."""
+    from dashboards import grafana as G
+    from dashboards import panels as P
+
+    pusher = GrafanaPush(api, out)
+    version, org = pusher.check(url)
+    out(f"Grafana {version} at {url}, organisation {org!r}")
+    done: dict[str, str] = {}
+    body = datasource_body(clickhouse_url, reader_user, reader_password, database)
+    done[f"datasource {body['uid']}"] = pusher.datasource(body)
+    done[f"folder {P.FOLDER_UID}"] = pusher.folder(P.FOLDER_UID, P.FOLDER_TITLE)
+    for d in P.DASHBOARDS:
+        done[f"dashboard {d.uid}"] = pusher.dashboard(G.build_dashboard(d), P.FOLDER_UID)
+    rules = G.alert_rules_api()
+    for rule in rules:
+        done[f"alert rule {rule['uid']}"] = pusher.alert_rule(rule)
+    pusher.rule_group(P.FOLDER_UID, P.ALERT_GROUP, 60, rules)
+    if webhook_url:
+        point = G.contact_point()
+        point["settings"] = {**point["settings"], "url": webhook_url}
+        done[f"contact point {point['uid']}"] = pusher.contact_point(point)
+        route = {**G.notification_policy(), "object_matchers": [["team", "=", "runlens"]]}
+        done["notification route team=runlens"] = pusher.policy_route(route)
+    else:
+        done["contact point"] = "skipped (no --webhook-url)"
+    for what, outcome in done.items():
+        out(f"{what}: {outcome}")
+    return done
+
+
+def _api(url: str, token: str | None, timeout: float):
+    from grafana_client import GrafanaApi
+
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise _user_error(f"--url: {url!r} is not an http(s) URL (e.g. http://localhost:3000)")
+    credential: Any = token
+    if token and ":" in token and not token.startswith("glsa_"):
+        credential = tuple(token.split(":", 1))   # user:password (basic auth)
+    return GrafanaApi.from_url(url, credential=credential, timeout=timeout)
+
+
+@grafana_app.command("push")
+def grafana_push(
+    url: Annotated[str, typer.Option(help="Grafana's URL, e.g. http://localhost:3000.",
+                                     envvar="RUNLENS_GRAFANA_URL")],
+    token: Annotated[str, typer.Option(help="Service account token (Admin role), or user:password.",
+                                       envvar="RUNLENS_GRAFANA_TOKEN")],
+    clickhouse_url: Annotated[Optional[str], typer.Option(
+        help="Where Grafana reaches ClickHouse (http://host:8123). Default: as provisioned "
+             "(http://clickhouse:8123, the compose service).")] = None,
+    reader_user: Annotated[Optional[str], typer.Option(help="ClickHouse user for Grafana (read-only).")] = None,
+    reader_password: Annotated[Optional[str], typer.Option(
+        help="Its password (default: RUNLENS_GRAFANA_READER_PASSWORD).", envvar="RUNLENS_GRAFANA_READER_PASSWORD")] = None,
+    database: Annotated[Optional[str], typer.Option(help="Database the dashboards read (default: runlens).")] = None,
+    webhook_url: Annotated[Optional[str], typer.Option(
+        help="Webhook for alert notifications; also creates the contact point and the team=runlens "
+             "notification route (grouped by account and workflow).", envvar=WEBHOOK_ENV)] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each request.")] = 10.0,
+) -> None:
+    """Upload the datasource, folder, dashboards and alert rules to a Grafana (create or update by uid)."""
+    from grafana_client.client import GrafanaException
+
+    out = _cli().out
+    api = _api(url, token, timeout)
+    try:
+        push(api, url, clickhouse_url=clickhouse_url, reader_user=reader_user, reader_password=reader_password,
+             database=database, webhook_url=webhook_url, out=lambda text: out.print(text, highlight=False))
+    except GrafanaException as exc:
+        raise _user_error(f"Grafana refused the upload: {_reason(exc)}") from None
+    except OSError as exc:
+        raise _user_error(f"lost the connection to Grafana at {url}: {_reason(exc)}") from None
+
+
+# --------------------------------------------------------------------------- report
+
+
+def report(
+    ctx: typer.Context,
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
+    since: Annotated[str, typer.Option(help="From: 24h, 7d (ago) or RFC 3339.")] = "24h",
+    until: Annotated[Optional[str], typer.Option(help="Until: duration ago or RFC 3339 (default: now).")] = None,
+    account: Annotated[Optional[str], typer.Option(help="Account(s), comma-separated (default: all).")] = None,
+    workflow: Annotated[Optional[str], typer.Option(help="Workflow id(s), comma-separated.")] = None,
+    version: Annotated[Optional[str], typer.Option(help="Workflow version(s), comma-separated.")] = None,
+    type_: Annotated[Optional[str], typer.Option("--type", help="Workflow type(s), comma-separated.")] = None,
+    trigger: Annotated[Optional[str], typer.Option(help="Trigger(s), comma-separated.")] = None,
+    site: Annotated[Optional[str], typer.Option(help="Site id(s), comma-separated.")] = None,
+    card: Annotated[Optional[str], typer.Option(help="Card id(s), comma-separated.")] = None,
+) -> None:
+    """Render every dashboard panel into one self-contained HTML page (no Grafana needed)."""
+    cli = _cli()
+    start = cli._since(since)
+    end = cli._since(until) if until else datetime.now(timezone.utc)
+    if end <= start:
+        raise _user_error(f"--since {since} is not before --until {until or 'now'}")
+    variables = {"account": account, "workflow": workflow, "version": version, "type": type_,
+                 "trigger": trigger, "site": site, "card": card}
+    client = cli._query_client(cli.settings_of(ctx))
+    path = write_report(client, out_file, start, end, {k: v for k, v in variables.items() if v},
+                        warn=lambda text: cli.err.print(f"runlens: warning: {text}", highlight=False, markup=False,
+                                                        soft_wrap=True))
+    cli.out.print(f"wrote {path.resolve()}", highlight=False)
+
+
+def write_report(client, out_path, since, until, variables=None, warn=None) -> Path:
+    """Write the report (``dashboards.report``) for ``[since, until]`` and these variable values
+    (name -> value, comma-separated values or list; missing = All) and return its path.
+
+    Raises the CLI's one-line error when the time range or a variable is unusable, when no panel
+    could be queried (warehouse unreachable) or the file cannot be written; ``warn(text)`` is
+    told about panels whose query failed when others worked."""
+    from dashboards import report as R
+
+    try:
+        since, until = R._utc(since), R._utc(until)
+        if until <= since:
+            raise ValueError("the report's time range is empty (until is not after since)")
+        items = R.collect(client, since, until, variables)
+        page = R.render_html(items, since, until, R.variable_values(variables))
+    except ValueError as exc:
+        raise _user_error(str(exc)) from None
+    failed = [i for i in items if i.result.error]
+    if failed and len(failed) == len(items):
+        raise _user_error(f"no panel could be queried: {failed[0].result.error}")
+    if failed and warn:
+        warn(f"{len(failed)} of {len(items)} panels failed, e.g. {failed[0].panel.title!r}: {failed[0].result.error}")
+    path = Path(out_path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise _user_error(f"cannot write {out_path}: {_reason(exc)}") from None
+    return path
+
+
+def register(app: typer.Typer) -> None:
+    """Add `grafana push` and `report` to runlens' command line (called at the end of runlens.cli)."""
+    global _cli_module
+    for module in list(sys.modules.values()):
+        try:
+            if getattr(module, "app", None) is app:
+                _cli_module = module
+                break
+        except Exception:  # noqa: BLE001 - a lazy module may fail on attribute access
+            continue
+    app.add_typer(grafana_app, name="grafana")
+    app.command("report")(report)
