@@ -134,7 +134,7 @@ class EmbeddedStack:
         return self
 
     def start_worker(self, timeout: float = 90.0) -> None:
-        self.worker = spawn([sys.executable, "-m", "runlens.cli", "worker"],
+        self.worker = spawn([sys.executable, "-m", "runlens", "worker"],
                             log_file=self.logs / "worker.log", env=self.worker_env())
         if self.settings.uses_embedded_warehouse:
             wait_for_port(self.read_port, timeout=timeout, proc=self.worker)

@@ -344,7 +344,11 @@ class Bench:
             raise
         except Exception as exc:  # noqa: BLE001 - a failed phase is reported; the others still run
             message = f"{type(exc).__name__}: {exc}".splitlines()[0][:400]
-            self.result["errors"].append({"phase": name, "error": message})
+            entry: dict[str, Any] = {"phase": name, "error": message}
+            log = self.scratch / name / "logs" / "worker.log"
+            if log.is_file():  # the scratch folder goes away: keep what the worker said
+                entry["worker_log_tail"] = log.read_text(errors="replace").splitlines()[-30:]
+            self.result["errors"].append(entry)
             self.console.print(f"bench: phase {name} failed: {message}", markup=False, highlight=False)
         finally:
             self.result.setdefault("phase_seconds", {})[name] = round(time.monotonic() - started, 1)

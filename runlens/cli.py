@@ -612,12 +612,14 @@ def main(argv: list[str] | None = None) -> None:
 def _register_command_groups() -> None:
     """Command groups that live in their own modules."""
     from runlens.bench import register as register_bench
+    from runlens.dlq import register as register_dlq
     from runlens.explore import register as register_explorer
     from runlens.grafana_cmd import register as register_grafana
 
     register_grafana(app)
     register_explorer(app)
     register_bench(app)
+    register_dlq(app)
 
 
 _register_command_groups()

@@ -24,7 +24,7 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
 def run_cli(settings: Settings, *args: str, input: bytes | None = None, timeout: float = 300,
             **extra_env: str) -> subprocess.CompletedProcess:
     """Run ``runlens ARGS`` as a user would, in a child process with these settings."""
-    return subprocess.run([sys.executable, "-m", "runlens.cli", *args], input=input,
+    return subprocess.run([sys.executable, "-m", "runlens", *args], input=input,
                           capture_output=True, env=cli_env(settings, **extra_env), timeout=timeout)
 
 

@@ -36,7 +36,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.timeout(300)
 def test_up_serves_other_commands_and_stops_cleanly(tmp_path, run_prefix):
     settings = Settings(data_dir=tmp_path, topic_prefix=f"{run_prefix}up", database=f"{run_prefix}_up")
-    up = subprocess.Popen([sys.executable, "-m", "runlens.cli", "up"], env=cli_env(settings),
+    up = subprocess.Popen([sys.executable, "-m", "runlens", "up"], env=cli_env(settings),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         stack = wait_for(lambda: json.loads(settings.stack_file.read_text()) if settings.stack_file.exists() else None,
@@ -67,7 +67,7 @@ def test_up_serves_other_commands_and_stops_cleanly(tmp_path, run_prefix):
 @pytest.mark.timeout(400)
 def test_demo_prints_the_summary_and_leaves_nothing_running(tmp_path, run_prefix):
     settings = Settings(data_dir=tmp_path, topic_prefix=f"{run_prefix}demo", database=f"{run_prefix}_demo")
-    result = subprocess.run([sys.executable, "-m", "runlens.cli", "demo", "--backfill", "6h", "--duration", "3s",
+    result = subprocess.run([sys.executable, "-m", "runlens", "demo", "--backfill", "6h", "--duration", "3s",
                              "--backfill-rate", "300"], env=cli_env(settings), capture_output=True, timeout=380)
     out = result.stdout.decode()
     assert result.returncode == 0, out + result.stderr.decode()

@@ -43,7 +43,7 @@ def test_sample_through_kafka_and_clickhouse_containers(tmp_path, run_prefix, sa
                f"{clickhouse.get_exposed_port(8123)}")
         settings = Settings(data_dir=tmp_path, brokers=kafka.get_bootstrap_server(), warehouse_dsn=dsn,
                             topic_prefix=run_prefix, database=run_prefix)
-        worker = spawn([sys.executable, "-m", "runlens.cli", "worker"], log_file=tmp_path / "worker.log",
+        worker = spawn([sys.executable, "-m", "runlens", "worker"], log_file=tmp_path / "worker.log",
                        env=cli_env(settings))
         try:
             published = run_cli(settings, "publish", str(sample_events_path))
