@@ -540,6 +540,55 @@ def stats_alerts(
     _run_stats_query(ctx, lambda: stats.alerts(f, state.value if state else None), format)
 
 
+RECONCILE_SQL = """
+SELECT account_id, bucket, raw_finished, aggregated_finished, aggregated_finished - raw_finished AS drift
+FROM
+(
+    SELECT account_id, toStartOfMinute(finished_at) AS bucket, count() AS raw_finished
+    FROM runs WHERE finished_at IS NOT NULL AND finished_at >= {since:DateTime64(3, 'UTC')}
+    GROUP BY account_id, bucket
+) AS raw
+FULL OUTER JOIN
+(
+    SELECT account_id, bucket, sum(finished) AS aggregated_finished
+    FROM run_stats_state WHERE bucket >= {since:DateTime64(3, 'UTC')}
+    GROUP BY account_id, bucket
+) AS agg USING (account_id, bucket)
+WHERE drift != 0
+ORDER BY abs(drift) DESC, bucket
+LIMIT 1000
+"""
+
+
+@app.command()
+def reconcile(
+    ctx: typer.Context,
+    since: Annotated[str, typer.Option(help="Check buckets from this time: 24h, 7d (ago) or RFC 3339.")] = "7d",
+    format: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.table,
+) -> None:
+    """Compare the aggregates with the raw runs per account and minute; exit 3 on any drift.
+
+    A run finished in the `runs` view must be counted once in `run_stats` in the minute it
+    finished. Buckets that disagree are listed with the difference (positive: counted more
+    than once, negative: missing); schedule it (cron, a Grafana alert on its output) to watch
+    for drift continuously."""
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    moment = _since(since)
+    client = _query_client(settings_of(ctx))
+    try:
+        result = client.query(RECONCILE_SQL, parameters={"since": moment})
+    except DatabaseError as exc:
+        raise UserError(_clickhouse_message(exc)) from None
+    rows = result.result_rows
+    drift = sum(abs(r[-1]) for r in rows)
+    if rows:
+        write_rows(list(result.column_names), rows, format)
+    err.print(f"drift: {drift} runs in {len(rows)} buckets since {moment:%Y-%m-%d %H:%M} UTC", highlight=False)
+    if drift:
+        raise typer.Exit(3)
+
+
 @schema_app.command("export")
 def schema_export(
     output: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write; stdout if omitted.")] = None,

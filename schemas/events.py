@@ -21,8 +21,9 @@ from pydantic import (
     model_validator,
 )
 
-SUPPORTED_SCHEMA_VERSIONS = (1,)
-CURRENT_SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
+CURRENT_SCHEMA_VERSION = 2
+"""v2 adds the optional ``tags`` (string labels an engine attaches to a run); v1 events stay valid."""
 
 
 class WorkflowType(StrEnum):
@@ -131,6 +132,7 @@ class RunContext(_Model):
     contact_id: str | None = None
     replay_of: str | None = None
     replay_mode: ReplayMode | None = None
+    tags: dict[str, str] | None = None   # since v2
 
     @field_validator("schema_version")
     @classmethod

@@ -86,3 +86,9 @@ def test_injection_in_a_filter_is_just_a_value(published, stack_settings):
     result = run_cli(stack_settings, "stats", "success", "--account", "acme' OR 1=1 --", *WINDOW, "-f", "csv")
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().strip().splitlines()[1:] == []
+
+
+def test_reconcile_finds_no_drift_on_the_shared_workload(published, stack_settings):
+    result = run_cli(stack_settings, "reconcile", "--since", START.isoformat())
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    assert result.stderr.decode().startswith("drift: 0 runs in 0 buckets")

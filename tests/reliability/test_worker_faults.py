@@ -100,6 +100,9 @@ def test_control_without_dedup_tokens_the_lost_reply_test_fails(tmp_path, stack_
     problems = oracle_problems(reader_of(stack), workload)
     report("control", problems=len(problems), first=problems[:1])
     assert any(p.startswith(("run_stats", "step_stats", "queue_depth")) for p in problems)
+    # the continuous reconciliation check sees the same drift
+    reconcile = run_cli(stack.settings, "reconcile", "--since", "2026-11-01T00:00:00Z")
+    assert reconcile.returncode == 3 and b"drift: 0 " not in reconcile.stderr
 
 
 def test_warehouse_outage_applies_back_pressure_and_catches_up(tmp_path, stack_factory):
