@@ -638,7 +638,9 @@ def main(argv: list[str] | None = None) -> None:
     from sinks.clickhouse import WarehouseError
 
     try:
-        app(args=argv, prog_name="runlens", standalone_mode=False)
+        code = app(args=argv, prog_name="runlens", standalone_mode=False)
+        if isinstance(code, int) and code:   # typer.Exit(n) comes back as a return value here
+            raise SystemExit(code)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:
