@@ -1419,7 +1419,7 @@ def _bad_line(r: random.Random, ev: dict, line: bytes, k: int) -> bytes:
         field = "started_at" if ("started_at" in doc and r.random() < 0.3) else "ts"
         doc[field] = r.choice(_BAD_TIMES)
     else:
-        doc["schema_version"] = r.choice((0, 2, 3, 99))
+        doc["schema_version"] = r.choice((0, 3, 7, 99))
     return orjson.dumps(doc)
 
 

@@ -652,7 +652,7 @@ class Bench:
                     tag = f"x{number}_".encode()
                     keys = [k.replace("run_", tag.decode() + "run_") for k in keys]
                     values = [v.replace(b':"run_', b':"' + tag + b"run_") for v in values]  # values only
-                run = self.throughput(stack, self._sink(stack, mode), keys, values)
+                run = self.throughput(stack, self._sink(stack, mode), keys, values, mode)
                 run["producer"] = mode
                 self._check_stored(stack, run, expected=len(values) * (number + 1) + len(warm_values))
                 pipeline["throughput_by_producer"][mode] = run
@@ -681,12 +681,14 @@ class Bench:
                 self.step(f"pipeline: soak at 50% of max for {self.plan.soak_s:g}s")
                 resources["soak"] = self.soak(stack, sink, max_rate * 0.5)
                 self.advance()
+            del sink  # librdkafka clients must go before the broker does, or they log reconnects
+            gc.collect()
             memory = proc_memory_mb(stack.worker.pid) if stack.worker is not None else {}
             resources["worker_rss_mb_peak"] = _r(memory.get("VmHWM"))
             resources["worker_restarts"] = stack.worker_restarts
         self._resources_summary()
 
-    def throughput(self, stack, sink, keys: list[str], values: list[bytes]) -> dict:
+    def throughput(self, stack, sink, keys: list[str], values: list[bytes], label: str = "") -> dict:
         n = len(values)
         worker_pid = stack.worker.pid
         broker_pid = stack.broker.proc.pid if stack.broker is not None else None
@@ -702,7 +704,7 @@ class Bench:
         t_sent = time.monotonic()
         producer_cpu = time.process_time() - p0
         lag, t_done = self._wait_lag_zero(stack, 300 + n / 500, total=n, label="throughput",
-                                          on_sample=lambda: self._sample_rss(stack, "throughput"))
+                                          on_sample=lambda: self._sample_rss(stack, f"throughput {label}"))
         worker_cpu = _delta(proc_cpu_seconds(worker_pid), w0)
         broker_cpu = _delta(proc_cpu_seconds(broker_pid), b0) if broker_pid else None
         seconds = t_done - t0
@@ -1374,7 +1376,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     for mode, run in by_producer.items():
         title = {"emitter": "one record per event, as RunEmitter sends",
                  "sink": "EventSink, as publish/simulate send"}.get(mode, mode)
-        bold = "**" if run is tp else ""
+        bold = "**" if run.get("producer") == tp.get("producer") else ""
         ratios = " / ".join(f"{_x(run.get('ratio_to', {}).get(n))} {n}" for n in ("B0", "B1", "B2"))
         lines.append(f"| {bold}pipeline{bold}: {title} ({_fmt(run.get('records'))} records), until lag 0 | "
                      f"{_fmt(run['events'])} | {run['seconds']:.2f} | {bold}{_fmt(run['events_per_s'])}{bold} | "
@@ -1416,10 +1418,11 @@ def render_markdown(result: dict[str, Any]) -> str:
                   f"| CPU s per million events at max rate | {_fmt(res.get('worker_cpu_s_per_million_at_max'), 2)} "
                   f"({_x(res.get('cpu_per_million_ratio_to_B2'))} B2) |"]
         if soak:
+            slope = (f"; {_fmt(soak['growth_mb_per_min_second_half'], 2)} MiB/min over the second half"
+                     if soak["seconds"] >= 120 else "")
             lines += [f"| soak: {soak['seconds']:g} s at {_fmt(soak['achieved_events_per_s'])} events/s | "
                       f"RSS {_fmt(soak['rss_mb_start'], 0)} → {_fmt(soak['rss_mb_end'], 0)} MiB "
-                      f"({_fmt(soak['growth_mb'], 1)} MiB; {_fmt(soak['growth_mb_per_min_second_half'], 2)} MiB/min "
-                      "over the second half) |",
+                      f"({_fmt(soak['growth_mb'], 1)} MiB{slope}) |",
                       f"| soak: CPU s per million events | {_fmt(soak.get('worker_cpu_s_per_million'), 2)} |"]
         lines.append("")
     q = result.get("queries", {})
@@ -1471,11 +1474,13 @@ def render_chart(result: dict[str, Any], path: Path) -> None:
         if name in base:
             names.append(name)
             rates.append(base[name]["events_per_s"])
+    colors = ["#9aa7b8"] * len(names)
     tp = result.get("pipeline", {}).get("throughput")
-    if tp:
-        names.append("pipeline")
-        rates.append(tp["events_per_s"])
-    colors = ["#9aa7b8"] * (len(names) - (1 if tp else 0)) + (["#d9822b"] if tp else [])
+    by_producer = result.get("pipeline", {}).get("throughput_by_producer") or ({"": tp} if tp else {})
+    for mode, run in by_producer.items():
+        names.append(f"pipeline\n{mode}".strip())
+        rates.append(run["events_per_s"])
+        colors.append("#d9822b" if run.get("producer") == tp.get("producer") else "#f0c08a")
     ax.bar(names, rates, color=colors)
     ax.set_yscale("log")
     ax.set_title("Throughput (events/s, log scale)")
@@ -1485,24 +1490,27 @@ def render_chart(result: dict[str, Any], path: Path) -> None:
     ax = axes[0][1]
     lat = result.get("pipeline", {}).get("latency", [])
     if lat:
-        width = 0.12
+        width = 0.11
         xs = range(len(lat))
-        series = [("runs", "runs_view", "p50_ms"), ("runs", "runs_view", "p95_ms"), ("runs", "runs_view", "p99_ms"),
+        series = [("Kafka hop", "kafka_hop", "p50_ms"), ("runs", "runs_view", "p50_ms"), ("runs", "runs_view", "p95_ms"), ("runs", "runs_view", "p99_ms"),
                   ("run_stats", "run_stats", "p50_ms"), ("run_stats", "run_stats", "p95_ms"),
                   ("run_stats", "run_stats", "p99_ms")]
         for k, (label, key, pct) in enumerate(series):
-            ax.bar([x + (k - 2.5) * width for x in xs], [row[key][pct] or 0 for row in lat], width,
+            ax.bar([x + (k - 3) * width for x in xs], [(row.get(key) or {}).get(pct) or 0 for row in lat], width,
                    label=f"{label} {pct[:3]}")
         ax.set_xticks(list(xs), [f"{row['target_pct_of_max']:g}%\n{row['target_events_per_s']:,}/s" for row in lat])
-        ax.legend(fontsize=8, ncol=2)
-    ax.set_title("Event → queryable latency (ms) at % of max rate")
+        ax.set_yscale("log")
+        top = max([(row.get(key) or {}).get(pct) or 1 for row in lat for _, key, pct in series])
+        ax.set_ylim(top=top * 12)
+        ax.legend(fontsize=7, ncol=4, loc="upper center")
+    ax.set_title("Event → queryable latency (ms, log scale) at % of max rate")
 
     ax = axes[1][0]
     timeline = result.get("resources", {}).get("rss_timeline", [])
     if timeline:
         phases: dict[str, list] = {}
         for phase, t, mb in timeline:
-            phases.setdefault(phase.split("-")[0], []).append((t, mb))
+            phases.setdefault(phase if phase.startswith("throughput") else phase.split("-")[0], []).append((t, mb))
         for phase, points in phases.items():
             ax.plot([t for t, _ in points], [mb for _, mb in points], ".-", label=phase, markersize=3)
         ax.legend(fontsize=8)

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     read_port: int = Field(0, ge=0, le=65535, description="Port of the embedded read endpoint (0 = any free port).")
     broker_port: int = Field(0, ge=0, le=65535, description="Port of the embedded broker (0 = any free port).")
     log_level: str = Field("WARNING", description="Worker log level.")
+    metrics_interval_seconds: float = Field(
+        5.0, gt=0, description="How often the worker records pipeline health in pipeline_metrics.")
     alert_lateness_seconds: float = Field(
         120.0, ge=0, description="How long the detectors wait for late events before judging a minute.")
     alert_webhook_url: str | None = Field(None, description="POST every alert state change here as JSON.")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import faust
 import orjson
 from faust.types import EventT
 
+from producers.kafka import consumer_lag
 from runlens.settings import Settings
 from schemas.dead_letter import DeadLetter
 from sinks.clickhouse import Warehouse, WarehouseError, WarehouseUnavailable, batch_token
@@ -53,7 +55,7 @@ class WorkerStats:
     last_batch_at: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "last_batch_at"}
 
 
 def faust_broker_url(brokers: str) -> str:
@@ -71,6 +73,14 @@ def _hold_back(events: Sequence[EventT]) -> None:
     commit bookkeeping, so its offset is never committed and it is delivered again."""
     for event in events:
         event.message.acked = True
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
 
 
 def _die(exc: BaseException) -> None:
@@ -211,6 +221,29 @@ def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
             log.warning("alert %s: %s", alert.state, alert.summary)
             if webhook is not None:
                 webhook.notify(alert)
+
+    worker_name = f"{socket.gethostname()}:{os.getpid()}"
+
+    @app.timer(settings.metrics_interval_seconds)
+    async def record_metrics() -> None:
+        """Pipeline health every few seconds into ``pipeline_metrics`` (best effort: a failed
+        write is logged and skipped, never retried, never blocks ingestion)."""
+        loop = asyncio.get_running_loop()
+        try:
+            lag = await loop.run_in_executor(None, lambda: consumer_lag(
+                brokers, settings.consumer_group, [settings.events_topic, settings.dead_letter_topic]))
+        except Exception:  # noqa: BLE001 - the broker may be briefly unreachable
+            lag = -1
+        now = datetime.now(timezone.utc)
+        figures = {**{k: float(v) for k, v in stats.as_dict().items()}, "consumer_lag": float(lag),
+                   "too_late_for_alerts": float(stream_alerts.too_late), "rss_bytes": float(_rss_bytes())}
+        columns = {"time": [now] * len(figures), "worker": [worker_name] * len(figures),
+                   "metric": list(figures), "value": list(figures.values())}
+        try:
+            await loop.run_in_executor(None, lambda: warehouse.insert_columns(
+                "pipeline_metrics", columns, f"metrics-{worker_name}-{now.timestamp()}"))
+        except Exception as exc:  # noqa: BLE001
+            log.info("skipped a metrics sample: %s", exc)
 
     @app.agent(dlq_topic, name="store-dead-letters")
     async def store_dead_letters(stream: faust.StreamT) -> None:
