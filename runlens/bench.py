@@ -589,6 +589,15 @@ class Bench:
 
         return EventSink(producer, stack.settings.events_topic)
 
+    def _stored(self, stack) -> int:
+        from sinks.clickhouse import connect
+
+        client = connect(stack.query_url, database=stack.settings.database)
+        try:
+            return client.query("SELECT count() FROM events").result_rows[0][0]
+        finally:
+            client.close()
+
     def _check_stored(self, stack, run: dict, expected: int) -> None:
         """Every event sent so far is in ``events`` and nothing was dead-lettered: the bench sent
         what it meant to send, so the rate is a rate of stored events."""
@@ -644,23 +653,27 @@ class Bench:
             self.advance()
 
             keys, values = data.pop("keys"), data.pop("values")
-            modes = [self.plan.producer] + [m for m in PRODUCERS if m != self.plan.producer]
             pipeline["throughput_by_producer"] = {}
-            for number, mode in enumerate(modes):
+
+            def max_rate_run(mode: str, number: int) -> dict:
+                nonlocal keys, values
                 self.step(f"pipeline: {len(values):,} events at maximum rate ({mode} producer)")
                 if number:  # the same events under other ids: no duplicates for the worker to skip
                     tag = f"x{number}_".encode()
                     keys = [k.replace("run_", tag.decode() + "run_") for k in keys]
                     values = [v.replace(b':"run_', b':"' + tag + b"run_") for v in values]  # values only
+                before = self._stored(stack)
                 run = self.throughput(stack, self._sink(stack, mode), keys, values, mode)
                 run["producer"] = mode
-                self._check_stored(stack, run, expected=len(values) * (number + 1) + len(warm_values))
+                self._check_stored(stack, run, expected=before + len(values))
                 pipeline["throughput_by_producer"][mode] = run
-                if number == 0:
-                    pipeline["throughput"] = run
-                    resources["worker_rss_mb_after_throughput"] = _r(rss_mb(stack.worker.pid))
                 self.advance()
-            del keys, values
+                return run
+
+            # the chosen producer first: the fixed-rate runs and the soak follow it on a worker that has
+            # seen only that producer's batches; the other producer's max-rate run comes last
+            pipeline["throughput"] = max_rate_run(self.plan.producer, 0)
+            resources["worker_rss_mb_after_throughput"] = _r(rss_mb(stack.worker.pid))
             max_rate = pipeline["throughput"]["events_per_s"]
 
             reader = connect(stack.query_url, database=settings.database)
@@ -682,9 +695,15 @@ class Bench:
                 resources["soak"] = self.soak(stack, sink, max_rate * 0.5)
                 self.advance()
             del sink  # librdkafka clients must go before the broker does, or they log reconnects
-            gc.collect()
             memory = proc_memory_mb(stack.worker.pid) if stack.worker is not None else {}
             resources["worker_rss_mb_peak"] = _r(memory.get("VmHWM"))
+            for number, mode in enumerate((m for m in PRODUCERS if m != self.plan.producer), start=1):
+                max_rate_run(mode, number)
+                memory = proc_memory_mb(stack.worker.pid) if stack.worker is not None else {}
+                resources[f"worker_rss_mb_after_{mode}_max_rate_run"] = _r(memory.get("VmRSS"))
+                resources[f"worker_rss_mb_peak_after_{mode}_max_rate_run"] = _r(memory.get("VmHWM"))
+            del keys, values
+            gc.collect()
             resources["worker_restarts"] = stack.worker_restarts
         self._resources_summary()
 
@@ -1414,7 +1433,14 @@ def render_markdown(result: dict[str, Any]) -> str:
                   f"| RSS after the max-rate run | {_fmt(res.get('worker_rss_mb_after_throughput'), 0)} MiB |",
                   f"| RSS at steady state ({res.get('steady_state_from')}) | "
                   f"{_fmt(res.get('worker_rss_mb_steady'), 0)} MiB |",
-                  f"| peak RSS (VmHWM) | {_fmt(res.get('worker_rss_mb_peak'), 0)} MiB |",
+                  f"| peak RSS (VmHWM) up to the end of the soak | {_fmt(res.get('worker_rss_mb_peak'), 0)} MiB |"]
+        for key, value in res.items():
+            match = re.match(r"worker_rss_mb_(peak_)?after_(\w+)_max_rate_run$", key)
+            if match:
+                what = "peak RSS (VmHWM)" if match.group(1) else "RSS"
+                lines.append(f"| {what} after the {match.group(2)} producer's max-rate run (last) | "
+                             f"{_fmt(value, 0)} MiB |")
+        lines += [
                   f"| CPU s per million events at max rate | {_fmt(res.get('worker_cpu_s_per_million_at_max'), 2)} "
                   f"({_x(res.get('cpu_per_million_ratio_to_B2'))} B2) |"]
         if soak:

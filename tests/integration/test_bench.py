@@ -1,0 +1,101 @@
+"""Smoke test of `runlens bench --quick`: it runs end to end as a user would run it and leaves a
+complete result file, a markdown table and a chart. No timing is asserted anywhere: only that
+every figure is there, that rates are positive and that the worker caught up."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runlens.settings import Settings
+from tests.helpers import run_cli
+
+pytestmark = pytest.mark.integration
+
+
+def _percentiles_present(block: dict) -> None:
+    assert block["observed"] > 0 and block["missing"] == 0, block
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        assert block[key] is not None and block[key] >= 0, (key, block)
+
+
+@pytest.fixture(scope="module")
+def quick_bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    settings = Settings(data_dir=root / "data")
+    out = root / "results"
+    result = run_cli(settings, "bench", "--quick", "--out", str(out), timeout=900)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    folders = [p for p in out.iterdir() if p.is_dir()]
+    assert len(folders) == 1, folders
+    return folders[0], result
+
+
+def test_quick_bench_writes_a_complete_result(quick_bench):
+    folder, result = quick_bench
+    doc = json.loads((folder / "bench.json").read_text())
+    assert doc["errors"] == []
+    assert doc["options"]["quick"] is True
+    machine = doc["machine"]
+    assert machine["cpus"] >= 1 and machine["ram_gib"] and machine["python"] and machine["cpu_model"]
+
+    for name in ("B0", "B1", "B2"):
+        baseline = doc["baselines"][name]
+        assert baseline["events"] == doc["workload"]["events"]
+        assert baseline["events_per_s"] > 0 and baseline["what"]
+
+    throughput = doc["pipeline"]["throughput"]
+    assert throughput["final_lag"] == 0
+    assert throughput["events"] == doc["workload"]["events"] and throughput["events_per_s"] > 0
+    assert set(throughput["ratio_to"]) == {"B0", "B1", "B2"}
+    assert all(v is not None and v > 0 for v in throughput["ratio_to"].values())
+
+    latency = doc["pipeline"]["latency"]
+    assert [row["target_pct_of_max"] for row in latency] == [25, 50, 80]
+    for row in latency:
+        assert row["final_lag"] == 0 and row["probes"] > 0
+        _percentiles_present(row["runs_view"])
+        _percentiles_present(row["run_stats"])
+        _percentiles_present(row["kafka_hop"])
+
+    resources = doc["resources"]
+    for key in ("worker_rss_mb_idle", "worker_rss_mb_steady", "worker_rss_mb_peak",
+                "worker_cpu_s_per_million_at_max"):
+        assert resources[key] is not None and resources[key] > 0, key
+    soak = resources["soak"]
+    assert soak["final_lag"] == 0 and len(soak["samples"]) >= 2 and soak["growth_mb"] is not None
+
+    sizes = doc["queries"]["sizes"]
+    assert len(sizes) == 1 and sizes[0]["events_stored"] > 0
+    queries = sizes[0]["queries"]
+    kinds = {q["kind"] for q in queries}
+    assert {"summary", "stats"} <= kinds
+    for q in queries:
+        if q["kind"] in ("summary", "stats"):
+            assert "error" not in q, q
+            assert q["p50_ms"] is not None and q["p95_ms"] is not None, q
+        else:
+            assert "error" in q or q["p50_ms"] is not None, q
+
+    markdown = (folder / "bench.md").read_text()
+    for heading in ("## Throughput", "## Event → queryable latency", "## Resources", "## Query speed"):
+        assert heading in markdown
+    assert markdown.splitlines()[2].startswith("Machine:")
+    assert "## Throughput" in result.stdout.decode()
+    png = (folder / "bench.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert not (folder / "scratch").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--soak", "abc"], "--soak: invalid duration 'abc'"),
+    (["--history", "1x"], "--history: invalid event count '1x'"),
+    (["--rates", "0,50"], "--rates:"),
+])
+def test_bad_arguments_are_one_line_errors(tmp_path, args, message):
+    result = run_cli(Settings(data_dir=tmp_path / "data"), "bench", "--quick", "--out", str(tmp_path / "r"), *args)
+    assert result.returncode != 0
+    stderr = result.stderr.decode()
+    assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not (tmp_path / "r").exists()
