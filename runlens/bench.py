@@ -49,27 +49,18 @@ import orjson
 import typer
 
 UTC = timezone.utc
-_cli: ModuleType | None = None  # the runlens.cli module whose app this command joined
 
 
 def register(app: typer.Typer) -> None:
     """Add ``bench`` to the ``runlens`` app."""
-    global _cli
-    callback = app.registered_callback.callback if app.registered_callback else None
-    module = sys.modules.get(callback.__module__) if callback else None
-    if module is None or not hasattr(module, "UserError"):
-        import runlens.cli as module
-    _cli = module
     app.command("bench")(bench_command)
 
 
 def _cli_module() -> ModuleType:
-    global _cli
-    if _cli is None:
-        import runlens.cli as module
+    """runlens.cli, imported on first use (it imports this module while it registers commands)."""
+    import runlens.cli
 
-        _cli = module
-    return _cli
+    return runlens.cli
 
 
 def _error(message: str) -> Exception:

@@ -23,17 +23,9 @@ import typer
 from dashboards import runs as rq
 from dashboards import sqllib
 
-_cli: ModuleType | None = None  # the runlens.cli module whose app these commands joined
-
 
 def register(app: typer.Typer) -> None:
     """Add ``runs``, ``export``, ``sql`` and ``retention`` to the ``runlens`` app."""
-    global _cli
-    callback = app.registered_callback.callback if app.registered_callback else None
-    module = sys.modules.get(callback.__module__) if callback else None
-    if module is None or not hasattr(module, "UserError"):
-        import runlens.cli as module
-    _cli = module
     app.add_typer(runs_app, name="runs")
     app.command("export")(export_command)
     app.command("sql")(sql_command)
@@ -41,12 +33,10 @@ def register(app: typer.Typer) -> None:
 
 
 def _cli_module() -> ModuleType:
-    global _cli
-    if _cli is None:
-        import runlens.cli as module
+    """runlens.cli, imported on first use (it imports this module while it registers commands)."""
+    import runlens.cli
 
-        _cli = module
-    return _cli
+    return runlens.cli
 
 
 def _error(message: str) -> Exception:

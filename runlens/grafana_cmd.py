@@ -21,18 +21,11 @@ grafana_app = typer.Typer(help="Grafana: upload runlens' datasource, dashboards 
 
 WEBHOOK_ENV = "RUNLENS_GRAFANA_WEBHOOK_URL"
 
-_cli_module = None   # the module whose `app` we were registered on (runlens.cli, or __main__ under -m)
-
-
 def _cli():
-    """runlens.cli as loaded: under ``python -m runlens.cli`` it is ``__main__``, and importing
-    ``runlens.cli`` again would give a second copy whose UserError its main() does not catch."""
-    global _cli_module
-    if _cli_module is None:
-        import runlens.cli
+    """runlens.cli, imported on first use (it imports this module while it registers commands)."""
+    import runlens.cli
 
-        _cli_module = runlens.cli
-    return _cli_module
+    return runlens.cli
 
 
 def _user_error(message: str) -> Exception:
