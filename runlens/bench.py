@@ -346,32 +346,40 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         self.scratch.mkdir(parents=True, exist_ok=True)
+        # Workers inherit this process's working directory and Faust keeps a `<group>-data` folder
+        # there: work from the scratch folder so that it goes away with the rest.
+        cwd = os.getcwd()
+        os.chdir(self.scratch)
+        try:
+            return self._run()
+        finally:
+            os.chdir(cwd)
+            if not self.plan.keep_scratch:
+                shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def _run(self) -> dict[str, Any]:
         steps = 2 + len(PRODUCERS) + (1 if self.plan.soak_s else 0) + len(self.plan.rates) + 2 * len(self.plan.history)
         self.overall = self.progress.add_task("bench", total=steps)
         self.detail = self.progress.add_task("", total=None)
-        try:
-            self.step("generating the events")
-            keys, values = encoded(live_events(self.plan.seed, datetime.now(UTC) - timedelta(days=1)),
-                                   self.plan.events)
-            self.result["workload"] = {
-                "events": len(values),
-                "avg_event_bytes": round(sum(map(len, values)) / len(values), 1),
-                "partitions": self.base.partitions,
-                "worker_settings": {name: value for name, value in self.base.model_dump().items()
-                                    if name.startswith(("batch_", "insert_", "partitions"))},
-            }
-            data = {"keys": keys, "values": values}
-            del keys, values
-            self.phase("baselines", lambda: self.baselines(data["keys"], data["values"]))
-            self.advance()
-            self.phase("pipeline", lambda: self.pipeline(data))
-            data.clear()
-            gc.collect()
-            if self.plan.history:
-                self.phase("queries", self.queries)
-        finally:
-            if not self.plan.keep_scratch:
-                shutil.rmtree(self.scratch, ignore_errors=True)
+        self.step("generating the events")
+        keys, values = encoded(live_events(self.plan.seed, datetime.now(UTC) - timedelta(days=1)),
+                               self.plan.events)
+        self.result["workload"] = {
+            "events": len(values),
+            "avg_event_bytes": round(sum(map(len, values)) / len(values), 1),
+            "partitions": self.base.partitions,
+            "worker_settings": {name: value for name, value in self.base.model_dump().items()
+                                if name.startswith(("batch_", "insert_", "partitions"))},
+        }
+        data = {"keys": keys, "values": values}
+        del keys, values
+        self.phase("baselines", lambda: self.baselines(data["keys"], data["values"]))
+        self.advance()
+        self.phase("pipeline", lambda: self.pipeline(data))
+        data.clear()
+        gc.collect()
+        if self.plan.history:
+            self.phase("queries", self.queries)
         self.result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         self.result["seconds"] = round(time.monotonic() - self.t_start, 1)
         return self.result
@@ -928,6 +936,9 @@ class Bench:
                     self.step(f"queries: running the queries at {label}")
                     stored = reader.query("SELECT count() FROM events").result_rows[0][0]
                     runs = reader.query("SELECT count() FROM runs").result_rows[0][0]
+                    memory = proc_memory_mb(stack.worker.pid) if stack.worker is not None else {}
+                    backfill["worker_rss_mb_after"] = _r(memory.get("VmRSS"))
+                    backfill["worker_rss_mb_peak"] = _r(memory.get("VmHWM"))
                     results = self.run_queries(reader, label)
                     out["sizes"].append({"label": label, "events_sent": sent, "events_stored": stored, "runs": runs,
                                          "backfill": backfill, "queries": results})
@@ -1448,7 +1459,9 @@ def render_markdown(result: dict[str, Any]) -> str:
         labels = [s["label"] for s in sizes]
         lines += [f"## Query speed (ms, {q.get('repeat')} timed runs each, through the read endpoint)", "",
                   "History: " + "; ".join(f"{s['label']}: {_fmt(s['events_stored'])} events, {_fmt(s['runs'])} runs "
-                                          f"(backfilled at {_fmt(s['backfill'].get('events_per_s'))} events/s)"
+                                          f"(backfilled through the pipeline at "
+                                          f"{_fmt(s['backfill'].get('events_per_s'))} events/s; worker peak RSS "
+                                          f"{_fmt(s['backfill'].get('worker_rss_mb_peak'), 0)} MiB)"
                                           for s in sizes) + ".", ""]
         head = "| query | " + " | ".join(f"{lab} p50 | {lab} p95" for lab in labels)
         head += " | growth p50 |" if len(sizes) > 1 else " |"

@@ -5,6 +5,7 @@ every figure is there, that rates are positive and that the worker caught up."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -86,6 +87,7 @@ def test_quick_bench_writes_a_complete_result(quick_bench):
     png = (folder / "bench.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     assert not (folder / "scratch").exists()
+    assert not list(Path.cwd().glob("bench-*-worker-data")), "Faust data folders left in the working directory"
 
 
 @pytest.mark.parametrize("args, message", [
