@@ -127,7 +127,8 @@ class EmbeddedStack:
             raise RuntimeError(f"a stack is already running from {self.data_dir}; stop it first "
                                "or use another RUNLENS_DATA_DIR")
         if not self.settings.brokers:
-            self.broker = start_broker(self.logs / "broker.log", self.settings.broker_port)
+            self.broker = start_broker(self.logs / "broker.log", self.settings.broker_port,
+                                       storage=self.settings.broker_storage)
         ensure_topics(self.brokers, topic_specs(self.settings))
         self.start_worker()
         StackInfo(self.brokers, self.query_url, os.getpid()).write(self.settings.stack_file)

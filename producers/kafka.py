@@ -9,9 +9,12 @@ partition); ``flush()`` returns only when every record was acknowledged and rais
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -92,13 +95,22 @@ class CheckedProducer:
         else:
             self._failures.append(err.str())
 
+    def _on_delivery_of(self, events: int, err: KafkaError | None, _msg: object) -> None:
+        if err is None:
+            self.delivered += events
+        else:
+            self._failures.append(err.str())
+
     def send(self, topic: str, value: bytes, key: bytes | str | None = None,
-             headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> None:
-        """Queue one record; blocks (serving callbacks) while the local queue is full."""
+             headers: list[tuple[str, bytes]] | None = None, partition: int | None = None,
+             events: int = 1) -> None:
+        """Queue one record holding ``events`` events (what ``delivered`` counts); blocks
+        (serving callbacks) while the local queue is full."""
         extra = {} if partition is None else {"partition": partition}
+        callback = self._on_delivery if events == 1 else partial(self._on_delivery_of, events)
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=self._on_delivery, **extra)
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=callback, **extra)
                 return
             except BufferError:
                 self._producer.poll(0.05)
@@ -113,7 +125,7 @@ class CheckedProducer:
         self._producer.poll(0)
 
     def flush(self, timeout: float = 60.0) -> int:
-        """Wait for every queued record. Returns how many were delivered in total."""
+        """Wait for every queued record. Returns how many events were delivered in total."""
         remaining = self._producer.flush(timeout)
         if remaining:
             raise DeliveryFailed(f"{remaining} records still undelivered after {timeout:.0f}s "
@@ -132,10 +144,15 @@ class EventBatcher:
     the consumer its per-record cost. Partitions exactly as librdkafka does by key (CRC32 of
     the run id modulo the partition count), so a run's events stay on one partition, in
     order, whichever producer sends them. ``flush()`` sends what is buffered and waits for
-    the broker's acknowledgement of everything."""
+    the broker's acknowledgement of everything.
+
+    With ``linger`` (seconds) a background thread sends what has waited that long, the way
+    telemetry exporters batch: an engine's event is on its way within ``linger`` even when no
+    other event follows. Events still buffered when the process dies are lost like the ones in
+    librdkafka's own queue; only ``flush()`` promises delivery. Thread-safe."""
 
     def __init__(self, producer: CheckedProducer, topic: str, *, max_events: int = 500,
-                 max_bytes: int = 256 * 1024):
+                 max_bytes: int = 256 * 1024, linger: float | None = None):
         self.producer, self.topic = producer, topic
         self.max_events, self.max_bytes = max_events, max_bytes
         self.partitions = producer.partition_count(topic)
@@ -143,53 +160,96 @@ class EventBatcher:
         self._keys: list[bytes] = [b""] * self.partitions
         self._sizes = [0] * self.partitions
         self.records = 0
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._pusher: threading.Thread | None = None
+        if linger is not None:
+            self._pusher = threading.Thread(target=self._push_every, args=(linger,), daemon=True,
+                                            name="runlens-event-batcher")
+            self._pusher.start()
 
     def partition_of(self, run_id: str) -> int:
         return zlib.crc32(run_id.encode()) % self.partitions
 
     def send(self, run_id: str, payload: bytes) -> None:
         partition = self.partition_of(run_id)
-        lines = self._lines[partition]
-        if not lines:
-            self._keys[partition] = run_id.encode()
-        lines.append(payload)
-        self._sizes[partition] += len(payload) + 1
-        if len(lines) >= self.max_events or self._sizes[partition] >= self.max_bytes:
-            self._emit(partition)
+        with self._lock:
+            lines = self._lines[partition]
+            if not lines:
+                self._keys[partition] = run_id.encode()
+            lines.append(payload)
+            self._sizes[partition] += len(payload) + 1
+            if len(lines) >= self.max_events or self._sizes[partition] >= self.max_bytes:
+                self._emit(partition)
 
     def _emit(self, partition: int) -> None:
         lines = self._lines[partition]
         if lines:
-            self.producer.send(self.topic, b"\n".join(lines), key=self._keys[partition], partition=partition)
+            self.producer.send(self.topic, b"\n".join(lines), key=self._keys[partition], partition=partition,
+                               events=len(lines))
             self.records += 1
             self._lines[partition] = []
             self._sizes[partition] = 0
 
     def push(self) -> None:
         """Hand every buffered event to the producer now, without waiting for acknowledgement."""
-        for partition in range(self.partitions):
-            self._emit(partition)
+        with self._lock:
+            for partition in range(self.partitions):
+                self._emit(partition)
         self.producer.poll()
+
+    def _push_every(self, linger: float) -> None:
+        while not self._closed.wait(linger):
+            self.push()
 
     def flush(self, timeout: float = 60.0) -> int:
         self.push()
         return self.producer.flush(timeout)
 
+    def close(self) -> None:
+        """Stop the background sender; what is buffered is sent by ``flush()``."""
+        self._closed.set()
+        if self._pusher is not None:
+            self._pusher.join()
+
 
 def consumer_lag(brokers: str, group: str, topics: Iterable[str], timeout: float = 10.0) -> int:
-    """Records in ``topics`` not yet committed by consumer group ``group`` (0 = caught up)."""
+    """Records in ``topics`` not yet committed by consumer group ``group`` (0 = caught up).
+
+    The end of each partition is read from a fetch at the committed offset, not from
+    ListOffsets: Tansu (the embedded broker) answers ListOffsets(latest) with the first offset
+    of the newest record batch + 1, which is short of the end whenever a producer batched."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False,
+                         "enable.partition.eof": True, "fetch.wait.max.ms": 10,
+                         "max.partition.fetch.bytes": 1024,
+                         "socket.connection.setup.timeout.ms": 5000})
     try:
         metadata = consumer.list_topics(timeout=timeout).topics
         partitions = [TopicPartition(t, p) for t in topics if t in metadata for p in metadata[t].partitions]
-        committed = consumer.committed(partitions, timeout=timeout)
+        if not partitions:
+            return 0
+        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=timeout)}
+        start: dict[tuple[str, int], int] = {}
+        for tp in partitions:
+            offset = committed[(tp.topic, tp.partition)]
+            if offset < 0:   # nothing committed yet: the group starts from the beginning
+                offset = consumer.get_watermark_offsets(tp, timeout=timeout)[0]
+            start[(tp.topic, tp.partition)] = offset
+        consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in start.items()])
+        pending = set(start)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None:   # a record or the partition's end: its fetch brought the high watermark
+                pending.discard((message.topic(), message.partition()))
+        if pending:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"no fetch answer for {sorted(pending)}"))
         lag = 0
-        for tp in committed:
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-            start = tp.offset if tp.offset >= 0 else low
-            lag += max(0, high - start)
+        for (topic, partition), offset in start.items():
+            high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)[1]
+            lag += max(0, high - offset)
         return lag
     finally:
         consumer.close()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from producers.kafka import CheckedProducer, EventBatcher
 from schemas.dead_letter import DeadLetter
-from schemas.validation import MAX_EVENT_BYTES, Rejection, parse_event
+from schemas.validation import MAX_EVENT_BYTES, Rejection, decode_event
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def publish_lines(
         if not line:
             report.blank += 1
             continue
-        result = parse_event(line, max_bytes=max_event_bytes)
+        result = decode_event(line, max_bytes=max_event_bytes)
         if isinstance(result, Rejection):
             report.rejected.append(RejectedLine(number, str(result)))
             letter = DeadLetter(raw=line, reason=result.reason, field=result.field, source=source,

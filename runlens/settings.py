@@ -40,13 +40,18 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="Partitions of the events topic when runlens creates it.")
     replication_factor: int = Field(1, ge=1, description="Replication factor of topics runlens creates.")
     batch_max_records: int = Field(
-        1000, ge=1, description="Most Kafka records the worker takes per batch (a record holds one event, "
-        "or up to 500 when the producer batches).")
+        200, ge=1, le=400, description="Most Kafka records the worker takes per batch (a record holds one "
+        "event, or up to 500 when the producer batches). At most 400: a redelivered batch must fit in the "
+        "ledger's 200,000-event horizon to be recognised exactly.")
     insert_max_rows: int = Field(50_000, ge=100, description="Most rows per warehouse insert.")
     batch_max_seconds: float = Field(0.5, gt=0, description="Longest the worker waits to fill a batch.")
     max_event_bytes: int = Field(256 * 1024, ge=1024, description="Larger events are dead-lettered as oversize.")
     read_port: int = Field(0, ge=0, le=65535, description="Port of the embedded read endpoint (0 = any free port).")
     broker_port: int = Field(0, ge=0, le=65535, description="Port of the embedded broker (0 = any free port).")
+    broker_storage: str = Field(
+        "memory://tansu/", description="Storage engine of the embedded broker (Tansu --storage-engine): "
+        "memory://tansu/ (lost when the broker stops) or a durable engine such as s3://BUCKET/ (endpoint and "
+        "credentials from AWS_* variables).")
     log_level: str = Field("WARNING", description="Worker log level.")
     metrics_interval_seconds: float = Field(
         5.0, gt=0, description="How often the worker records pipeline health in pipeline_metrics.")

@@ -96,6 +96,9 @@ UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=512)]
 
+UINT32_MAX, UINT16_MAX = 2**32 - 1, 2**16 - 1
+"""Upper bounds of the warehouse columns: a larger number is rejected here, not at insert."""
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, use_enum_values=False)
@@ -121,7 +124,7 @@ class RunContext(_Model):
     run_id: NonEmpty
     workflow_id: NonEmpty
     workflow_name: str
-    workflow_version: Annotated[int, Field(ge=0)]
+    workflow_version: Annotated[int, Field(ge=0, le=UINT32_MAX)]
     workflow_version_name: str | None = None
     workflow_type: WorkflowType
     trigger: Trigger
@@ -168,10 +171,10 @@ class RunFinished(RunContext):
 
 class StepContext(RunContext):
     step_id: NonEmpty
-    step_index: Annotated[int, Field(ge=0)]
+    step_index: Annotated[int, Field(ge=0, le=UINT16_MAX)]
     step_name: str
     step_type: StepType
-    attempt: Annotated[int, Field(ge=1)]
+    attempt: Annotated[int, Field(ge=1, le=UINT16_MAX)]
 
 
 class StepStarted(StepContext):

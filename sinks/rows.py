@@ -45,41 +45,47 @@ def _json_or_none(value: dict[str, Any] | None) -> str | None:
 def event_columns(items: Iterable[tuple[Event, int, int] | tuple[Event, int, int, int]],
                   annotations: Iterable[Annotation] | None = None) -> dict[str, list[Any]]:
     """Columns of the ``events`` table for (event, source partition, source offset[, index in
-    the record]) tuples and the ledger's annotation of each (every event new when omitted)."""
+    the record]) tuples and the ledger's annotation of each (every event new when omitted).
+    Events may be the contract's models or the hot-path decoder's structs: same attributes."""
     cols: dict[str, list[Any]] = {name: [] for name in EVENT_COLUMNS}
     items = list(items)
     notes = list(annotations) if annotations is not None else [_NEW] * len(items)
+    direct = [(cols[name].append, name) for name in _DIRECT + _OPTIONAL]
+    enums = [(cols[name].append, name) for name in _OPTIONAL_ENUMS]
+    errors = [cols[name].append for name in _ERROR_FIELDS]
+    add_type, add_wtype, add_trigger = cols["type"].append, cols["workflow_type"].append, cols["trigger"].append
+    add_input, add_output = cols["input"].append, cols["output"].append
+    add_part, add_offset, add_index = (cols["source_partition"].append, cols["source_offset"].append,
+                                       cols["source_index"].append)
+    add_new, add_wait, add_wait_at = cols["is_new"].append, cols["queue_wait_ms"].append, cols["queue_wait_at"].append
     for item, note in zip(items, notes, strict=True):
-        event, partition, offset = item[0], item[1], item[2]
-        attrs = event.__dict__
-        for name in _DIRECT:
-            cols[name].append(attrs[name])
-        cols["type"].append(event.type)
-        cols["workflow_type"].append(event.workflow_type.value)
-        cols["trigger"].append(event.trigger.value)
-        for name in _OPTIONAL:
-            cols[name].append(attrs.get(name))
-        for name in _OPTIONAL_ENUMS:
-            value = attrs.get(name)
-            cols[name].append(None if value is None else value.value)
-        error = attrs.get("error")
+        event = item[0]
+        for add, name in direct:
+            add(getattr(event, name, None))
+        add_type(event.type)
+        add_wtype(event.workflow_type.value)
+        add_trigger(event.trigger.value)
+        for add, name in enums:
+            value = getattr(event, name, None)
+            add(None if value is None else value.value)
+        error = getattr(event, "error", None)
         if error is None:
-            for name in _ERROR_FIELDS:
-                cols[name].append(None)
+            for add in errors:
+                add(None)
         else:
-            cols["error_code"].append(error.code)
-            cols["error_class"].append(error.class_.value)
-            cols["error_message"].append(error.message)
-            cols["error_stack_trace"].append(error.stack_trace)
-            cols["error_suggested_fix"].append(error.suggested_fix)
-        cols["input"].append(_json_or_none(attrs.get("input")))
-        cols["output"].append(_json_or_none(attrs.get("output")))
-        cols["source_partition"].append(partition)
-        cols["source_offset"].append(offset)
-        cols["source_index"].append(item[3] if len(item) > 3 else 0)
-        cols["is_new"].append(1 if note.is_new else 0)
-        cols["queue_wait_ms"].append(note.queue_wait_ms)
-        cols["queue_wait_at"].append(note.queue_wait_at)
+            errors[0](error.code)
+            errors[1](error.class_.value)
+            errors[2](error.message)
+            errors[3](error.stack_trace)
+            errors[4](error.suggested_fix)
+        add_input(_json_or_none(getattr(event, "input", None)))
+        add_output(_json_or_none(getattr(event, "output", None)))
+        add_part(item[1])
+        add_offset(item[2])
+        add_index(item[3] if len(item) > 3 else 0)
+        add_new(1 if note.is_new else 0)
+        add_wait(note.queue_wait_ms)
+        add_wait_at(note.queue_wait_at)
     return cols
 
 

@@ -16,7 +16,7 @@ import urllib.request
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas.events import Event, RunFinished
+from schemas.events import Event
 from streams.detectors import Alert, Detectors
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class StreamAlerts:
                 d.queue_growth.lifecycle(event.account_id, ts, -1, 1)
             if d.stuck_run is not None:
                 d.stuck_run.run_started(event.account_id, event.workflow_id, event.workflow_name, event.run_id, ts)
-        elif isinstance(event, RunFinished):
+        elif event.type == "run.finished":
             if d.queue_growth is not None:
                 d.queue_growth.lifecycle(event.account_id, ts, 0, -1)
             if d.stuck_run is not None:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from schemas.dead_letter import DeadLetter
 from schemas.events import Event
-from schemas.validation import Rejection, parse_event
+from schemas.validation import Rejection, decode_event
 
 
 class RawRecord(NamedTuple):
@@ -50,7 +50,7 @@ def split_batch(records: list[RawRecord], *, max_event_bytes: int) -> SplitBatch
             elif not line.strip() and len(lines) > 1:
                 continue
             else:
-                result = parse_event(line, max_bytes=max_event_bytes)
+                result = decode_event(line, max_bytes=max_event_bytes)
                 if rec.key is None and not isinstance(result, Rejection):
                     result = Rejection("record has no key (the producer must key events by run_id)")
             if isinstance(result, Rejection):

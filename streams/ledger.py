@@ -4,9 +4,13 @@ The ledger decides, for every event of a batch, whether it is *new* (contributes
 aggregates) and which queue-wait sample it completes, so that the warehouse's aggregate
 views can simply add up new rows:
 
-- Events at or below the partition's **high-water position** (the highest (offset, index)
-  already in the warehouse) are skipped: they were stored before a crash or rebalance and are being
-  delivered again. Exact, however the batch is cut.
+- Events at or below the partition's **high-water position** (the (offset, index) stored
+  last) whose event id was stored recently are skipped: they were stored before a crash or
+  rebalance and are being delivered again. Exact, however the batch is cut, as long as a
+  redelivery is shorter than the horizon below (a batch holds at most ``batch_max_records``
+  records of at most 500 events). An event at such a position with an id *not* stored there
+  means the topic was re-created (offsets start again at 0 after a memory broker restarts):
+  it is stored, not skipped.
 - An ``event_id`` seen recently on the partition marks a **duplicate** (``is_new`` = 0):
   stored, but never counted. "Recently" is the last ``recent_capacity`` events of the
   partition, which is the documented deduplication horizon for aggregates; ``runs`` and
@@ -21,11 +25,14 @@ The state is rebuilt from the warehouse when a partition is (re)assigned, see
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import logging
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas.events import Event
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +42,10 @@ class Annotation:
     is_new: bool
     queue_wait_ms: int | None = None
     queue_wait_at: datetime | None = None   # the run's start time: the sample's bucket
+
+
+_NEW = Annotation(is_new=True)
+_DUPLICATE = Annotation(is_new=False)
 
 
 @dataclass
@@ -48,7 +59,8 @@ class RecentKeys:
 
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._keys: set[str] = set()
+        self._order: deque[str] = deque()
 
     def __contains__(self, key: str) -> bool:
         return key in self._keys
@@ -57,9 +69,12 @@ class RecentKeys:
         return len(self._keys)
 
     def add(self, key: str) -> None:
-        self._keys[key] = None
-        if len(self._keys) > self.capacity:
-            self._keys.popitem(last=False)
+        if key in self._keys:
+            return
+        self._keys.add(key)
+        self._order.append(key)
+        if len(self._order) > self.capacity:
+            self._keys.discard(self._order.popleft())
 
 
 @dataclass
@@ -72,6 +87,7 @@ class PartitionLedger:
     open_runs: OrderedDict[str, OpenRun] = field(default_factory=OrderedDict)
     skipped_redelivered: int = 0
     duplicates: int = 0
+    topic_resets: int = 0
 
     def __post_init__(self) -> None:
         self.recent = RecentKeys(self.recent_capacity)
@@ -79,19 +95,29 @@ class PartitionLedger:
     def annotate(self, event: Event, offset: int, index: int = 0) -> Annotation | None:
         """Decide about the event at (``offset``, ``index``); None means: already stored, skip it."""
         position = (offset, index)
+        recent = self.recent
         if position <= self.high_water:
-            self.skipped_redelivered += 1
-            return None
+            if event.event_id in recent:
+                self.skipped_redelivered += 1
+                return None
+            # A position already used, by another event: the topic was re-created (a memory
+            # broker restarted) and offsets started again. Store it; count from here on.
+            self.topic_resets += 1
+            if self.topic_resets == 1:
+                log.warning("partition %d: event %s at offset %d is not the one stored there before; "
+                            "the topic was re-created, its events are stored as new", self.partition,
+                            event.event_id, offset)
         self.high_water = position
-        if event.event_id in self.recent:
+        if event.event_id in recent:
             self.duplicates += 1
-            return Annotation(is_new=False)
-        self.recent.add(event.event_id)
-        if event.type == "run.queued":
+            return _DUPLICATE
+        recent.add(event.event_id)
+        kind = event.type
+        if kind == "run.queued":
             return self._pair(event.run_id, queued_at=event.ts)
-        if event.type == "run.started":
+        if kind == "run.started":
             return self._pair(event.run_id, started_at=event.ts)
-        return Annotation(is_new=True)
+        return _NEW
 
     def _pair(self, run_id: str, *, queued_at: datetime | None = None,
               started_at: datetime | None = None) -> Annotation:
@@ -100,12 +126,12 @@ class PartitionLedger:
             self.open_runs[run_id] = OpenRun(queued_at, started_at)
             if len(self.open_runs) > self.max_open_runs:
                 self.open_runs.popitem(last=False)
-            return Annotation(is_new=True)
+            return _NEW
         queued = queued_at or run.queued_at
         started = started_at or run.started_at
         if queued is None or started is None:  # the same half seen twice under two event ids
             self.open_runs[run_id] = OpenRun(queued, started)
-            return Annotation(is_new=True)
+            return _NEW
         wait_ms = round((started - queued).total_seconds() * 1000)
         return Annotation(is_new=True, queue_wait_ms=wait_ms, queue_wait_at=started)
 

@@ -52,3 +52,38 @@ def test_emitter_rejects_invalid_event_before_sending(embedded_stack, stack_sett
 def test_unreachable_broker_is_a_clear_error_not_a_hang():
     with pytest.raises(BrokerUnavailable, match="cannot reach Kafka at 127.0.0.1"):
         RunEmitter(f"127.0.0.1:{free_port()}")
+
+
+def _lifecycle(emit: RunEmitter, run: RunContext, t0: datetime) -> None:
+    emit.run_queued(run, ts=t0)
+    emit.run_started(run, ts=t0 + timedelta(seconds=1))
+    emit.run_finished(run, "success", started_at=t0 + timedelta(seconds=1), ts=t0 + timedelta(seconds=3))
+
+
+def test_a_lone_event_goes_out_within_the_linger_without_a_flush(embedded_stack, stack_settings, reader):
+    t0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
+    run = RunContext(account_id="emit-acct", run_id="emit-linger", workflow_id="wf-sync",
+                     workflow_name="Lead sync", workflow_version=2, workflow_type="integration", trigger="api")
+    emit = RunEmitter(embedded_stack.brokers, stack_settings.events_topic, linger=0.05)
+    try:
+        _lifecycle(emit, run, t0)
+        # no flush: the batcher's own thread must send the buffered events
+        row = wait_for(lambda: reader.query("SELECT status FROM runs WHERE run_id = 'emit-linger'").result_rows,
+                       lambda rows: rows == [("success",)], what="the lingering run", timeout=30)
+        assert row == [("success",)]
+        assert emit._producer.delivered == 3 and emit._batcher.records == 1
+    finally:
+        emit.close()
+
+
+def test_one_record_per_event_mode_sends_each_event_as_its_own_record(embedded_stack, stack_settings, reader):
+    t0 = datetime(2026, 11, 21, 11, 0, tzinfo=timezone.utc)
+    run = RunContext(account_id="emit-acct", run_id="emit-single", workflow_id="wf-sync",
+                     workflow_name="Lead sync", workflow_version=2, workflow_type="integration", trigger="api")
+    with RunEmitter(embedded_stack.brokers, stack_settings.events_topic, one_record_per_event=True) as emit:
+        _lifecycle(emit, run, t0)
+        assert emit.flush() == 3
+    rows = wait_for(lambda: reader.query("SELECT count(), uniqExact(source_offset) FROM events "
+                                         "WHERE run_id = 'emit-single'").result_rows,
+                    lambda rows: rows[0][0] == 3, what="three stored events")
+    assert rows == [(3, 3)]
