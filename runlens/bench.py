@@ -358,7 +358,7 @@ class Bench:
                 shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _run(self) -> dict[str, Any]:
-        steps = 2 + len(PRODUCERS) + (1 if self.plan.soak_s else 0) + len(self.plan.rates) + 2 * len(self.plan.history)
+        steps = 3 + len(PRODUCERS) + (1 if self.plan.soak_s else 0) + len(self.plan.rates) + 2 * len(self.plan.history)
         self.overall = self.progress.add_task("bench", total=steps)
         self.detail = self.progress.add_task("", total=None)
         self.step("generating the events")
@@ -599,9 +599,18 @@ class Bench:
         finally:
             client.close()
 
-    def _check_stored(self, stack, run: dict, expected: int) -> None:
-        """Every event sent so far is in ``events`` and nothing was dead-lettered: the bench sent
-        what it meant to send, so the rate is a rate of stored events."""
+    def _rejected(self, stack) -> int:
+        from sinks.clickhouse import connect
+
+        client = connect(stack.query_url, database=stack.settings.database)
+        try:
+            return client.query("SELECT count() FROM dead_letters").result_rows[0][0]
+        finally:
+            client.close()
+
+    def _check_stored(self, stack, run: dict, expected: int, expected_rejected: int = 0) -> None:
+        """Every event sent so far is in ``events`` and exactly the bad lines sent were
+        dead-lettered: the bench sent what it meant to send, so the rate is a rate of stored events."""
         from sinks.clickhouse import connect
 
         client = connect(stack.query_url, database=stack.settings.database)
@@ -610,16 +619,16 @@ class Bench:
             while True:
                 stored = client.query("SELECT count() FROM events").result_rows[0][0]
                 rejected = client.query("SELECT count() FROM dead_letters").result_rows[0][0]
-                if stored >= expected or time.monotonic() > deadline:
+                if (stored >= expected and rejected >= expected_rejected) or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
         finally:
             client.close()
         run["events_stored_total"] = stored
         run["dead_letters_total"] = rejected
-        if stored != expected or rejected:
-            raise RuntimeError(f"expected {expected:,} stored events and no dead letters, found {stored:,} "
-                               f"stored and {rejected:,} dead letters")
+        if stored != expected or rejected != expected_rejected:
+            raise RuntimeError(f"expected {expected:,} stored events and {expected_rejected:,} dead letters, found "
+                               f"{stored:,} stored and {rejected:,} dead letters")
 
     def _sample_rss(self, stack, phase: str) -> None:
         if stack.worker is not None:
@@ -704,10 +713,41 @@ class Bench:
                 memory = proc_memory_mb(stack.worker.pid) if stack.worker is not None else {}
                 resources[f"worker_rss_mb_after_{mode}_max_rate_run"] = _r(memory.get("VmRSS"))
                 resources[f"worker_rss_mb_peak_after_{mode}_max_rate_run"] = _r(memory.get("VmHWM"))
+            self.step("pipeline: the same events with 1 % poison lines (EventSink)")
+            pipeline["poison"] = self.poison_run(stack, keys, values, len(PRODUCERS) + 1,
+                                                 pipeline["throughput_by_producer"].get("sink", {}))
+            self.advance()
             del keys, values
             gc.collect()
             resources["worker_restarts"] = stack.worker_restarts
         self._resources_summary()
+
+    def poison_run(self, stack, keys: list[str], values: list[bytes], number: int, clean: dict) -> dict:
+        """The max-rate run again (EventSink, fresh ids) with one bad line after every 100 events, of
+        every kind the contract rejects: valid events per second against the clean run's."""
+        import random
+
+        from producers.workload import corrupt
+
+        rng = random.Random(self.plan.seed)
+        tag = f"x{number}_"
+        mixed_keys, mixed_values, bad = [], [], 0
+        for i, (key, value) in enumerate(zip(keys, values)):
+            key, value = key.replace("run_", tag + "run_"), value.replace(b':"run_', b':"' + tag.encode() + b"run_")
+            mixed_keys.append(key)
+            mixed_values.append(value)
+            if i % 100 == 99:
+                mixed_keys.append(key)
+                mixed_values.append(corrupt(orjson.loads(value), bad, rng))
+                bad += 1
+        before, before_rejected = self._stored(stack), self._rejected(stack)
+        run = self.throughput(stack, self._sink(stack, "sink"), mixed_keys, mixed_values, "poison")
+        valid_rate = len(values) / run["seconds"]
+        run.update(producer="sink", valid_events=len(values), bad_lines=bad,
+                   valid_events_per_s=round(valid_rate),
+                   ratio_to_clean_run=_ratio(valid_rate, clean.get("events_per_s")))
+        self._check_stored(stack, run, expected=before + len(values), expected_rejected=before_rejected + bad)
+        return run
 
     def throughput(self, stack, sink, keys: list[str], values: list[bytes], label: str = "") -> dict:
         n = len(values)
@@ -1084,7 +1124,7 @@ class _EmitterSink:
         self.batcher.send(run_id, payload)
 
     def push(self) -> None:
-        self.batcher.push()
+        """Nothing: RunEmitter's own thread sends what waited ``LINGER_SECONDS``, whatever the caller does."""
 
     def flush(self) -> None:
         self.batcher.flush()
@@ -1430,6 +1470,13 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {bold}pipeline{bold}: {title} ({_fmt(run.get('records'))} records), until lag 0 | "
                      f"{_fmt(run['events'])} | {run['seconds']:.2f} | {bold}{_fmt(run['events_per_s'])}{bold} | "
                      f"{_fmt(run.get('worker_cpu_s_per_million'), 2)} (worker) | {ratios} |")
+    poison = result.get("pipeline", {}).get("poison")
+    if poison:
+        lines.append(f"| pipeline with 1 % poison lines ({_fmt(poison['bad_lines'])} bad lines of every kind the "
+                     f"contract rejects, all dead-lettered), EventSink, valid events until lag 0 | "
+                     f"{_fmt(poison['valid_events'])} | {poison['seconds']:.2f} | {_fmt(poison['valid_events_per_s'])} | "
+                     f"{_fmt(poison.get('worker_cpu_s_per_million'), 2)} (worker) | "
+                     f"{_x(poison.get('ratio_to_clean_run'))} the clean EventSink run |")
     lines.append("")
     lat = result.get("pipeline", {}).get("latency", [])
     if lat:

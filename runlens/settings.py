@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="Partitions of the events topic when runlens creates it.")
     replication_factor: int = Field(1, ge=1, description="Replication factor of topics runlens creates.")
     batch_max_records: int = Field(
-        200, ge=1, le=400, description="Most Kafka records the worker takes per batch (a record holds one "
+        400, ge=1, le=400, description="Most Kafka records the worker takes per batch (a record holds one "
         "event, or up to 500 when the producer batches). At most 400: a redelivered batch must fit in the "
         "ledger's 200,000-event horizon to be recognised exactly.")
     insert_max_rows: int = Field(50_000, ge=100, description="Most rows per warehouse insert.")

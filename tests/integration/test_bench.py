@@ -51,6 +51,10 @@ def test_quick_bench_writes_a_complete_result(quick_bench):
     assert throughput["events"] == doc["workload"]["events"] and throughput["events_per_s"] > 0
     assert set(throughput["ratio_to"]) == {"B0", "B1", "B2"}
     assert all(v is not None and v > 0 for v in throughput["ratio_to"].values())
+    assert set(doc["pipeline"]["throughput_by_producer"]) == {"emitter", "sink", "single"}
+    poison = doc["pipeline"]["poison"]   # every bad line dead-lettered, every valid event stored
+    assert poison["bad_lines"] == poison["valid_events"] // 100 and poison["final_lag"] == 0
+    assert poison["ratio_to_clean_run"] is not None and poison["ratio_to_clean_run"] > 0
 
     latency = doc["pipeline"]["latency"]
     assert [row["target_pct_of_max"] for row in latency] == [25, 50, 80]
