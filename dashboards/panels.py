@@ -207,6 +207,13 @@ VARIABLES = (
 
 PER_MINUTE = "($__interval_s / 60)"
 
+# Bands of the run duration histogram and their run_stats_state columns (migration 007).
+DURATION_BANDS = (
+    ("< 1 s", "duration_lt_1s"), ("1-5 s", "duration_1_5s"), ("5-15 s", "duration_5_15s"),
+    ("15-60 s", "duration_15_60s"), ("1-5 min", "duration_1_5min"), ("5-30 min", "duration_5_30min"),
+    ("30 min +", "duration_30min_plus"),
+)
+
 # --------------------------------------------------------------------------- 1. overview
 
 OVERVIEW = Dashboard(
@@ -260,12 +267,14 @@ OVERVIEW = Dashboard(
             (0, 12, 12, 8), unit="percent",
             description="Failed share of finished runs per workflow type, one bar per trigger."),
         Panel(8, "Run duration p50 / p95", "timeseries", _sql(f"""
-            SELECT $__timeInterval(bucket) AS time,
-                   quantilesTDigestMerge(0.5)(duration_digest)[1] AS p50,
-                   quantilesTDigestMerge(0.95)(duration_digest)[1] AS p95
-            FROM run_stats_state
-            WHERE $__timeFilter(bucket) AND {RUNS} AND finished > 0
-            GROUP BY time ORDER BY time"""),
+            SELECT time, q[1] AS p50, q[2] AS p95
+            FROM (
+                SELECT $__timeInterval(bucket) AS time, quantilesTDigestMerge(0.5, 0.95)(duration_digest) AS q
+                FROM run_stats_state
+                WHERE $__timeFilter(bucket) AND {RUNS} AND finished > 0
+                GROUP BY time
+            )
+            ORDER BY time"""),
             (12, 12, 12, 8), unit="ms", min_interval="5m",
             description="Run duration (start to finish) percentiles, merged from t-digests."),
         Panel(9, "Runs per day", "barchart", _sql(f"""
@@ -301,6 +310,23 @@ OVERVIEW = Dashboard(
 
 STEPS = step_filter()
 
+# Step statistics over the time range: whole days from step_stats_daily, whole hours of the
+# partial first and last day from step_stats_hourly, the remaining minutes from step_stats_state
+# (migration 007). Same columns, same sums and digests as step_stats_state alone, a fraction
+# of the rows and of the t-digest centroids to merge.
+def _whole(column: str, seconds: int) -> str:
+    """Rows whose period (starting at ``column``, its last minute ``seconds`` later) lies inside."""
+    return f"{column} >= $__fromTime AND {column} + INTERVAL {seconds} SECOND <= $__toTime"
+
+
+STEP_STATS = (
+    "(SELECT * FROM step_stats_daily WHERE " + _whole("bucket", 86340)
+    + " UNION ALL SELECT * FROM step_stats_hourly WHERE " + _whole("bucket", 3540)
+    + " AND NOT (" + _whole("toStartOfDay(bucket)", 86340) + ")"
+    + " UNION ALL SELECT * FROM step_stats_state WHERE $__timeFilter(bucket) AND NOT ("
+    + _whole("toStartOfHour(bucket)", 3540) + "))"
+)
+
 WORKFLOW = Dashboard(
     uid="runlens-workflow",
     title="runlens / Workflow drill-down",
@@ -309,44 +335,51 @@ WORKFLOW = Dashboard(
         Panel(1, "Step bottlenecks (share of run time)", "barchart", _sql(f"""
             SELECT concat(workflow_id, ' / ', step_name) AS step,
                    round(100 * sum(duration_sum_ms) / sum(sum(duration_sum_ms)) OVER (PARTITION BY workflow_id), 1) AS share_pct
-            FROM step_stats_state
-            WHERE $__timeFilter(bucket) AND step_type != 'delay' AND {STEPS}
+            FROM {STEP_STATS}
+            WHERE step_type != 'delay' AND {STEPS}
             GROUP BY workflow_id, step_name
             ORDER BY share_pct DESC LIMIT 15"""),
             (0, 0, 12, 10), unit="percent", horizontal=True,
             description="Each step's share of its workflow's working time (delays excluded)."),
         Panel(2, "Slowest steps", "table", _sql(f"""
-            SELECT workflow_id AS workflow, step_name AS step, step_type AS type,
-                   sum(executions) AS runs,
-                   round(100 * sum(failed) / sum(executions), 2) AS failure_pct,
-                   round(quantilesTDigestMerge(0.5)(duration_digest)[1]) AS p50_ms,
-                   round(quantilesTDigestMerge(0.95)(duration_digest)[1]) AS p95_ms,
-                   round(quantilesTDigestMerge(0.99)(duration_digest)[1]) AS p99_ms
-            FROM step_stats_state
-            WHERE $__timeFilter(bucket) AND step_type != 'delay' AND {STEPS}
-            GROUP BY workflow, step, type
+            SELECT workflow, step, type, runs, failure_pct,
+                   round(q[1]) AS p50_ms, round(q[2]) AS p95_ms, round(q[3]) AS p99_ms
+            FROM (
+                SELECT workflow_id AS workflow, step_name AS step, step_type AS type,
+                       sum(executions) AS runs,
+                       round(100 * sum(failed) / sum(executions), 2) AS failure_pct,
+                       quantilesTDigestMerge(0.5, 0.95, 0.99)(duration_digest) AS q
+                FROM {STEP_STATS}
+                WHERE step_type != 'delay' AND {STEPS}
+                GROUP BY workflow, step, type
+            )
             ORDER BY p95_ms DESC LIMIT 20"""),
             (12, 0, 12, 10), unit="ms"),
         Panel(3, "Run duration histogram", "barchart", _sql(f"""
-            SELECT multiIf(duration_ms < 1000, '< 1 s', duration_ms < 5000, '1-5 s',
-                           duration_ms < 15000, '5-15 s', duration_ms < 60000, '15-60 s',
-                           duration_ms < 300000, '1-5 min', duration_ms < 1800000, '5-30 min',
-                           '30 min +') AS duration,
-                   count() AS runs
-            FROM runs
-            WHERE $__timeFilter(finished_at) AND duration_ms IS NOT NULL AND {RUNS}
-            GROUP BY duration ORDER BY min(duration_ms)"""),
-            (0, 10, 12, 8), unit="short", description="Finished runs by duration (start to finish)."),
+            SELECT duration, runs
+            FROM (
+                SELECT [{', '.join(f"'{label}'" for label, _ in DURATION_BANDS)}] AS bands,
+                       [{', '.join(f"sum({column})" for _, column in DURATION_BANDS)}] AS counts
+                FROM run_stats_state
+                WHERE $__timeFilter(bucket) AND {RUNS}
+            )
+            ARRAY JOIN bands AS duration, counts AS runs
+            WHERE runs > 0"""),
+            (0, 10, 12, 8), unit="short",
+            description="Finished runs by duration (start to finish), in the minute they finished."),
         Panel(4, "Version comparison", "table", _sql(f"""
-            SELECT workflow_id AS workflow, workflow_version AS version,
-                   sum(finished) AS runs,
-                   round(100 * sum(failed) / nullIf(sum(finished), 0), 2) AS failure_pct,
-                   round(quantilesTDigestMerge(0.5)(duration_digest)[1]) AS p50_ms,
-                   round(quantilesTDigestMerge(0.95)(duration_digest)[1]) AS p95_ms,
-                   min(bucket) AS first_seen, max(bucket) AS last_seen
-            FROM run_stats_state
-            WHERE $__timeFilter(bucket) AND finished > 0 AND {RUNS}
-            GROUP BY workflow, version
+            SELECT workflow, version, runs, failure_pct, round(q[1]) AS p50_ms, round(q[2]) AS p95_ms,
+                   first_seen, last_seen
+            FROM (
+                SELECT workflow_id AS workflow, workflow_version AS version,
+                       sum(finished) AS runs,
+                       round(100 * sum(failed) / nullIf(sum(finished), 0), 2) AS failure_pct,
+                       quantilesTDigestMerge(0.5, 0.95)(duration_digest) AS q,
+                       min(bucket) AS first_seen, max(bucket) AS last_seen
+                FROM run_stats_state
+                WHERE $__timeFilter(bucket) AND finished > 0 AND {RUNS}
+                GROUP BY workflow, version
+            )
             ORDER BY workflow, version DESC"""),
             (12, 10, 12, 8),
             description="Each workflow version's runs, failure rate and duration, newest first."),
@@ -364,8 +397,8 @@ WORKFLOW = Dashboard(
                    sum(delays_late) AS late, round(100 * late / resumes, 1) AS late_pct,
                    round(sum(lateness_sum_ms) / resumes) AS avg_lateness_ms,
                    toFloat64(max(lateness_max_ms)) AS max_lateness_ms
-            FROM step_stats_state
-            WHERE $__timeFilter(bucket) AND delays > 0 AND {STEPS}
+            FROM {STEP_STATS}
+            WHERE delays > 0 AND {STEPS}
             GROUP BY workflow, step ORDER BY late_pct DESC, resumes DESC"""),
             (12, 18, 12, 8), description="A resume is late when more than 1 s after its schedule."),
     ),
@@ -383,28 +416,34 @@ FAILURES = Dashboard(
     panels=(
         Panel(1, "Top error codes", "barchart", _sql(f"""
             SELECT error_code, count() AS failed_runs
-            FROM runs
-            WHERE status = 'failed' AND $__timeFilter(finished_at) AND {RUNS}
-            GROUP BY error_code ORDER BY failed_runs DESC LIMIT 10"""),
+            FROM run_notes FINAL
+            WHERE scope = 'run' AND $__timeFilter(ts) AND {RUNS}
+            GROUP BY error_code ORDER BY failed_runs DESC, error_code LIMIT 10"""),
             (0, 0, 12, 8), unit="short", horizontal=True),
         Panel(2, "Error classes", "piechart", _sql(f"""
             SELECT ifNull(error_class, 'unknown') AS error_class, count() AS failed_runs
-            FROM runs
-            WHERE status = 'failed' AND $__timeFilter(finished_at) AND {RUNS}
-            GROUP BY error_class ORDER BY failed_runs DESC"""),
+            FROM run_notes FINAL
+            WHERE scope = 'run' AND $__timeFilter(ts) AND {RUNS}
+            GROUP BY error_class ORDER BY failed_runs DESC, error_class"""),
             (12, 0, 12, 8), unit="short"),
         Panel(3, "Failing steps", "table", _sql(f"""
-            SELECT any(r.workflow_name) AS workflow, s.step_name AS step, any(s.step_type) AS type,
-                   count() AS failures, uniqExact(s.run_id) AS runs,
-                   countIf(s.attempt > 1) AS on_retry,
-                   topK(1)(s.error_code)[1] AS top_error,
-                   max(s.finished_at) AS last_failure
-            FROM steps AS s
-            INNER JOIN (SELECT account_id, run_id, workflow_name FROM runs WHERE {RUNS}) AS r
-                ON r.account_id = s.account_id AND r.run_id = s.run_id
-            WHERE s.status = 'failed' AND $__timeFilter(s.finished_at)
-            GROUP BY s.workflow_id, s.step_name ORDER BY failures DESC LIMIT 20"""),
-            (0, 8, 12, 8)),
+            SELECT any(workflow_name) AS workflow, step, any(step_type) AS type,
+                   sum(n) AS failures, uniqExactMerge(run_ids) AS runs, sum(retried) AS on_retry,
+                   arraySort(x -> (-x.1, x.2), groupArray((n, error_code)))[1].2 AS top_error,
+                   max(last) AS last_failure
+            FROM (
+                SELECT workflow_id, assumeNotNull(step_name) AS step, error_code,
+                       any(workflow_name) AS workflow_name, any(step_type) AS step_type, count() AS n,
+                       uniqExactState(run_id) AS run_ids, countIf(attempt > 1) AS retried,
+                       max(ts) AS last
+                FROM run_notes FINAL
+                WHERE scope = 'step' AND $__timeFilter(ts) AND {RUNS}
+                GROUP BY workflow_id, step, error_code
+            )
+            GROUP BY workflow_id, step ORDER BY failures DESC, workflow_id, step LIMIT 20"""),
+            (0, 8, 12, 8),
+            description="Failed step attempts (retries included), the runs they failed in, and each "
+                        "step's most frequent error code."),
         Panel(4, "Failure rate by workflow type", "timeseries", _sql(f"""
             SELECT $__timeInterval(bucket) AS time, workflow_type,
                    round(100 * sum(failed) / sum(finished), 2) AS failure_pct
@@ -418,17 +457,28 @@ FAILURES = Dashboard(
                    countIf(status = 'success') AS success, countIf(status = 'failed') AS failed,
                    countIf(status = 'stopped') AS stopped,
                    countIf(status IN ('pending', 'running')) AS in_progress
-            FROM runs
-            WHERE replay_of IS NOT NULL AND $__timeFilter(queued_at) AND {RUNS}
+            FROM (
+                SELECT account_id, run_id, argMax(replay_mode, ts) AS replay_mode,
+                       if(countIf(step_id = 'run.finished') > 0, argMaxIf(status, ts, step_id = 'run.finished'),
+                          if(countIf(step_id = 'run.started') > 0, 'running', 'pending')) AS status,
+                       countIf(step_id = 'run.queued') > 0 AS queued, minIf(ts, step_id = 'run.queued') AS queued_at,
+                       argMax(workflow_id, ts) AS workflow_id, argMax(workflow_version, ts) AS workflow_version,
+                       argMax(workflow_type, ts) AS workflow_type, argMax(trigger, ts) AS trigger,
+                       argMax(site_id, ts) AS site_id, argMax(card_id, ts) AS card_id
+                FROM run_notes FINAL
+                WHERE scope = 'replay' AND {ACCOUNT}
+                GROUP BY account_id, run_id
+            )
+            WHERE queued AND $__timeFilter(queued_at) AND {RUNS}
             GROUP BY replay_mode ORDER BY replay_mode"""),
             (0, 16, 8, 8), stacked=True, unit="short",
             description="Runs that replay a failed run (exact or modified), by their outcome."),
         Panel(6, "Recent failed runs", "table", _sql(f"""
-            SELECT finished_at, account_id AS account, workflow_name AS workflow, workflow_id,
+            SELECT ts AS finished_at, account_id AS account, workflow_name AS workflow, workflow_id,
                    workflow_version AS version, run_id, error_code, error_class, error_message
-            FROM runs
-            WHERE status = 'failed' AND $__timeFilter(finished_at) AND {RUNS}
-            ORDER BY finished_at DESC LIMIT 50"""),
+            FROM run_notes FINAL
+            WHERE scope = 'run' AND $__timeFilter(ts) AND {RUNS}
+            ORDER BY finished_at DESC, account, run_id LIMIT 50"""),
             (8, 16, 16, 8),
             links=(Link("workflow", "Drill into this workflow", WORKFLOW_LINK),),
             description="Newest first; click a workflow to drill into it."),
@@ -451,12 +501,14 @@ QUEUE = Dashboard(
             (0, 0, 12, 8), unit="short",
             description="Peak depth per interval: runs queued and not started, runs started and not finished."),
         Panel(2, "Queue wait p50 / p95", "timeseries", _sql(f"""
-            SELECT $__timeInterval(bucket) AS time,
-                   quantilesTDigestMerge(0.5)(queue_wait_digest)[1] AS p50,
-                   quantilesTDigestMerge(0.95)(queue_wait_digest)[1] AS p95
-            FROM run_stats_state
-            WHERE $__timeFilter(bucket) AND queue_samples > 0 AND {RUNS}
-            GROUP BY time ORDER BY time"""),
+            SELECT time, q[1] AS p50, q[2] AS p95
+            FROM (
+                SELECT $__timeInterval(bucket) AS time, quantilesTDigestMerge(0.5, 0.95)(queue_wait_digest) AS q
+                FROM run_stats_state
+                WHERE $__timeFilter(bucket) AND queue_samples > 0 AND {RUNS}
+                GROUP BY time
+            )
+            ORDER BY time"""),
             (12, 0, 12, 8), unit="ms", min_interval="5m",
             description="Time from queued to started, in the minute the run started."),
         Panel(3, "Arrivals and completions per minute", "timeseries", _sql(f"""
@@ -679,6 +731,40 @@ ALERT_RULES = (
                 "engine still emits; then look at Pipeline health for when it stopped.",
         dashboard_uid="runlens-pipeline", panel_id=1,
         no_data_state="Alerting", exec_err_state="Alerting",
+    ),
+    AlertRule(
+        uid="runlens-aggregate-drift",
+        title="Aggregates drift from the raw events",
+        sql=_sql("""
+            SELECT account, toFloat64(sum(abs(toInt64(aggregated) - toInt64(raw)))) AS drift_runs
+            FROM (
+                SELECT account_id AS account, bucket, sum(raw) AS raw, sum(aggregated) AS aggregated
+                FROM (
+                    SELECT account_id, toStartOfMinute(ts) AS bucket, uniqExact(event_id) AS raw,
+                           toUInt64(0) AS aggregated
+                    FROM events
+                    WHERE type = 'run.finished' AND $__timeFilter(toStartOfMinute(ts))
+                    GROUP BY account_id, bucket
+                    UNION ALL
+                    SELECT account_id, bucket, toUInt64(0), sum(finished)
+                    FROM run_stats_state
+                    WHERE $__timeFilter(bucket)
+                    GROUP BY account_id, bucket
+                )
+                GROUP BY account, bucket
+            )
+            GROUP BY account"""),
+        window_s=3600, op="gt", threshold=0, pending="15m", severity="warning",
+        summary="Finished-run counts of {{ $labels.account }} differ from a recount of the raw events by "
+                "{{ $values.A.Value }} over the last hour",
+        description="The continuous reconciliation: per account and minute, finished runs in run_stats "
+                    "against distinct run.finished events in the raw table (what `runlens reconcile` checks "
+                    "against the runs view). Anything but 0 for 15 minutes means an aggregate lost or "
+                    "double-counted events.",
+        runbook="Run `runlens reconcile --since 2h` to list the buckets; look for worker restarts or warehouse "
+                "errors at that time in Pipeline health and the worker log. The raw events are intact: the "
+                "minutes can be rebuilt from them.",
+        dashboard_uid="runlens-pipeline", panel_id=1,
     ),
 )
 

@@ -1,12 +1,16 @@
 """The ``runlens stats`` questions as SQL over the aggregate tables. Pure: builds (sql, params).
 
+Run and step statistics read whole hours from the hourly roll-ups (``run_stats_hourly``,
+``step_stats_hourly``, and ``step_stats_daily`` for whole days) and only the minutes at a range's
+ragged ends from the minute tables (migration 007).
+
 Every value a user types is a bound parameter; only names from the fixed tables below are
 placed in SQL text. Percentiles are merged from t-digest states, never averaged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -106,7 +110,7 @@ def _assemble(select: list[str], metrics: list[str], table: str, where: str, key
 def success(filters: Filters, by: list[str]) -> Query:
     """Finished, succeeded, failed, stopped and success rate."""
     select, keys = _group(by, RUN_DIMENSIONS)
-    where, params = filters.where(RUN_DIMENSIONS)
+    table, where, params = run_source(filters, minutes="minute" in by)
     metrics = [
         "sum(finished) AS runs_finished", "sum(succeeded) AS succeeded", "sum(failed) AS failed",
         "sum(stopped) AS stopped",
@@ -115,13 +119,13 @@ def success(filters: Filters, by: list[str]) -> Query:
     if "workflow" in by:
         metrics.insert(0, "anyLast(workflow_name) AS workflow_name")
     order = ", ".join(keys) if any(k in GRAINS for k in keys) else "runs_finished DESC"
-    return Query(_assemble(select, metrics, "run_stats_state", where, keys, order), params)
+    return Query(_assemble(select, metrics, table, where, keys, order), params)
 
 
 def durations(filters: Filters, by: list[str]) -> Query:
     """Run duration and queue wait percentiles (seconds), merged from digests."""
     select, keys = _group(by, RUN_DIMENSIONS)
-    where, params = filters.where(RUN_DIMENSIONS)
+    table, where, params = run_source(filters, minutes="minute" in by)
     metrics = [
         "sum(finished) AS runs_finished",
         f"quantilesTDigestMerge({QUANTILES})(duration_digest) AS d",
@@ -134,10 +138,59 @@ def durations(filters: Filters, by: list[str]) -> Query:
     if "workflow" in by:
         metrics.insert(0, "anyLast(workflow_name) AS workflow_name")
     order = ", ".join(keys) if any(k in GRAINS for k in keys) else "p95_s DESC"
-    sql = _assemble(select, metrics, "run_stats_state", where, keys, order)
+    sql = _assemble(select, metrics, table, where, keys, order)
     outer = [c for c in [*keys, *(["workflow_name"] if "workflow" in by else []), "runs_finished", "p50_s", "p90_s",
                          "p95_s", "p99_s", "queue_p50_s", "queue_p95_s", "queue_p99_s"]]
     return Query(f"SELECT {', '.join(outer)} FROM ({sql})", params)
+
+
+def _whole(column: str, seconds: int, filters: Filters) -> str:
+    """Periods (``column`` = the period's start, its last minute ``seconds`` later) whose every
+    minute is inside the time range."""
+    clauses = []
+    if filters.since is not None:
+        clauses.append(f"{column} >= {{since:DateTime64(3, 'UTC')}}")
+    if filters.until is not None:
+        clauses.append(f"{column} + INTERVAL {seconds} SECOND < {{until:DateTime64(3, 'UTC')}}")
+    return " AND ".join(clauses) or "1"
+
+
+HOUR, DAY = 3540, 86340   # from a period's start to the start of its last minute
+
+
+def rollup_source(filters: Filters, minute_table: str, hourly_table: str, dims: dict[str, str],
+                  minutes: bool = False, daily_table: str | None = None) -> tuple[str, str, dict[str, Any]]:
+    """(FROM source, WHERE, params) over the filters: whole days from ``daily_table`` (if any),
+    whole hours (of the range's partial days) from ``hourly_table``, the remaining minutes from
+    ``minute_table`` (same columns, same sums and digests; migration 007), then the filters on
+    ``dims``. ``minutes``: every row a minute (for a per-minute breakdown), from ``minute_table``."""
+    if minutes:
+        where, params = filters.where(dims)
+        return minute_table, where, params
+    time_where, params = filters.where({})
+    parts = []
+    hours = f"SELECT * FROM {hourly_table} WHERE {_whole('bucket', HOUR, filters)}"
+    if daily_table:
+        parts.append(f"SELECT * FROM {daily_table} WHERE {_whole('bucket', DAY, filters)}")
+        hours += f" AND NOT ({_whole('toStartOfDay(bucket)', DAY, filters)})"
+    parts.append(hours)
+    parts.append(f"SELECT * FROM {minute_table} WHERE {time_where} "
+                 f"AND NOT ({_whole('toStartOfHour(bucket)', HOUR, filters)})")
+    where, more = replace(filters, since=None, until=None).where(dims)
+    return "(" + " UNION ALL ".join(parts) + ")", where, {**params, **more}
+
+
+def step_source(filters: Filters, minutes: bool = False, days: bool = True) -> tuple[str, str, dict[str, Any]]:
+    """Step statistics: step_stats_daily (unless ``days`` is off, for a per-hour breakdown) +
+    step_stats_hourly + the ragged minutes of step_stats_state."""
+    dims = {k: v for k, v in STEP_DIMENSIONS.items() if k != "step"}
+    return rollup_source(filters, "step_stats_state", "step_stats_hourly", dims, minutes,
+                         "step_stats_daily" if days else None)
+
+
+def run_source(filters: Filters, minutes: bool = False) -> tuple[str, str, dict[str, Any]]:
+    """Run statistics: run_stats_hourly + the ragged minutes of run_stats_state."""
+    return rollup_source(filters, "run_stats_state", "run_stats_hourly", RUN_DIMENSIONS, minutes)
 
 
 def bottlenecks(filters: Filters, by: list[str]) -> Query:
@@ -145,17 +198,18 @@ def bottlenecks(filters: Filters, by: list[str]) -> Query:
     of p50 against the workflow's previous version (a regression when it grew by half or more)."""
     by = by or ["workflow", "step"]
     select, keys = _group(by, STEP_DIMENSIONS)
-    where, params = filters.where({k: v for k, v in STEP_DIMENSIONS.items() if k != "step"})
-    select = [s for s in select]
+    table, where, params = step_source(filters, minutes="minute" in by, days="hour" not in by)
+    if not any(name in GRAINS for name in by):
+        return Query(" ".join(_bottlenecks_one_pass(select, keys, table, where).split()), params)
     sql = f"""
         WITH latest AS (
-            SELECT account_id, workflow_id, max(workflow_version) AS v FROM step_stats_state
+            SELECT account_id, workflow_id, max(workflow_version) AS v FROM {table}
             WHERE {where} GROUP BY account_id, workflow_id
         ),
         by_version AS (
             SELECT account_id, workflow_id, step_id, workflow_version,
                    quantilesTDigestMerge(0.5)(duration_digest)[1] AS p50
-            FROM step_stats_state WHERE {where}
+            FROM {table} WHERE {where}
             GROUP BY account_id, workflow_id, step_id, workflow_version
         ),
         change AS (
@@ -176,7 +230,7 @@ def bottlenecks(filters: Filters, by: list[str]) -> Query:
                    round(d[1] / 1000, 3) AS p50_s, round(d[3] / 1000, 3) AS p95_s,
                    sum(delays_late) AS late_resumes,
                    if(late_resumes = 0, NULL, round(sum(lateness_sum_ms) / late_resumes / 1000, 1)) AS late_by_avg_s
-            FROM step_stats_state WHERE {where}
+            FROM {table} WHERE {where}
             GROUP BY {', '.join([*keys, 'acct', 'wf', 'sid'])}
         )
         SELECT {', '.join(keys)}, step_name, step_type, runs, failure_pct, p50_s, p95_s,
@@ -188,6 +242,52 @@ def bottlenecks(filters: Filters, by: list[str]) -> Query:
             AND c.step_id = steps.sid
         ORDER BY share_pct DESC LIMIT 200"""
     return Query(" ".join(sql.split()), params)
+
+
+def _bottlenecks_one_pass(select: list[str], keys: list[str], table: str, where: str) -> str:
+    """bottlenecks() without a time grain, reading the step statistics once: merge each step
+    version's digests into one state (its p50 gives the change against the previous version),
+    then merge those states per requested group. Same answers as the per-query CTEs below."""
+    return f"""
+        SELECT {', '.join(keys)}, step_name, step_type, runs, failure_pct, p50_s, p95_s,
+               round(100 * time_ms / sum(time_ms) OVER (PARTITION BY acct, wf), 1) AS share_pct,
+               late_resumes, late_by_avg_s,
+               if(p50_previous > 0, round(p50_latest / p50_previous, 2), NULL) AS p50_vs_prev_version,
+               p50_vs_prev_version >= 1.5 AS regressed
+        FROM (
+            SELECT {', '.join([*select, 'account_id AS acct', 'workflow_id AS wf', 'step_id AS sid'])},
+                   anyLast(name) AS step_name, anyLast(type) AS step_type,
+                   sum(n) AS runs, sum(bad) AS failures,
+                   round(100 * failures / runs, 2) AS failure_pct,
+                   sum(tms) AS time_ms,
+                   quantilesTDigestMerge({QUANTILES})(dstate) AS d,
+                   round(d[1] / 1000, 3) AS p50_s, round(d[3] / 1000, 3) AS p95_s,
+                   sum(late) AS late_resumes,
+                   if(late_resumes = 0, NULL, round(sum(lsum) / late_resumes / 1000, 1)) AS late_by_avg_s,
+                   any(p50_at_latest) AS p50_latest, any(p50_at_previous) AS p50_previous
+            FROM (
+                SELECT *,
+                       argMaxIf(p50, workflow_version, workflow_version = latest)
+                           OVER (PARTITION BY account_id, workflow_id, step_id) AS p50_at_latest,
+                       argMaxIf(p50, workflow_version, workflow_version < latest)
+                           OVER (PARTITION BY account_id, workflow_id, step_id) AS p50_at_previous
+                FROM (
+                    SELECT *, finalizeAggregation(dstate)[1] AS p50,
+                           max(workflow_version) OVER (PARTITION BY account_id, workflow_id) AS latest
+                    FROM (
+                        SELECT account_id, workflow_id, step_id, workflow_version,
+                               anyLast(step_name) AS name, anyLast(step_type) AS type,
+                               sum(executions) AS n, sum(failed) AS bad, sum(duration_sum_ms) AS tms,
+                               quantilesTDigestMergeState({QUANTILES})(duration_digest) AS dstate,
+                               sum(delays_late) AS late, sum(lateness_sum_ms) AS lsum
+                        FROM {table} WHERE {where}
+                        GROUP BY account_id, workflow_id, step_id, workflow_version
+                    )
+                )
+            )
+            GROUP BY {', '.join([*keys, 'acct', 'wf', 'sid'])}
+        )
+        ORDER BY share_pct DESC LIMIT 200"""
 
 
 def queue(filters: Filters, grain: str) -> Query:
@@ -231,8 +331,8 @@ def alerts(filters: Filters, state: str | None) -> Query:
 
 def peaks(filters: Filters) -> Query:
     """Runs finished per hour of the week (UTC): when the engine is busiest."""
-    where, params = filters.where(RUN_DIMENSIONS)
+    table, where, params = run_source(filters)
     sql = (f"SELECT toDayOfWeek(bucket) AS weekday, toHour(bucket) AS hour, sum(finished) AS runs, "
-           f"sum(failed) AS failed FROM run_stats_state WHERE {where} GROUP BY weekday, hour "
+           f"sum(failed) AS failed FROM {table} WHERE {where} GROUP BY weekday, hour "
            "ORDER BY weekday, hour")
     return Query(sql, params)

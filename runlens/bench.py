@@ -590,23 +590,20 @@ class Bench:
 
         return EventSink(producer, stack.settings.events_topic)
 
-    def _stored(self, stack) -> int:
+    def _count(self, stack, table: str) -> int:
         from sinks.clickhouse import connect
 
         client = connect(stack.query_url, database=stack.settings.database)
         try:
-            return client.query("SELECT count() FROM events").result_rows[0][0]
+            return client.query(f"SELECT count() FROM {table}").result_rows[0][0]
         finally:
             client.close()
+
+    def _stored(self, stack) -> int:
+        return self._count(stack, "events")
 
     def _rejected(self, stack) -> int:
-        from sinks.clickhouse import connect
-
-        client = connect(stack.query_url, database=stack.settings.database)
-        try:
-            return client.query("SELECT count() FROM dead_letters").result_rows[0][0]
-        finally:
-            client.close()
+        return self._count(stack, "dead_letters")
 
     def _check_stored(self, stack, run: dict, expected: int, expected_rejected: int = 0) -> None:
         """Every event sent so far is in ``events`` and exactly the bad lines sent were
@@ -717,7 +714,8 @@ class Bench:
             pipeline["poison"] = self.poison_run(stack, keys, values, len(PRODUCERS) + 1,
                                                  pipeline["throughput_by_producer"].get("sink", {}))
             self.advance()
-            del keys, values
+            keys.clear()
+            values.clear()
             gc.collect()
             resources["worker_restarts"] = stack.worker_restarts
         self._resources_summary()

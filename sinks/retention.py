@@ -30,6 +30,7 @@ TTL_TABLES: dict[str, str] = {
     "events": "toDateTime(ts)",
     "run_state": "toDateTime(assumeNotNull(coalesce(finished_at, started_ts, queued_at, step_seen_at)))",
     "step_state": "toDateTime(assumeNotNull(coalesce(finished_at, started_ts)))",
+    "run_notes": "toDateTime(ts)",   # failed runs/steps and replays, with run ids and error messages
 }
 DEFAULT_PLAN = "default"
 CUSTOM_PLAN = "custom"

@@ -31,7 +31,7 @@ from schemas.dead_letter import DeadLetter
 from sinks.clickhouse import Warehouse, WarehouseError, WarehouseUnavailable, batch_token
 from sinks.rows import dead_letter_columns, event_columns
 from streams.alerting import StreamAlerts, WebhookNotifier, alert_columns, alert_document
-from streams.batch import RawRecord, split_batch
+from streams.batch import RawRecord, record_groups, split_batch
 from streams.ledger import PartitionLedger
 
 log = logging.getLogger(__name__)
@@ -197,9 +197,24 @@ def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
                 _die(exc)
 
     async def process_batch(events: Sequence[EventT]) -> None:
-        records = _records(events)
-        split = split_batch(records, max_event_bytes=settings.max_event_bytes)
+        """Records in groups of at most ``insert_max_rows`` events, in (partition, offset) order:
+        memory stays bounded by the group, not the batch, and a crash between two groups leaves
+        each partition's stored events a prefix, so the high-water position stays exact."""
+        records = sorted(_records(events), key=lambda r: (r.partition, r.offset))
         stats.events_in += len(records)
+        observed = 0
+        for group in record_groups(records, settings.insert_max_rows):
+            observed += await process_records(group)
+        if observed:
+            raised = stream_alerts.advance()
+            if raised:
+                await deliver_alerts(raised)
+        stats.batches += 1
+        stats.last_batch_at = time.time()
+
+    async def process_records(records: list[RawRecord]) -> int:
+        """Validate, dead-letter, annotate and store one group; returns how many events it stored."""
+        split = split_batch(records, max_event_bytes=settings.max_event_bytes)
         if split.dead_letters:
             await _send_dead_letters(dlq_topic, split.dead_letters)
             stats.dead_lettered += len(split.dead_letters)
@@ -215,26 +230,18 @@ def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
                 notes.append(note)
         stats.skipped_redelivered += len(split.events) - len(kept)
         stats.duplicates += sum(1 for n in notes if not n.is_new)
-        step = settings.insert_max_rows
-        for start in range(0, len(kept), step):
-            # Chunks follow (partition, offset, index) order, so a crash between two chunks leaves
-            # each partition's stored events a prefix: the high-water position stays exact.
-            chunk, chunk_notes = kept[start:start + step], notes[start:start + step]
-            columns = event_columns(chunk, chunk_notes)
-            # positions and ids: a retry repeats the token, a re-created topic's reused positions do not
-            token = batch_token("events", [(p, o, i, e.event_id) for e, p, o, i in chunk])
-            await write_with_retry(lambda: warehouse.insert_columns("events", columns, token),
-                                   stats, f"{len(chunk)} events")
-            stats.events_written += len(chunk)
-        if kept:
-            for (event, *_), note in zip(kept, notes):
-                if note.is_new:
-                    stream_alerts.observe(event)
-            raised = stream_alerts.advance()
-            if raised:
-                await deliver_alerts(raised)
-        stats.batches += 1
-        stats.last_batch_at = time.time()
+        if not kept:
+            return 0
+        columns = event_columns(kept, notes)
+        # positions and ids: a retry repeats the token, a re-created topic's reused positions do not
+        token = batch_token("events", [(p, o, i, e.event_id) for e, p, o, i in kept])
+        await write_with_retry(lambda: warehouse.insert_columns("events", columns, token),
+                               stats, f"{len(kept)} events")
+        stats.events_written += len(kept)
+        for (event, *_), note in zip(kept, notes):
+            if note.is_new:
+                stream_alerts.observe(event)
+        return len(kept)
 
     async def deliver_alerts(raised: list) -> None:
         """Topic and table before the batch is acknowledged; the webhook in the background."""

@@ -6,6 +6,7 @@ produces the same rows (which the warehouse then deduplicates).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -34,6 +35,22 @@ class Position(NamedTuple):
 class SplitBatch:
     events: list[tuple[Event, int, int, int]] = field(default_factory=list)   # (event, partition, offset, index)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+def record_groups(records: list[RawRecord], max_events: int) -> Iterator[list[RawRecord]]:
+    """Consecutive groups of ``records`` holding at most ``max_events`` events each (a record
+    with more events than that forms a group of its own)."""
+    group: list[RawRecord] = []
+    size = 0
+    for rec in records:
+        lines = 1 if rec.value is None else rec.value.count(b"\n") + 1
+        if group and size + lines > max_events:
+            yield group
+            group, size = [], 0
+        group.append(rec)
+        size += lines
+    if group:
+        yield group
 
 
 def split_batch(records: list[RawRecord], *, max_event_bytes: int) -> SplitBatch:

@@ -7,6 +7,7 @@ the rows must be there wherever the workload guarantees them."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -179,9 +180,166 @@ def test_alert_queries_on_the_workload(reader, published, ingestion_window):
     rows = _value(reader, wide)
     assert rows and all(0 <= r[3] <= 100 for r in rows)
     assert {r[0] for r in rows} <= {"acme", "globex", "initech"}
+    # the reconciliation rule: every account of the workload, no drift
+    drift = rules["runlens-aggregate-drift"]
+    rows = _value(reader, expand(drift.sql, TimeRange(T0, T1, 1.0), {}, {}))
+    assert {r[0] for r in rows} == {"acme", "globex", "initech"} and all(r[1] == 0 for r in rows)
 
 
 def test_all_means_no_filter(reader, published):
     values = {v.name: [ALL] for v in P.VARIABLES}
     sql = _panel_sql(P.OVERVIEW.panel(1), T0, T1, values)
     assert "1=1" in sql and "IN (" not in sql
+
+
+# --------------------------------------------------------------------------- pre-aggregated panels
+# The panels below read pre-aggregated state (migration 007: run_notes, the duration
+# histogram in run_stats_state) instead of the `runs` / `steps` views. Each must return what the
+# same question asked of the views returns, on the perturbed workload (duplicates, reordering,
+# late events): counts exactly. `runs` filters on finished_at; minute-bucketed state on the
+# finish minute, hence toStartOfMinute(finished_at) <= T1 where the panel filters on bucket.
+
+WINDOW = "finished_at >= '2026-11-16 00:00:00' AND finished_at <= '2026-11-16 06:00:00'"
+WINDOW_MINUTES = "finished_at >= '2026-11-16 00:00:00' AND toStartOfMinute(finished_at) <= '2026-11-16 06:00:00'"
+
+ORACLES = {
+    ("runlens-workflow", 3): """
+        SELECT multiIf(duration_ms < 1000, '< 1 s', duration_ms < 5000, '1-5 s',
+                       duration_ms < 15000, '5-15 s', duration_ms < 60000, '15-60 s',
+                       duration_ms < 300000, '1-5 min', duration_ms < 1800000, '5-30 min',
+                       '30 min +') AS duration, count() AS runs
+        FROM runs WHERE {window_minutes} AND duration_ms IS NOT NULL AND {where}
+        GROUP BY duration ORDER BY min(duration_ms)""",
+    ("runlens-failures", 1): """
+        SELECT error_code, count() AS failed_runs FROM runs
+        WHERE status = 'failed' AND {window} AND {where}
+        GROUP BY error_code ORDER BY failed_runs DESC, error_code LIMIT 10""",
+    ("runlens-failures", 2): """
+        SELECT ifNull(error_class, 'unknown') AS error_class, count() AS failed_runs FROM runs
+        WHERE status = 'failed' AND {window} AND {where}
+        GROUP BY error_class ORDER BY failed_runs DESC, error_class""",
+    ("runlens-failures", 3): """
+        SELECT any(workflow_name) AS workflow, step, any(step_type) AS type, sum(n) AS failures,
+               uniqExactMerge(run_ids) AS runs, sum(retried) AS on_retry,
+               arraySort(x -> (-x.1, x.2), groupArray((n, error_code)))[1].2 AS top_error,
+               max(last) AS last_failure
+        FROM (
+            SELECT s.workflow_id AS workflow_id, s.step_name AS step, s.error_code AS error_code,
+                   any(r.workflow_name) AS workflow_name, any(s.step_type) AS step_type, count() AS n,
+                   uniqExactState(s.run_id) AS run_ids, countIf(s.attempt > 1) AS retried,
+                   max(s.finished_at) AS last
+            FROM steps AS s
+            INNER JOIN (SELECT account_id, run_id, workflow_name FROM runs WHERE {where}) AS r
+                ON r.account_id = s.account_id AND r.run_id = s.run_id
+            WHERE s.status = 'failed' AND s.{window}
+            GROUP BY workflow_id, step, error_code
+        )
+        GROUP BY workflow_id, step ORDER BY failures DESC, workflow_id, step LIMIT 20""",
+    ("runlens-failures", 5): """
+        SELECT ifNull(replay_mode, 'unknown') AS replay_mode,
+               countIf(status = 'success') AS success, countIf(status = 'failed') AS failed,
+               countIf(status = 'stopped') AS stopped,
+               countIf(status IN ('pending', 'running')) AS in_progress
+        FROM runs
+        WHERE replay_of IS NOT NULL AND queued_at >= '2026-11-16 00:00:00'
+          AND queued_at <= '2026-11-16 06:00:00' AND {where}
+        GROUP BY replay_mode ORDER BY replay_mode""",
+    ("runlens-failures", 6): """
+        SELECT finished_at, account_id AS account, workflow_name AS workflow, workflow_id,
+               workflow_version AS version, run_id, error_code, error_class, error_message
+        FROM runs WHERE status = 'failed' AND {window} AND {where}
+        ORDER BY finished_at DESC, account, run_id LIMIT 50""",
+}
+
+FILTERS = [
+    ({"account": "acme"}, "account_id = 'acme'"),
+    (None, "1"),
+    ({"account": ["acme", "globex"], "type": ["contact", "integration", "card"], "trigger": "api,manual,automatic"},
+     "account_id IN ('acme', 'globex') AND workflow_type IN ('contact', 'integration', 'card') "
+     "AND trigger IN ('api', 'manual', 'automatic')"),
+]
+
+
+def _normalised(rows):
+    return [tuple(str(v) if v is not None and not isinstance(v, (int, float, str)) else v for v in row)
+            for row in rows]
+
+
+@pytest.mark.parametrize("uid, panel_id", sorted(ORACLES), ids=[f"{u}-{i}" for u, i in sorted(ORACLES)])
+@pytest.mark.parametrize("selection", range(len(FILTERS)))
+def test_preaggregated_panels_equal_the_views(reader, published, uid, panel_id, selection):
+    selected, where = FILTERS[selection]
+    panel = P.dashboard(uid).panel(panel_id)
+    got = reader.query(_panel_sql(panel, T0, T1, variable_values(selected))).result_rows
+    expected = reader.query(ORACLES[(uid, panel_id)].format(
+        window=WINDOW, window_minutes=WINDOW_MINUTES, where=where)).result_rows
+    assert expected, f"{panel.title!r}: the workload should fill it"
+    assert _normalised(got) == _normalised(expected), f"{panel.title!r} differs from the views"
+
+
+def test_preaggregated_state_saw_the_duplicates_once(reader, published):
+    """The perturbed stream delivers ~5 % of events twice: run_notes still holds each failed run,
+    failed step attempt and replay run's lifecycle event once (even without FINAL)."""
+    (failed_runs, failed_steps, replays), = reader.query(
+        "SELECT countIf(scope = 'run'), countIf(scope = 'step'), uniqExactIf(run_id, scope = 'replay') "
+        "FROM run_notes").result_rows
+    assert failed_runs == reader.query("SELECT count() FROM runs WHERE status = 'failed'").result_rows[0][0]
+    assert failed_steps == reader.query("SELECT count() FROM steps WHERE status = 'failed'").result_rows[0][0]
+    assert replays > 0
+    assert replays == reader.query("SELECT count() FROM runs WHERE replay_of IS NOT NULL").result_rows[0][0]
+    (events,), = reader.query("SELECT count() FROM run_notes WHERE scope = 'replay'").result_rows
+    assert events == reader.query("SELECT uniqExact(event_id) FROM events WHERE replay_of IS NOT NULL "
+                                  "AND type IN ('run.queued', 'run.started', 'run.finished')").result_rows[0][0]
+
+
+# Step panels read whole hours from step_stats_hourly and the ragged minutes from
+# step_stats_state: the same as step_stats_state alone, for a range that starts and ends
+# mid-hour. Sums and counts exactly; t-digest percentiles (merged minute -> hour -> range instead
+# of minute -> range) within 5 %.
+STEP_STATS_PANELS = [("runlens-workflow", 1), ("runlens-workflow", 2), ("runlens-workflow", 6)]
+
+
+def _minutes_only(sql: str) -> str:
+    replaced = re.sub(re.escape(P.STEP_STATS) + r"(\s+)WHERE ",
+                      r"step_stats_state\1WHERE $__timeFilter(bucket) AND ", sql)
+    assert replaced != sql
+    return replaced
+
+
+@pytest.mark.parametrize("uid, panel_id", STEP_STATS_PANELS, ids=[f"{u}-{i}" for u, i in STEP_STATS_PANELS])
+@pytest.mark.parametrize("selection", range(len(FILTERS)))
+def test_step_panels_over_hours_equal_the_minutes(reader, published, uid, panel_id, selection):
+    selected, _ = FILTERS[selection]
+    panel = P.dashboard(uid).panel(panel_id)
+    start, end = T0 + timedelta(minutes=17, seconds=30), T1 - timedelta(minutes=23)
+    if selection == 1:   # a range over whole days (the workload's day) and ragged hours
+        start, end = T0 - timedelta(days=1, hours=2, minutes=5), T1 + timedelta(days=1, minutes=7)
+    time = TimeRange(start, end, query_interval(panel, start, end))
+    values = variable_values(selected)
+    got = reader.query(expand(panel.sql, time, values, variable_specs())).result_rows
+    expected = reader.query(expand(_minutes_only(panel.sql), time, values, variable_specs())).result_rows
+    assert expected
+    if panel_id == 2:   # workflow, step, type, runs, failure_pct exact; p50/p95/p99 within 5 %
+        key = {row[:3]: row for row in expected}
+        if len(expected) < 20:   # otherwise the top 20 by p95 may differ at the cut
+            assert sorted(r[:5] for r in got) == sorted(r[:5] for r in expected)
+        for row in got:
+            if row[:3] in key:
+                assert row[3:5] == key[row[:3]][3:5]
+                for a, b in zip(row[5:], key[row[:3]][5:]):
+                    assert abs(a - b) <= 0.05 * max(abs(b), 1), (row, key[row[:3]])
+    else:
+        assert got == expected
+
+
+def test_step_stats_hourly_and_daily_hold_the_minutes(reader, published):
+    sums = ("sum(executions), sum(succeeded), sum(failed), sum(skipped), sum(retries), "
+            "round(sum(duration_sum_ms)), sum(delays), sum(delays_late), round(sum(lateness_sum_ms)), "
+            "max(lateness_max_ms), max(step_index)")
+    group = "account_id, toStartOfHour(bucket) AS h, workflow_id, workflow_version, step_id, step_name, step_type"
+    hourly = reader.query(f"SELECT {group}, {sums} FROM step_stats_hourly GROUP BY ALL ORDER BY ALL").result_rows
+    minutes = reader.query(f"SELECT {group}, {sums} FROM step_stats_state GROUP BY ALL ORDER BY ALL").result_rows
+    assert hourly and hourly == minutes
+    by_day = group.replace("toStartOfHour(bucket) AS h", "toStartOfDay(bucket) AS d")
+    daily = reader.query(f"SELECT {by_day}, {sums} FROM step_stats_daily GROUP BY ALL ORDER BY ALL").result_rows
+    assert daily == reader.query(f"SELECT {by_day}, {sums} FROM step_stats_state GROUP BY ALL ORDER BY ALL").result_rows

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import orjson
 import pytest
 
 from embedded.stack import EmbeddedStack

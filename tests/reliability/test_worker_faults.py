@@ -7,6 +7,7 @@ import random
 import signal
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from tests.helpers import run_cli, wait_caught_up, wait_for
@@ -103,6 +104,15 @@ def test_control_without_dedup_tokens_the_lost_reply_test_fails(tmp_path, stack_
     # the continuous reconciliation check sees the same drift
     reconcile = run_cli(stack.settings, "reconcile", "--since", "2026-11-01T00:00:00Z")
     assert reconcile.returncode == 3 and b"drift: 0 " not in reconcile.stderr
+    # ... and so does the provisioned alert rule that runs it continuously
+    from dashboards.macros import TimeRange, expand
+    from dashboards.panels import ALERT_RULES
+
+    rule = next(r for r in ALERT_RULES if r.uid == "runlens-aggregate-drift")
+    window = TimeRange(datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2027, 1, 1, tzinfo=timezone.utc), 60.0)
+    with reader_of(stack) as client:
+        drift = client.query(expand(rule.sql, window)).result_rows
+    assert drift and sum(value for _, value in drift) > rule.threshold
 
 
 def test_warehouse_outage_applies_back_pressure_and_catches_up(tmp_path, stack_factory):

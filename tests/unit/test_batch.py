@@ -55,3 +55,13 @@ def test_a_multi_event_record_is_split_into_positions(sample_events_path):
     assert [(e.event_id, p, o, i) for e, p, o, i in split.events] == [
         ("e1", 1, 42, 0), ("e2", 1, 42, 1), ("e3", 1, 42, 2), ("e4", 1, 42, 4), ("e5", 1, 42, 5)]
     assert [(d.source_offset, d.source_index, d.raw) for d in split.dead_letters] == [(42, 3, b"not json at all")]
+
+
+def test_record_groups_bound_the_events_per_group_and_keep_the_order():
+    from streams.batch import record_groups
+
+    records = [RawRecord(b"k", b"\n".join([b"{}"] * n), "t", 0, offset) for offset, n in enumerate([3, 4, 2, 9, 1])]
+    groups = list(record_groups(records, max_events=6))
+    assert [[r.offset for r in g] for g in groups] == [[0], [1, 2], [3], [4]]
+    assert [r for g in groups for r in g] == records
+    assert list(record_groups([], 6)) == []

@@ -150,7 +150,7 @@ def test_dashboard_provider_and_compose_mount_agree():
 def test_alert_rules_structure():
     rules = _rules()
     assert {r["uid"] for r in rules} == {r.uid for r in P.ALERT_RULES}
-    assert len({r["uid"] for r in rules}) == len(rules) == 6
+    assert len({r["uid"] for r in rules}) == len(rules) == 7
     dashboards = _dashboards()
     known = _datasource_uids() | {"__expr__"}
     for rule in rules:
@@ -359,3 +359,34 @@ def test_query_interval_follows_range_and_min_interval():
     assert column_kind("SimpleAggregateFunction(max, Float64)") == "number"
     assert column_kind("LowCardinality(Nullable(String))") == "string"
     assert column_kind("Array(Float32)") == "other"
+
+
+# --------------------------------------------------------------------------- cost of the queries
+
+# The `runs` / `steps` views fold every run / step attempt ever stored (a GROUP BY over all of
+# run_state / step_state): a panel reading them gets slower with every day of history. Panels
+# and the summary read minute aggregates or the small pre-aggregated tables of migration 007.
+_PER_RUN_VIEW = re.compile(r"\b(?:FROM|JOIN)\s+(runs|steps|run_state|step_state)\b", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("uid, panel_id", [(d.uid, p.id) for d, p in P.all_panels()],
+                         ids=[f"{d.uid}-{p.id}" for d, p in P.all_panels()])
+def test_panels_do_not_fold_every_run(uid, panel_id):
+    panel = P.dashboard(uid).panel(panel_id)
+    assert not _PER_RUN_VIEW.search(panel.sql), f"{panel.title!r} reads a per-run view:\n{panel.sql}"
+
+
+def test_summary_does_not_fold_every_run():
+    from dashboards.summary import SUMMARY_PANELS
+
+    for panel in SUMMARY_PANELS:
+        assert not _PER_RUN_VIEW.search(panel.sql), f"{panel.key} reads a per-run view"
+
+
+def test_duration_histogram_bands_match_the_migration():
+    migration = (ROOT / "sinks" / "migrations" / "007_panel_state.sql").read_text()
+    columns = [column for _, column in P.DURATION_BANDS]
+    assert len(set(columns)) == len(columns) == 7
+    for column in columns:
+        assert f"ADD COLUMN IF NOT EXISTS {column} " in migration
+        assert f"AS {column}," in migration or f"AS {column}\n" in migration
