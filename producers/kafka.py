@@ -88,12 +88,7 @@ class CheckedProducer:
         self._producer = Producer(producer_config(brokers, **overrides))
         self.delivered = 0
         self._failures: list[str] = []
-
-    def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
-        if err is None:
-            self.delivered += 1
-        else:
-            self._failures.append(err.str())
+        self._on_one_delivery = partial(self._on_delivery_of, 1)
 
     def _on_delivery_of(self, events: int, err: KafkaError | None, _msg: object) -> None:
         if err is None:
@@ -107,7 +102,7 @@ class CheckedProducer:
         """Queue one record holding ``events`` events (what ``delivered`` counts); blocks
         (serving callbacks) while the local queue is full."""
         extra = {} if partition is None else {"partition": partition}
-        callback = self._on_delivery if events == 1 else partial(self._on_delivery_of, events)
+        callback = self._on_one_delivery if events == 1 else partial(self._on_delivery_of, events)
         while True:
             try:
                 self._producer.produce(topic, value, key, headers=headers, on_delivery=callback, **extra)

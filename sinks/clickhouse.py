@@ -204,21 +204,18 @@ class Warehouse:
         db = self.database
         self.faults.before()
         try:
-            # The newest stored position, not the highest: after a topic was re-created (a memory
+            # The newest stored positions, not the highest: after a topic was re-created (a memory
             # broker restarted) offsets start again from 0 below positions stored earlier.
-            last = self.client.query(
-                f"SELECT source_offset, source_index FROM {db}.events WHERE source_partition = {{p:UInt32}} "
-                "ORDER BY ingested_at DESC, source_offset DESC, source_index DESC LIMIT 1",
-                parameters={"p": partition}).result_rows
-            ledger = PartitionLedger(partition, recent_capacity=recent_capacity)
-            if not last:
-                return ledger
-            ledger.high_water = (int(last[0][0]), int(last[0][1]))
             recent = self.client.query(
-                f"SELECT event_id FROM {db}.events WHERE source_partition = {{p:UInt32}} "
+                f"SELECT event_id, source_offset, source_index FROM {db}.events "
+                "WHERE source_partition = {p:UInt32} "
                 "ORDER BY ingested_at DESC, source_offset DESC, source_index DESC LIMIT {n:UInt64}",
                 parameters={"p": partition, "n": recent_capacity}).result_rows
-            for (event_id,) in reversed(recent):   # oldest first: they fall out of the horizon first
+            ledger = PartitionLedger(partition, recent_capacity=recent_capacity)
+            if not recent:
+                return ledger
+            ledger.high_water = (int(recent[0][1]), int(recent[0][2]))
+            for event_id, _, _ in reversed(recent):   # oldest first: they fall out of the horizon first
                 ledger.recent.add(event_id)
             half_seen = self.client.query(
                 f"SELECT run_id, q, s FROM (SELECT run_id, max(source_partition) AS p, min(queued_at) AS q, "
