@@ -16,8 +16,10 @@ Regenerate after changing a panel or rule::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards import panels as P
+from sinks import tenancy
 
 ROOT = Path(__file__).resolve().parent
 JSON_DIR = ROOT / "json"
@@ -50,13 +53,15 @@ class ClickHouseQuery(cogvariants.Dataquery):
     """A target of the grafana-clickhouse-datasource plugin in SQL editor mode (the SDK ships
     no builder for this plugin; this is its query model)."""
 
-    def __init__(self, ref_id: str, raw_sql: str, time_series: bool, for_alerting: bool = False):
+    def __init__(self, ref_id: str, raw_sql: str, time_series: bool, for_alerting: bool = False,
+                 datasource_uid: str = P.DATASOURCE_UID):
         self.ref_id, self.raw_sql, self.time_series, self.for_alerting = ref_id, raw_sql, time_series, for_alerting
+        self.datasource_uid = datasource_uid
 
     def to_json(self) -> dict[str, object]:
         payload: dict[str, object] = {
             "refId": self.ref_id,
-            "datasource": {"type": P.DATASOURCE_TYPE, "uid": P.DATASOURCE_UID},
+            "datasource": {"type": P.DATASOURCE_TYPE, "uid": self.datasource_uid},
             "editorType": "sql",
             "format": FORMAT_TIME_SERIES if self.time_series else FORMAT_TABLE,
             "queryType": "timeSeries" if self.time_series else "table",   # the plugin's QueryType
@@ -68,8 +73,9 @@ class ClickHouseQuery(cogvariants.Dataquery):
 
 
 class ClickHouseQueryBuilder(cogbuilder.Builder[ClickHouseQuery]):
-    def __init__(self, ref_id: str, raw_sql: str, time_series: bool, for_alerting: bool = False):
-        self._internal = ClickHouseQuery(ref_id, raw_sql, time_series, for_alerting)
+    def __init__(self, ref_id: str, raw_sql: str, time_series: bool, for_alerting: bool = False,
+                 datasource_uid: str = P.DATASOURCE_UID):
+        self._internal = ClickHouseQuery(ref_id, raw_sql, time_series, for_alerting, datasource_uid)
 
     def build(self) -> ClickHouseQuery:
         return self._internal
@@ -102,27 +108,78 @@ class ExpressionBuilder(cogbuilder.Builder[ExpressionQuery]):
 # --------------------------------------------------------------------------- dashboards
 
 
-def _variable(v: P.Variable):
+@dataclass(frozen=True)
+class Target:
+    """Whom a dashboard is built for: the operators (every account, the all-accounts
+    datasource) or one tenant (its own datasource, whose ClickHouse user row policies hold to
+    the tenant's rows; the account variable fixed to the tenant and hidden)."""
+
+    account: str | None = None
+
+    @property
+    def datasource_uid(self) -> str:
+        return tenancy.datasource_uid(self.account) if self.account else P.DATASOURCE_UID
+
+    @property
+    def datasource(self) -> dm.DataSourceRef:
+        return dm.DataSourceRef(type_val=P.DATASOURCE_TYPE, uid=self.datasource_uid)
+
+    def uid(self, dashboard_uid: str) -> str:
+        return tenant_uid(dashboard_uid, self.account) if self.account else dashboard_uid
+
+    @property
+    def tag(self) -> str:
+        return f"runlens-tenant-{self.account}" if self.account else "runlens"
+
+
+OPERATORS = Target()
+
+
+def tenant_uid(base: str, account: str) -> str:
+    """A tenant's copy of uid ``base`` (dashboard or folder); Grafana uids have at most 40
+    characters, so a long account id is replaced by a digest."""
+    tenancy.check_account(account)
+    uid = f"{base}-{account}"
+    if len(uid) > 40:
+        uid = f"{base}-t{hashlib.sha256(account.encode()).hexdigest()[:12]}"
+    return uid
+
+
+def _variable(v: P.Variable, target: Target = OPERATORS):
+    if target.account and v.name == "account":
+        # fixed and hidden: the tenant's datasource sees no other account anyway
+        return (db.ConstantVariable(v.name).label(v.label).value(target.account)
+                .description("The tenant this dashboard belongs to (fixed)."))
     if v.kind == "query":
-        builder = (db.QueryVariable(v.name).label(v.label).datasource(DATASOURCE).query(v.sql)
+        builder = (db.QueryVariable(v.name).label(v.label).datasource(target.datasource).query(v.sql)
                    .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.DISABLED))
     else:
         builder = (db.CustomVariable(v.name).label(v.label).values(",".join(v.options))
                    .options([dm.VariableOption(text=o, value=o, selected=False) for o in v.options]))
     if v.description:
         builder = builder.description(v.description)
-    return (builder.multi(v.multi).include_all(v.include_all)
+    # No typed-in values (defence in depth only: a URL can still carry any value, which the
+    # panels' percent-encoded comparison keeps out of the SQL; see panels.values_of).
+    return (builder.multi(v.multi).include_all(v.include_all).allow_custom_value(False)
             .current(dm.VariableOption(text=["All"], value=["$__all"], selected=True)))
 
 
-def _links_override(panel: P.Panel, builder):
+def _link_url(url: str, target: Target) -> str:
+    """A link to another runlens dashboard, pointed at the target's copy of it."""
+    if target.account:
+        for d in P.DASHBOARDS:
+            url = url.replace(f"/d/{d.uid}?", f"/d/{target.uid(d.uid)}?")
+    return url
+
+
+def _links_override(panel: P.Panel, builder, target: Target = OPERATORS):
     for link in panel.links:
         builder = builder.override_by_name(link.column, [dm.DynamicConfigValue(
-            id_val="links", value=[{"title": link.title, "url": link.url, "targetBlank": False}])])
+            id_val="links", value=[{"title": link.title, "url": _link_url(link.url, target), "targetBlank": False}])])
     return builder
 
 
-def _panel(panel: P.Panel):
+def _panel(panel: P.Panel, target: Target = OPERATORS):
     kind = panel.type
     if kind == "timeseries":
         builder = (timeseries.Panel().line_width(1).fill_opacity(20 if panel.stacked or panel.bars else 10)
@@ -161,9 +218,10 @@ def _panel(panel: P.Panel):
     else:
         raise ValueError(f"panel {panel.title!r}: unknown panel type {kind!r}")
     x, y, w, h = panel.grid
-    builder = (builder.id(panel.id).title(panel.title).datasource(DATASOURCE)
+    builder = (builder.id(panel.id).title(panel.title).datasource(target.datasource)
                .grid_pos(dm.GridPos(h=h, w=w, x=x, y=y))
-               .with_target(ClickHouseQueryBuilder("A", panel.sql, panel.time_series)))
+               .with_target(ClickHouseQueryBuilder("A", panel.sql, panel.time_series,
+                                                   datasource_uid=target.datasource_uid)))
     if panel.description:
         builder = builder.description(panel.description)
     if panel.unit:
@@ -172,20 +230,74 @@ def _panel(panel: P.Panel):
         builder = builder.decimals(panel.decimals)
     if panel.min_interval:
         builder = builder.interval(panel.min_interval)
-    return _links_override(panel, builder)
+    return _links_override(panel, builder, target)
 
 
-def build_dashboard(d: P.Dashboard) -> dict[str, Any]:
-    builder = (db.Dashboard(d.title).uid(d.uid).description(d.description).tags(["runlens"])
+def build_dashboard(d: P.Dashboard, target: Target = OPERATORS) -> dict[str, Any]:
+    title = f"{d.title} ({target.account})" if target.account else d.title
+    builder = (db.Dashboard(title).uid(target.uid(d.uid)).description(d.description).tags([target.tag])
                .time(d.time_from, "now").timezone("utc").refresh(d.refresh).editable()
                .tooltip(dm.DashboardCursorSync.CROSSHAIR)
-               .link(db.DashboardLink("runlens").type(dm.DashboardLinkType.DASHBOARDS).tags(["runlens"])
+               .link(db.DashboardLink("runlens").type(dm.DashboardLinkType.DASHBOARDS).tags([target.tag])
                      .as_dropdown(False).include_vars(True).keep_time(True).target_blank(False)))
     for v in P.VARIABLES:
-        builder = builder.with_variable(_variable(v))
+        builder = builder.with_variable(_variable(v, target))
     for panel in d.panels:
-        builder = builder.with_panel(_panel(panel))
+        builder = builder.with_panel(_panel(panel, target))
     return _plain(builder.build())
+
+
+# --------------------------------------------------------------------------- tenants
+
+# What a tenant's team gets: every dashboard but Pipeline health, which reads the dead letters
+# and the workers' metrics (every account's traffic; not tenant-readable). Alert rules read every
+# account and stay with the operators.
+TENANT_DASHBOARDS = tuple(d for d in P.DASHBOARDS if d.uid != P.PIPELINE.uid)
+TENANT_DASHBOARDS_PATH = "/var/lib/grafana/dashboards/runlens-tenants"
+
+
+def tenant_folder(account: str) -> tuple[str, str]:
+    """(uid, title) of the account's Grafana folder."""
+    return tenant_uid(P.FOLDER_UID, account), f"{P.FOLDER_TITLE} {tenancy.check_account(account)}"
+
+
+def tenant_dashboards(account: str) -> list[dict[str, Any]]:
+    target = Target(tenancy.check_account(account))
+    return [build_dashboard(d, target) for d in TENANT_DASHBOARDS]
+
+
+def tenant_files(account: str, *, org_id: int = 1, dashboards_path: str | None = None, database: str = "runlens",
+                 host: str = "clickhouse", port: int = 8123, secure: bool = False) -> dict[str, str]:
+    """Grafana file provisioning for one tenant, as {relative path: content}:
+
+    * ``dashboards/<uid>.json`` — the tenant's dashboards (``TENANT_DASHBOARDS``) on the
+      tenant's datasource, the account variable fixed to the tenant and hidden;
+    * ``provisioning/datasources/runlens-<account>.yaml`` — that datasource, logging in as the
+      account's ClickHouse reader (``sinks.tenancy``; password from
+      ``RUNLENS_GRAFANA_<ACCOUNT>_PASSWORD`` in Grafana's environment);
+    * ``provisioning/dashboards/runlens-<account>.yaml`` — a file provider putting the
+      dashboards (mounted at ``dashboards_path``) into the tenant's folder.
+
+    All in organisation ``org_id``. Grafana OSS lets every member of an organisation query every
+    datasource in it, so a tenant's team is kept to its rows only in an organisation of its own
+    (create it first: provisioning does not create organisations)."""
+    account = tenancy.check_account(account)
+    if int(org_id) < 1:
+        raise ValueError(f"org id {org_id!r}: Grafana organisations start at 1")
+    folder_uid, folder_title = tenant_folder(account)
+    path = dashboards_path or f"{TENANT_DASHBOARDS_PATH}/{account}"
+    command = f"runlens grafana provision --tenant {account} --org-id {int(org_id)}"
+    files = {f"dashboards/{d['uid']}.json": json.dumps(d, indent=2, ensure_ascii=False) + "\n"
+             for d in tenant_dashboards(account)}
+    files[f"provisioning/datasources/runlens-{account}.yaml"] = tenancy.grafana_datasources(
+        [account], database, org_id=int(org_id), host=host, port=port, secure=secure, command=command)
+    provider = {"apiVersion": 1, "providers": [{
+        "name": f"runlens-{account}", "orgId": int(org_id), "folder": folder_title, "folderUid": folder_uid,
+        "type": "file", "disableDeletion": True, "allowUiUpdates": False, "options": {"path": path}}]}
+    files[f"provisioning/dashboards/runlens-{account}.yaml"] = (
+        f"# Generated by `{command}`: the tenant's dashboards, in its own folder and organisation.\n"
+        + yaml.safe_dump(provider, sort_keys=False))
+    return files
 
 
 def _plain(obj: Any) -> Any:

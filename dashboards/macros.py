@@ -1,7 +1,8 @@
 """Expand a panel's SQL the way Grafana and the ClickHouse plugin do before ClickHouse sees it.
 
-Pure: a string in, a string out. Used by the HTML report (which renders the very SQL Grafana
-runs) and by the tests that run every panel and alert query against a warehouse.
+Pure: a string in, a string out. Used by the tests that run every panel and alert query
+against a warehouse as Grafana would send it (``expand``), and by the HTML report, which runs
+the same SQL with the variables bound as server-side parameters instead (``expand_bound``).
 
 The three stages, in the order the plugin applies them
 ------------------------------------------------------
@@ -19,11 +20,24 @@ The three stages, in the order the plugin applies them
    * No format: a single value is inserted raw; several values become ``'a','b'`` (the
      plugin's own formatter: quoted, joined with ``,``, *not* escaped).
    * ``:singlequote`` ``'a','b'`` with ``'`` escaped as ``\\'``; ``:doublequote`` likewise
-     with ``"``; ``:sqlstring`` ``'a','b'`` with ``'`` doubled; ``:csv`` / ``:raw`` ``a,b``;
-     ``:pipe`` ``a|b``; ``:text`` the values as they are, joined with ``+``.
+     with ``"``; ``:sqlstring`` ``'a','b'`` with ``'`` doubled and ``"`` escaped as ``\\"``;
+     ``:csv`` / ``:raw`` ``a,b``; ``:pipe`` ``a|b``; ``:text`` the values as they are, joined
+     with ``+``.
+   * ``:percentencode`` (``encodeURIComponentStrict`` in Grafana's format registry, the same in
+     the legacy template service and in Scenes): one value is percent-encoded; several values
+     are joined as ``{a,b}`` and the whole text is percent-encoded (``%7Ba%2Cb%7D``). The
+     encoding is JavaScript's ``encodeURIComponent`` (UTF-8, upper-case hex) with ``!'()*``
+     encoded too, so the result holds only ``A-Z a-z 0-9 - _ . ~`` and ``%XX``: nothing that
+     can end or escape a ClickHouse string literal. A value JavaScript cannot encode (a lone
+     surrogate) makes Grafana throw ``URIError``; here it raises ``MacroError``.
+   * The dashboards use ``:percentencode`` only, inside a quoted literal that ClickHouse
+     decodes (``panels.values_of``); ``singlequote`` / ``sqlstring`` / ``doublequote`` do not
+     escape ``\\``, which ClickHouse reads as an escape, so a value ending in ``\\`` breaks
+     out of their literals.
    * *All* (``$__all``): the variable's custom all value when it has one, inserted raw and
-     unformatted (Grafana does not format a custom all value); otherwise every option of the
-     variable (``all_values``), formatted as a multi-value selection.
+     unformatted (Grafana formats a custom all value only for ``:percentencode`` and
+     ``:text``); otherwise every option of the variable (``all_values``), formatted as a
+     multi-value selection.
    * Built-ins: ``$__from`` / ``$__to`` (epoch ms), ``$__interval`` (``30s``, ``1m``, ``2h``),
      ``$__interval_ms``, ``$__range_s``, ``$__range_ms``. Other names starting with ``__``
      (the plugin's macros, ``${__data...}`` in links) are left alone, as Grafana does.
@@ -56,6 +70,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 ALL = "$__all"
 
@@ -218,7 +233,9 @@ def _format(value: VariableValue, fmt: str | None) -> str:
     if fmt == "doublequote":
         return ",".join('"' + v.replace('"', '\\"') + '"' for v in values)
     if fmt == "sqlstring":
-        return ",".join("'" + v.replace("'", "''") + "'" for v in values)
+        return ",".join("'" + v.replace("'", "''").replace('"', '\\"') + "'" for v in values)
+    if fmt == "percentencode":
+        return percent_encode("{" + ",".join(values) + "}" if not isinstance(value, str) else value)
     if fmt in ("csv", "raw"):
         return ",".join(values)
     if fmt == "pipe":
@@ -226,6 +243,16 @@ def _format(value: VariableValue, fmt: str | None) -> str:
     if fmt == "text":
         return " + ".join(values)
     raise MacroError(f"unsupported variable format :{fmt}")
+
+
+def percent_encode(text: str) -> str:
+    """Grafana's ``encodeURIComponentStrict``: ``encodeURIComponent`` (UTF-8 bytes as upper-case
+    ``%XX``, leaving ``A-Z a-z 0-9 - _ . ! ~ * ' ( )``), then ``!'()*`` as ``%XX`` too."""
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MacroError("URIError: malformed URI sequence (a lone surrogate in a variable value)") from None
+    return quote(data, safe="")
 
 
 def grafana_interval(seconds: float) -> str:
@@ -248,6 +275,23 @@ def _builtin(name: str, time: TimeRange) -> str | None:
     }.get(name)
 
 
+def _value_of(name: str, ctx: Context) -> VariableValue | None:
+    """The variable's value as the formatter sees it (All resolved); None if it has none."""
+    if name not in ctx.values:
+        if ctx.strict:
+            raise MacroError(f"variable ${name} has no value (is it defined on the dashboard?)")
+        return None
+    value = ctx.values[name]
+    if _is_all(value):
+        variable = ctx.variables.get(name, Variable(name))
+        if variable.custom_all is not None:
+            return variable.custom_all
+        if not variable.all_values:
+            raise MacroError(f"${name} is All, but neither its options nor a custom all value are known")
+        value = list(variable.all_values)
+    return value
+
+
 def replace_variables(sql: str, ctx: Context) -> str:
     """Stage 2: template variables and Grafana's built-in variables."""
 
@@ -257,21 +301,50 @@ def replace_variables(sql: str, ctx: Context) -> str:
         if name.startswith("__"):
             builtin = _builtin(name, ctx.time)
             return match.group(0) if builtin is None else builtin
-        if name not in ctx.values:
-            if ctx.strict:
-                raise MacroError(f"variable ${name} has no value (is it defined on the dashboard?)")
-            return match.group(0)
-        value = ctx.values[name]
-        if _is_all(value):
+        if name in ctx.values and _is_all(ctx.values[name]):
             variable = ctx.variables.get(name, Variable(name))
-            if variable.custom_all is not None:
-                return variable.custom_all
-            if not variable.all_values:
-                raise MacroError(f"${name} is All, but neither its options nor a custom all value are known")
-            value = list(variable.all_values)
-        return _format(value, fmt)
+            if variable.custom_all is not None and fmt not in ("percentencode", "text"):
+                return variable.custom_all   # Grafana inserts a custom all value unformatted
+        value = _value_of(name, ctx)
+        return match.group(0) if value is None else _format(value, fmt)
 
     return _VARIABLE.sub(substitute, sql)
+
+
+# A variable the way the dashboards compare with it: a percent-encoded value in a quoted literal.
+_QUOTED_PERCENTENCODED = re.compile(r"'\$\{(\w+):percentencode\}'")
+
+
+def bind_name(variable: str) -> str:
+    """The server-side query parameter that carries ``variable`` in the bound form."""
+    return f"var_{variable}"
+
+
+def bind_variables(sql: str, ctx: Context) -> tuple[str, dict[str, str]]:
+    """Stage 2 without putting any value in the SQL text, for runlens' own queries (the report).
+
+    Each ``'${var:percentencode}'`` (the only form the dashboards use) becomes the server-side
+    parameter ``{var_<name>:String}`` bound to the very text Grafana would have placed between
+    the quotes, so ClickHouse decodes the same string the same way. Any other reference to a
+    dashboard variable raises ``MacroError``: its value would be part of the statement.
+    Built-in variables (``$__from``, ``$__interval``...) are numbers runlens computes and are
+    expanded as in ``replace_variables``."""
+    params: dict[str, str] = {}
+
+    def bind(match: re.Match) -> str:
+        name = match.group(1)
+        value = _value_of(name, ctx)
+        if value is None:
+            return match.group(0)
+        params[bind_name(name)] = _format(value, "percentencode")
+        return "{" + bind_name(name) + ":String}"
+
+    sql = _QUOTED_PERCENTENCODED.sub(bind, sql)
+    left = used_variables(sql)
+    if left:
+        raise MacroError(f"variable(s) {', '.join('$' + n for n in sorted(left))} are not in the bound form "
+                         "'${name:percentencode}': their values would be placed in the SQL text")
+    return replace_variables(sql, ctx), params
 
 
 # --------------------------------------------------------------------------- stage 3
@@ -368,6 +441,17 @@ def expand(sql: str, time: TimeRange, values: Mapping[str, VariableValue] | None
     sql = apply_conditional_all(sql, ctx.values, set(ctx.variables))
     sql = replace_variables(sql, ctx)
     return apply_backend_macros(sql, time, strict=strict)
+
+
+def expand_bound(sql: str, time: TimeRange, values: Mapping[str, VariableValue] | None = None,
+                 variables: Mapping[str, Variable] | None = None, *,
+                 strict: bool = True) -> tuple[str, dict[str, str]]:
+    """``expand`` for runlens' own queries: the SQL and the server-side parameters to send with
+    it (``client.query(sql, parameters=params)``); no variable value is in the SQL text."""
+    ctx = Context(time=time, values=dict(values or {}), variables=dict(variables or {}), strict=strict)
+    sql = apply_conditional_all(sql, ctx.values, set(ctx.variables))
+    sql, params = bind_variables(sql, ctx)
+    return apply_backend_macros(sql, time, strict=strict), params
 
 
 def expand_frontend(sql: str, time: TimeRange, values: Mapping[str, VariableValue] | None = None,

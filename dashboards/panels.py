@@ -131,8 +131,24 @@ def _cond(variable: str, condition: str) -> str:
     return f"$__conditionalAll({condition}, ${variable})"
 
 
+def values_of(variable: str) -> str:
+    """The values selected in a multi-value dashboard variable, as a one-column subquery.
+
+    No value is ever placed in the SQL as text ClickHouse parses: Grafana writes the selection
+    with ``:percentencode`` (Grafana's ``encodeURIComponentStrict``: only ``A-Z a-z 0-9 - _ . ~``
+    and ``%XX`` remain, so nothing can end the literal or escape its quote, whatever the value;
+    ``:singlequote`` / ``:sqlstring`` leave ``\\``, which ClickHouse reads as an escape) and
+    ClickHouse decodes it. Several values arrive as ``{a,b}`` (encoded as a whole), one value of
+    a single-value selection as itself. A value holding a comma and wrapped in braces reads as
+    several values, as if each had been selected; it can never become SQL. ``$__conditionalAll``
+    drops the whole condition for *All*, before this runs. The report binds the same encoded
+    text as a server-side parameter instead (``macros.expand_bound``)."""
+    return (f"(WITH decodeURLComponent('${{{variable}:percentencode}}') AS v "
+            "SELECT arrayJoin(if(v LIKE '{%}', splitByChar(',', substring(v, 2, length(v) - 2)), [v])))")
+
+
 def _in(column: str, variable: str) -> str:
-    return _cond(variable, f"{column} IN (${{{variable}:singlequote}})")
+    return _cond(variable, f"{column} IN {values_of(variable)}")
 
 
 def run_filter(prefix: str = "") -> str:
@@ -338,7 +354,7 @@ WORKFLOW = Dashboard(
             FROM {STEP_STATS}
             WHERE step_type != 'delay' AND {STEPS}
             GROUP BY workflow_id, step_name
-            ORDER BY share_pct DESC LIMIT 15"""),
+            ORDER BY share_pct DESC, step LIMIT 15"""),
             (0, 0, 12, 10), unit="percent", horizontal=True,
             description="Each step's share of its workflow's working time (delays excluded)."),
         Panel(2, "Slowest steps", "table", _sql(f"""
@@ -399,15 +415,15 @@ WORKFLOW = Dashboard(
                    toFloat64(max(lateness_max_ms)) AS max_lateness_ms
             FROM {STEP_STATS}
             WHERE delays > 0 AND {STEPS}
-            GROUP BY workflow, step ORDER BY late_pct DESC, resumes DESC"""),
+            GROUP BY workflow, step ORDER BY late_pct DESC, resumes DESC, workflow, step"""),
             (12, 18, 12, 8), description="A resume is late when more than 1 s after its schedule."),
     ),
 )
 
 # --------------------------------------------------------------------------- 3. failures
 
-WORKFLOW_LINK = ("/d/runlens-workflow?var-account=${__data.fields.account}"
-                 "&var-workflow=${__data.fields.workflow_id}&${__url_time_range}")
+WORKFLOW_LINK = ("/d/runlens-workflow?var-account=${__data.fields.account:percentencode}"
+                 "&var-workflow=${__data.fields.workflow_id:percentencode}&${__url_time_range}")
 
 FAILURES = Dashboard(
     uid="runlens-failures",
@@ -434,7 +450,7 @@ FAILURES = Dashboard(
             FROM (
                 SELECT workflow_id, assumeNotNull(step_name) AS step, error_code,
                        any(workflow_name) AS workflow_name, any(step_type) AS step_type, count() AS n,
-                       uniqExactState(run_id) AS run_ids, countIf(attempt > 1) AS retried,
+                       uniqExactState(account_id, run_id) AS run_ids, countIf(attempt > 1) AS retried,
                        max(ts) AS last
                 FROM run_notes FINAL
                 WHERE scope = 'step' AND $__timeFilter(ts) AND {RUNS}

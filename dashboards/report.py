@@ -1,8 +1,11 @@
 """The dashboards as one self-contained HTML page, for people without Grafana.
 
 Every panel of every dashboard in ``dashboards.panels`` is run with the same SQL Grafana runs
-(macros and variables expanded by ``dashboards.macros`` exactly as the ClickHouse plugin
-expands them) and drawn with plotly. plotly.js is inlined once, so the file opens offline.
+(macros expanded by ``dashboards.macros`` exactly as the ClickHouse plugin expands them) and
+drawn with plotly. The variable values (``--account`` ...) are never part of the SQL text: they
+travel as server-side query parameters (``{var_account:String}``, ``macros.expand_bound``)
+holding the text Grafana would have put in the query, which the panel's SQL decodes. plotly.js
+is inlined once, so the file opens offline.
 
     write_report(client, Path("report.html"), since, until, {"account": "acme"})
 """
@@ -23,7 +26,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from dashboards import panels as P
-from dashboards.macros import ALL, MacroError, TimeRange, Variable, expand
+from dashboards.macros import ALL, MacroError, TimeRange, Variable, expand_bound
 
 # --------------------------------------------------------------------------- query interval
 
@@ -75,10 +78,11 @@ def variable_values(selected: Mapping[str, Any] | None) -> dict[str, str | list[
 
 
 def panel_sql(panel: P.Panel, since: datetime, until: datetime,
-              values: Mapping[str, str | list[str]]) -> str:
-    """The SQL ClickHouse receives for ``panel`` (what Grafana would send)."""
+              values: Mapping[str, str | list[str]]) -> tuple[str, dict[str, str]]:
+    """The SQL ClickHouse receives for ``panel`` and its server-side parameters (the variable
+    values; never in the SQL text)."""
     time = TimeRange(since, until, query_interval(panel, since, until))
-    return expand(panel.sql, time, values, variable_specs())
+    return expand_bound(panel.sql, time, values, variable_specs())
 
 
 # --------------------------------------------------------------------------- results
@@ -91,6 +95,7 @@ class Result:
     rows: list[tuple] = field(default_factory=list)
     sql: str = ""
     error: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
 
     def kinds(self) -> list[str]:
         return [column_kind(t) for t in self.types]
@@ -128,18 +133,20 @@ def column_kind(ch_type: str) -> str:
 def run_panel(client, panel: P.Panel, since: datetime, until: datetime,
               values: Mapping[str, str | list[str]]) -> Result:
     try:
-        sql = panel_sql(panel, since, until, values)
+        sql, params = panel_sql(panel, since, until, values)
     except MacroError as exc:
         return Result(error=f"cannot expand the query: {exc}")
     try:
-        result = client.query(sql)
+        # no parameters at all when none is used: clickhouse-connect would otherwise format the
+        # SQL client-side (Python %-formatting), which the panels' '%' literals do not survive
+        result = client.query(sql, parameters=params) if params else client.query(sql)
     except Exception as exc:  # noqa: BLE001 - any failure is reported in the page
         text = str(exc)
         if "DB::Exception: " in text:
             text = text.split("DB::Exception: ", 1)[1]
-        return Result(sql=sql, error=text.split("\n")[0][:500])
+        return Result(sql=sql, params=params, error=text.split("\n")[0][:500])
     return Result(columns=list(result.column_names), types=[t.name for t in result.column_types],
-                  rows=[tuple(r) for r in result.result_rows], sql=sql)
+                  rows=[tuple(r) for r in result.result_rows], sql=sql, params=params)
 
 
 # --------------------------------------------------------------------------- figures
@@ -362,7 +369,13 @@ def _panel_html(item: RenderedPanel) -> str:
     return (f'<div class="panel" data-panel="{div_id}" data-type="{panel.type}" '
             f'data-rows="{len(res.rows)}" style="grid-column: {x + 1} / span {w}; grid-row: {y + 1} / span {h};">'
             f"<h3>{html.escape(panel.title)}</h3>{desc}{error}{plot}"
-            f"<details><summary>SQL</summary><pre>{html.escape(res.sql)}</pre></details></div>")
+            f"<details><summary>SQL</summary><pre>{html.escape(_with_params(res))}</pre></details></div>")
+
+
+def _with_params(res: Result) -> str:
+    """The SQL and, after it, the parameters it was sent with (as ClickHouse received them)."""
+    lines = [f"-- {{{name}:String}} = {value}" for name, value in sorted(res.params.items())]
+    return res.sql + ("\n\n" + "\n".join(lines) if lines else "")
 
 
 def _describe_values(values: Mapping[str, Sequence[str] | str]) -> str:

@@ -155,6 +155,11 @@ def _whole(column: str, seconds: int, filters: Filters) -> str:
     return " AND ".join(clauses) or "1"
 
 
+# A step id can carry several names across versions (a step renamed): every path reports the
+# name and type of the latest version (the greatest, should one version hold two), so the
+# minute, hourly and daily sources agree whatever order their rows come in.
+STEP_LABEL = "max((workflow_version, step_name, step_type))"
+
 HOUR, DAY = 3540, 86340   # from a period's start to the start of its last minute
 
 
@@ -222,7 +227,7 @@ def bottlenecks(filters: Filters, by: list[str]) -> Query:
         ),
         steps AS (
             SELECT {', '.join([*select, 'account_id AS acct', 'workflow_id AS wf', 'step_id AS sid'])},
-                   anyLast(step_name) AS step_name, anyLast(step_type) AS step_type,
+                   {STEP_LABEL} AS label,
                    sum(executions) AS runs, sum(failed) AS failures,
                    round(100 * failures / runs, 2) AS failure_pct,
                    sum(duration_sum_ms) AS time_ms,
@@ -233,7 +238,8 @@ def bottlenecks(filters: Filters, by: list[str]) -> Query:
             FROM {table} WHERE {where}
             GROUP BY {', '.join([*keys, 'acct', 'wf', 'sid'])}
         )
-        SELECT {', '.join(keys)}, step_name, step_type, runs, failure_pct, p50_s, p95_s,
+        SELECT {', '.join(keys)}, tupleElement(label, 2) AS step_name, tupleElement(label, 3) AS step_type,
+               runs, failure_pct, p50_s, p95_s,
                round(100 * time_ms / sum(time_ms) OVER (PARTITION BY acct, wf), 1) AS share_pct,
                late_resumes, late_by_avg_s,
                if(c.p50_previous > 0, round(c.p50_latest / c.p50_previous, 2), NULL) AS p50_vs_prev_version,
@@ -256,7 +262,7 @@ def _bottlenecks_one_pass(select: list[str], keys: list[str], table: str, where:
                p50_vs_prev_version >= 1.5 AS regressed
         FROM (
             SELECT {', '.join([*select, 'account_id AS acct', 'workflow_id AS wf', 'step_id AS sid'])},
-                   anyLast(name) AS step_name, anyLast(type) AS step_type,
+                   max((workflow_version, name, type)) AS label, tupleElement(label, 2) AS step_name, tupleElement(label, 3) AS step_type,
                    sum(n) AS runs, sum(bad) AS failures,
                    round(100 * failures / runs, 2) AS failure_pct,
                    sum(tms) AS time_ms,
@@ -276,7 +282,7 @@ def _bottlenecks_one_pass(select: list[str], keys: list[str], table: str, where:
                            max(workflow_version) OVER (PARTITION BY account_id, workflow_id) AS latest
                     FROM (
                         SELECT account_id, workflow_id, step_id, workflow_version,
-                               anyLast(step_name) AS name, anyLast(step_type) AS type,
+                               max((step_name, step_type)) AS version_label, tupleElement(version_label, 1) AS name, tupleElement(version_label, 2) AS type,
                                sum(executions) AS n, sum(failed) AS bad, sum(duration_sum_ms) AS tms,
                                quantilesTDigestMergeState({QUANTILES})(duration_digest) AS dstate,
                                sum(delays_late) AS late, sum(lateness_sum_ms) AS lsum

@@ -4,40 +4,45 @@ A chDB data directory is locked by one process. The process that owns it (the wo
 runs this endpoint so that every other process — ``runlens query``, clickhouse-connect
 clients, tests — reads the embedded warehouse as if it were a ClickHouse server.
 
-Promises: read-only (the session runs with ``readonly=2``: SELECT/SHOW/DESCRIBE and
-setting changes, no writes or DDL); binds to loopback only; one query at a time on its
-own chDB connection, so it never blocks on, or corrupts, the writer's connection.
+Promises (the rules themselves live in ``embedded.read_policy``):
+- binds to loopback only; answers ``/ping`` to anyone and nothing else without the reader's
+  credentials (ClickHouse's ``Code: 516 AUTHENTICATION_FAILED``, HTTP 401/403);
+- refuses browser requests: any ``Origin`` header, or a ``Host`` that is not a loopback name
+  (DNS rebinding), gets 403 before credentials are even looked at;
+- bodies above ``max_request_bytes`` get 413 unread; chunked bodies 411;
+- each statement runs under ``ReadPolicy``: checked, on its own fresh readonly=1 connection
+  with the limits, at most ``max_concurrent_queries`` at once (503 beyond), so it never blocks
+  on, or changes, the writer's connection or another reader's;
+- client-supplied ClickHouse settings in the URL are ignored; a ``database`` other than
+  runlens' own is refused.
 """
 
 from __future__ import annotations
 
 import email.policy
 import logging
-import re
 import threading
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-import chdb
+from embedded.read_policy import Credentials, EngineError, ReadLimits, ReadPolicy, Refused, authenticate
 
 log = logging.getLogger(__name__)
 
-_FORMAT_CLAUSE = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
-_DATABASE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ERROR_CODE = re.compile(r"Code: (\d+)\.")
 SERVER_VERSION = "runlens-chdb"
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class ReadEndpoint:
     """Serves read-only SQL over HTTP from a chDB data directory owned by this process."""
 
-    def __init__(self, warehouse_path: str, host: str = "127.0.0.1", port: int = 0):
-        if host not in ("127.0.0.1", "localhost", "::1"):
+    def __init__(self, warehouse_path: str, *, database: str, credentials: Credentials,
+                 limits: ReadLimits | None = None, host: str = "127.0.0.1", port: int = 0):
+        if host not in _LOOPBACK_HOSTS:
             raise ValueError("the read endpoint binds to loopback only")
-        self._conn = chdb.connect(warehouse_path)
-        self._conn.query("SET readonly = 2")
-        self._lock = threading.Lock()
+        self.credentials = credentials
+        self.policy = ReadPolicy(warehouse_path, database, limits)
         endpoint = self
 
         class Handler(_Handler):
@@ -52,6 +57,11 @@ class ReadEndpoint:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
+    @property
+    def dsn(self) -> str:
+        """The URL with the reader's credentials, as clickhouse-connect takes it."""
+        return self.credentials.dsn(self.url)
+
     def start(self) -> str:
         self._thread.start()
         return self.url
@@ -59,16 +69,7 @@ class ReadEndpoint:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-        with self._lock:
-            self._conn.close()
-
-    def execute(self, sql: str, fmt: str, database: str | None, params: dict[str, str]) -> bytes:
-        """Run one statement and return its output bytes; raises chdb's error on failure."""
-        with self._lock:
-            if database:
-                self._conn.query(f"USE {database}")
-            result = self._conn.query(sql, fmt, params=params or None)
-            return result.bytes() if hasattr(result, "bytes") else bytes(result)
+        self.policy.close()
 
 
 def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
@@ -83,66 +84,113 @@ def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
     return fields
 
 
+def _host_name(host_header: str) -> str:
+    """The host of a Host header without its port ('[::1]:8123' -> '::1')."""
+    if host_header.startswith("["):
+        return host_header[1:].partition("]")[0]
+    return host_header.rpartition(":")[0] if host_header.count(":") == 1 else host_header
+
+
 class _Handler(BaseHTTPRequestHandler):
     owner: ReadEndpoint
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True   # otherwise Nagle + delayed ACK add ~44 ms to every reply
+    timeout = 120                    # an idle or stalled connection is dropped, not kept forever
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
         log.debug("read endpoint: " + format, *args)
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        path = urlsplit(self.path).path
-        if path in ("/ping", "/"):
+        url = urlsplit(self.path)
+        if url.path == "/ping" or (url.path == "/" and not url.query):
             self._reply(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
         else:
-            self._handle_query(b"")
+            self._serve(b"", None)
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
-        length = int(self.headers.get("Content-Length") or 0)
+        self._serve(None, None)
+
+    def _serve(self, body: bytes | None, form: dict[str, str] | None) -> None:
+        try:
+            self._check_browser()
+            if urlsplit(self.path).path != "/":
+                raise Refused(48, "NOT_IMPLEMENTED", f"No handler for {urlsplit(self.path).path}", status=404)
+            if body is None:
+                body, form = self._read_body()
+            args = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
+            args.update(form or {})
+            authenticate(self.headers, args, self.owner.credentials)
+            self._handle_query(body, args)
+        except (Refused, EngineError) as exc:
+            if body is None:
+                self.close_connection = True   # a body may follow that was never read
+            self._error(exc.status, exc.code, exc.text)
+        except Exception:  # noqa: BLE001 - a bug here must not kill the connection silently
+            log.exception("read endpoint: request failed")
+            self.close_connection = True
+            self._error(500, 1000, "Code: 1000. DB::Exception: internal error of the read endpoint. (UNKNOWN_EXCEPTION)")
+
+    def _check_browser(self) -> None:
+        """Refuse what only a browser sends: an Origin header (cross-origin or a form post from a
+        page), or a Host that is not loopback (a DNS-rebound name)."""
+        if self.headers.get("Origin") is not None:
+            raise Refused(497, "ACCESS_DENIED", "Requests from web pages (with an Origin header) are refused")
+        if _host_name(self.headers.get("Host") or "127.0.0.1") not in _LOOPBACK_HOSTS:
+            raise Refused(497, "ACCESS_DENIED", "Host must be a loopback address")
+
+    def _read_body(self) -> tuple[bytes, dict[str, str] | None]:
+        limit = self.owner.policy.limits.max_request_bytes
+        if self.headers.get("Transfer-Encoding") is not None:
+            self.close_connection = True
+            raise Refused(381, "HTTP_LENGTH_REQUIRED", "Chunked request bodies are not supported; send "
+                          "Content-Length")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            raise Refused(36, "BAD_ARGUMENTS", "Invalid Content-Length") from None
+        if length < 0 or length > limit:
+            self.close_connection = True   # the body stays unread
+            raise Refused(229, "QUERY_IS_TOO_LARGE", f"Request body of {length} bytes exceeds the read "
+                          f"endpoint's limit of {limit} bytes")
         body = self.rfile.read(length) if length else b""
         content_type = self.headers.get("Content-Type", "")
-        if content_type.startswith("multipart/form-data"):
-            self._handle_query(b"", _form_fields(content_type, body))
-        elif content_type.startswith("application/x-www-form-urlencoded"):
-            self._handle_query(b"", dict(parse_qsl(body.decode(), keep_blank_values=True)))
-        else:
-            self._handle_query(body)
+        try:
+            if content_type.startswith("multipart/form-data"):
+                return b"", _form_fields(content_type, body)
+            if content_type.startswith("application/x-www-form-urlencoded"):
+                return b"", dict(parse_qsl(body.decode(), keep_blank_values=True))
+        except (UnicodeDecodeError, ValueError):
+            raise Refused(36, "BAD_ARGUMENTS", "Malformed form body") from None
+        return body, None
 
-    def _handle_query(self, body: bytes, form: dict[str, str] | None = None) -> None:
-        args = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
-        args.update(form or {})
+    def _handle_query(self, body: bytes, args: dict[str, str]) -> None:
+        policy = self.owner.policy
+        database = args.get("database")
+        if database not in (None, "", policy.database):
+            raise Refused(291, "DATABASE_ACCESS_DENIED", f"{self.owner.credentials.user}: Not enough privileges: "
+                          f"the read endpoint serves database `{policy.database}` only")
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            raise Refused(36, "BAD_ARGUMENTS", "The query is not valid UTF-8") from None
         sql = args.get("query", "")
-        if body:
-            sql = f"{sql}\n{body.decode()}" if sql else body.decode()
+        if text:
+            sql = f"{sql}\n{text}" if sql else text
         sql = sql.strip()
         if not sql:
-            self._error(400, 62, "Empty query")
-            return
-        database = args.get("database") or None
-        if database and not _DATABASE.match(database):
-            self._error(400, 81, f"Invalid database name {database!r}")
-            return
+            raise Refused(211, "EMPTY_QUERY", "Empty query")
         params = {k[len("param_"):]: v for k, v in args.items() if k.startswith("param_")}
-        match = _FORMAT_CLAUSE.search(sql)
-        fmt = match.group(1) if match else args.get("default_format", "TabSeparated")
-        try:
-            data = self.owner.execute(sql, fmt, database, params)
-        except Exception as exc:  # noqa: BLE001 - every engine error goes back to the client
-            text = str(exc)
-            code = _ERROR_CODE.search(text)
-            self._error(500, int(code.group(1)) if code else 1000, text)
-            return
-        self._reply(200, data, {
+        result = policy.run(sql, args.get("default_format") or "TabSeparated", params)
+        self._reply(200, result.data, {
             "Content-Type": "application/octet-stream",
-            "X-ClickHouse-Format": fmt,
+            "X-ClickHouse-Format": result.format,
             "X-ClickHouse-Timezone": "UTC",
             "X-ClickHouse-Server-Display-Name": SERVER_VERSION,
             "X-ClickHouse-Summary": '{"read_rows":"0","read_bytes":"0","written_rows":"0"}',
         })
 
-    def _error(self, status: int, code: int, message: str) -> None:
-        text = message if message.startswith("Code:") else f"Code: {code}. DB::Exception: {message}"
+    def _error(self, status: int, code: int, text: str) -> None:
         self._reply(status, text.encode() + b"\n", {
             "Content-Type": "text/plain; charset=UTF-8",
             "X-ClickHouse-Exception-Code": str(code),
@@ -153,5 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)

@@ -21,16 +21,26 @@ import orjson
 from producers.kafka import CheckedProducer, EventBatcher
 from producers.workload import WorkloadConfig, corrupt, generate
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d|w)?\s*$", re.ASCII | re.IGNORECASE)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+MAX_DURATION = timedelta(days=36_500)
+
+
+class DurationOutOfRange(ValueError):
+    """A well-formed duration longer than MAX_DURATION."""
 
 
 def parse_duration(text: str) -> timedelta:
-    """'90s', '10m', '2h', '30d', '1w' (a bare number is seconds); ValueError otherwise."""
+    """'90s', '10m', '2h', '30d', '1w' (a bare number is seconds), ASCII digits, at most 36,500 days
+    (100 years); ValueError (DurationOutOfRange when too long) otherwise."""
     match = _DURATION.match(text)
     if not match:
-        raise ValueError(f"invalid duration {text!r} (use e.g. 90s, 10m, 2h, 30d)")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise ValueError(f"invalid duration {shown!r} (use ASCII digits and a unit, e.g. 90s, 10m, 2h, 30d)")
+    seconds = float(match.group(1)) * _UNITS[match.group(2) and match.group(2).lower()]
+    if seconds > MAX_DURATION.total_seconds():
+        raise DurationOutOfRange(f"duration {text.strip()!r} is longer than {MAX_DURATION.days:,} days")
+    return timedelta(seconds=seconds)
 
 
 @dataclass

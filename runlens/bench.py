@@ -68,20 +68,28 @@ def _error(message: str) -> Exception:
     return _cli_module().UserError(message)
 
 
+def _bad(message: str) -> Exception:
+    """A malformed or out-of-range argument: exit code 2."""
+    return _cli_module().BadArgument(message)
+
+
 # --------------------------------------------------------------------------- arguments
 
-_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
+_COUNT = re.compile(r"^\s*([0-9]{1,12}(?:\.[0-9]{1,6})?)\s*([kKmM]?)\s*$", re.ASCII)
 _MULT = {"": 1, "k": 1_000, "m": 1_000_000}
+MAX_EVENTS = 100_000_000
 
 
 def parse_count(text: str, option: str, minimum: int = 1000) -> int:
-    """'200k', '1m', '10m' or a plain number of events."""
+    """'200k', '1m', '10m' or a plain number of events (ASCII digits, up to 100m)."""
     match = _COUNT.match(text)
     if not match:
-        raise _error(f"{option}: invalid event count {text!r} (use e.g. 200k, 1m, 10m)")
+        raise _bad(f"{option}: invalid event count {_cli_module().shown(text)} (use e.g. 200k, 1m, 10m)")
     value = int(float(match.group(1)) * _MULT[match.group(2).lower()])
     if value < minimum:
-        raise _error(f"{option}: {text!r} is too small (at least {minimum:,} events)")
+        raise _bad(f"{option}: {text.strip()!r} is too small (at least {minimum:,} events)")
+    if value > MAX_EVENTS:
+        raise _bad(f"{option}: {text.strip()!r} is too large (at most {MAX_EVENTS:,} events)")
     return value
 
 
@@ -90,19 +98,22 @@ def parse_history(text: str) -> list[int]:
         return []
     sizes = sorted({parse_count(part, "--history") for part in text.split(",") if part.strip()})
     if not sizes:
-        raise _error(f"--history: no sizes in {text!r} (use e.g. 1m,10m)")
+        raise _bad(f"--history: no sizes in {_cli_module().shown(text)} (use e.g. 1m,10m)")
     return sizes
 
 
 def parse_rates(text: str) -> list[float]:
     rates = []
+    shown = _cli_module().shown
     for part in text.split(","):
         try:
+            if not part.isascii():
+                raise ValueError(part)
             value = float(part.strip().rstrip("%"))
         except ValueError:
-            raise _error(f"--rates: invalid percentage {part.strip()!r} (use e.g. 25,50,80)") from None
+            raise _bad(f"--rates: invalid percentage {shown(part.strip())} (use e.g. 25,50,80)") from None
         if not 0 < value <= 100:
-            raise _error(f"--rates: {part.strip()!r} is not a percentage of the maximum in (0, 100]")
+            raise _bad(f"--rates: {shown(part.strip())} is not a percentage of the maximum in (0, 100]")
         rates.append(value)
     return rates
 
@@ -113,10 +124,14 @@ def parse_seconds(text: str, option: str, allow_zero: bool) -> float:
     try:
         seconds = parse_duration(text).total_seconds()
     except ValueError as exc:
-        raise _error(f"{option}: {exc}") from None
+        raise _bad(f"{option}: {_cli_module().printable(str(exc), one_line=True)}") from None
     if seconds <= 0 and not allow_zero:
-        raise _error(f"{option}: must be longer than 0")
+        raise _bad(f"{option}: must be longer than 0")
     return seconds
+
+
+def _path(ctx: typer.Context, param: typer.CallbackParam, value: str) -> str:
+    return _cli_module().path_value(ctx, param, value)
 
 
 def count_label(n: int) -> str:
@@ -605,7 +620,7 @@ class Bench:
     def _count(self, stack, table: str) -> int:
         from sinks.clickhouse import connect
 
-        client = connect(stack.query_url, database=stack.settings.database)
+        client = connect(stack.reader_dsn, database=stack.settings.database)
         try:
             return client.query(f"SELECT count() FROM {table}").result_rows[0][0]
         finally:
@@ -622,7 +637,7 @@ class Bench:
         dead-lettered: the bench sent what it meant to send, so the rate is a rate of stored events."""
         from sinks.clickhouse import connect
 
-        client = connect(stack.query_url, database=stack.settings.database)
+        client = connect(stack.reader_dsn, database=stack.settings.database)
         try:
             deadline = time.monotonic() + 30
             while True:
@@ -696,7 +711,7 @@ class Bench:
             resources["worker_rss_mb_after_throughput"] = _r(rss_mb(stack.worker.pid))
             max_rate = pipeline["throughput"]["events_per_s"]
 
-            reader = connect(stack.query_url, database=settings.database)
+            reader = connect(stack.reader_dsn, database=settings.database)
             try:
                 self.show("measuring what the latency probes cost the worker")
                 pipeline["probe_overhead"] = self.probe_overhead(stack, reader)
@@ -978,7 +993,7 @@ class Bench:
                        "clickhouse-connect (as `runlens stats` does): wall time of client.query() including "
                        "transfer and parsing; p50/p95 of the timed runs")
         with EmbeddedStack(settings) as stack:
-            reader = connect(stack.query_url, database=settings.database)
+            reader = connect(stack.reader_dsn, database=settings.database)
             try:
                 sent = 0
                 for stage, size in enumerate(self.plan.history):
@@ -1038,7 +1053,7 @@ class Bench:
         """Let background merges after the backfill finish so they don't skew the query timings."""
         from sinks.clickhouse import connect
 
-        client = connect(stack.query_url)
+        client = connect(stack.reader_dsn)
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -1681,8 +1696,8 @@ def bench_command(
     quick: Annotated[bool, typer.Option("--quick", help="A short version (a minute or two): 100k events, "
                                                           "5 s per rate, 15 s soak, 100k history, 3 runs "
                                                           "per query.")] = False,
-    out: Annotated[Path, typer.Option("--out", help="Results folder; each run writes <out>/<timestamp>/.")] = Path(
-        "results"),
+    out_path: Annotated[str, typer.Option("--out", help="Results folder; each run writes <out>/<timestamp>/.",
+                                          callback=_path)] = "results",
     events: Annotated[Optional[str], typer.Option(help="Events for the baselines and the max-rate run "
                                                        "(default 1m; quick 100k).")] = None,
     rates: Annotated[str, typer.Option(help="Fixed rates for latency, in % of the measured maximum.")] = "25,50,80",
@@ -1692,8 +1707,9 @@ def bench_command(
                                                      "(default 10m; quick 15s).")] = None,
     history: Annotated[Optional[str], typer.Option(help="History sizes for query speed, e.g. 1m,10m; 0 skips "
                                                         "(default 1m,10m; quick 100k).")] = None,
-    repeat: Annotated[Optional[int], typer.Option(min=1, help="Timed runs per query (default 10; quick 3).")] = None,
-    seed: Annotated[int, typer.Option(help="Workload seed.")] = 7,
+    repeat: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Timed runs per query, 1..1000 "
+                                                                      "(default 10; quick 3).")] = None,
+    seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Workload seed (0..2^63-1).")] = 7,
     producer: Annotated[str, typer.Option(
         help="Producer path for the max-rate, fixed-rate and soak runs: emitter (multi-event records with a "
              "linger, as RunEmitter sends), single (one record per event) or sink (EventSink, as publish/simulate "
@@ -1701,6 +1717,7 @@ def bench_command(
     keep_scratch: Annotated[bool, typer.Option("--keep-scratch", help="Keep the phases' data directories.")] = False,
 ) -> None:
     """Benchmark the embedded pipeline: throughput, latency, memory, query speed, against bare loops."""
+    out = Path(out_path)
     plan = Plan(
         quick=quick, out=out,
         events=parse_count(events or ("100k" if quick else "1m"), "--events"),
@@ -1712,7 +1729,7 @@ def bench_command(
         seed=seed, producer=producer.strip().lower(), keep_scratch=keep_scratch,
     )
     if plan.producer not in PRODUCERS:
-        raise _error(f"--producer: unknown producer path {producer!r} (emitter, single or sink)")
+        raise _bad(f"--producer: unknown producer path {_cli_module().shown(producer)} (emitter, single or sink)")
     cli = _cli_module()
     base = cli.settings_of(ctx)
     if out.exists() and not out.is_dir():

@@ -7,6 +7,8 @@ line on stderr and a non-zero exit code, never a traceback: 2 for bad usage, 1 o
 from __future__ import annotations
 
 import csv
+import logging
+import re
 import signal
 import sys
 import time
@@ -21,8 +23,9 @@ from typer._click import exceptions as click_errors  # typer vendors click since
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from runlens.settings import Settings
+from runlens.settings import Settings, redact_text, redact_url
 
 app = typer.Typer(
     name="runlens",
@@ -40,13 +43,168 @@ err = Console(stderr=True)
 
 
 class UserError(Exception):
-    """A problem the user can fix; printed as one line."""
+    """A problem the user can fix; printed as one line, exit code 1."""
+
+
+class BadArgument(UserError):
+    """A malformed or out-of-range argument, found before anything runs: exit code 2, like the
+    usage errors typer reports itself. (Code 1 is for what only running finds: a missing file,
+    nothing running, an unreachable service, a failed query.)"""
 
 
 class OutputFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
+
+
+# --------------------------------------------------------------------------- safe output
+
+# ECMA-48 escape sequences: CSI (ESC [ or 8-bit 0x9B), OSC/DCS/SOS/PM/APC strings up to BEL or ST,
+# and the two- and three-byte ESC forms. Removed whole, so no fragment of one reaches a terminal.
+_ESCAPES = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+                      r"|\x1b[\]PX^_][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+                      r"|\x1b[ -/]*[0-~]")
+# C0 and C1 controls, DEL, and Unicode's Bidi_Control characters (the embeddings, overrides and
+# isolates of "Trojan Source", and the marks).
+_CONTROLS = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x061C, 0x200E, 0x200F,
+             *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_MULTILINE = dict.fromkeys(c for c in _CONTROLS if chr(c) not in "\n\t")
+_ONE_LINE = {**dict.fromkeys(_CONTROLS), ord("\n"): " ", ord("\t"): " ", ord("\r"): " "}
+
+
+def printable(text: str, *, one_line: bool = False) -> str:
+    """``text`` (event data, anything a user or engine wrote) safe to print on a terminal: escape
+    sequences and control characters removed (newline and tab kept, or turned into spaces with
+    ``one_line``), bidi overrides removed. Print it with ``markup=False`` or as a rich ``Text`` so
+    ``[bold]`` in data stays literal."""
+    return _ESCAPES.sub("", text).translate(_ONE_LINE if one_line else _MULTILINE)
+
+
+CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+CSV_GUARD_HELP = ("CSV cells of text starting with = + - @ tab or CR get a leading ' so spreadsheets "
+                  "do not run them as formulas (numbers are left alone); --raw-csv turns this off.")
+
+
+def csv_safe(value: Any) -> Any:
+    """A CSV cell that spreadsheets will not evaluate (OWASP "CSV injection"): text starting with
+    = + - @ tab or CR gets a leading ``'``. Only text: a number such as -5 stays a number."""
+    if isinstance(value, str) and value.startswith(CSV_TRIGGERS):
+        return "'" + value
+    return value
+
+
+RawCsvOpt = Annotated[bool, typer.Option(
+    "--raw-csv", help="CSV: write text cells exactly as stored, without the ' guard against spreadsheet "
+                      "formulas (= + - @ tab CR).")]
+
+
+# --------------------------------------------------------------------------- argument checks
+#
+# Documented ranges (README, Configuration): every argument at most 65,536 characters, not empty,
+# no control characters but tab, newline and CR; ids, names and filter values at most 512
+# characters (the event contract's limit); paths at most 4,096; durations at most 36,500 days;
+# times between 1900-01-01 and 2299-12-31 (ClickHouse's DateTime64); numbers as each option says.
+
+MAX_ARGUMENT_CHARS = 65_536
+MAX_VALUE_CHARS = 512
+MAX_PATH_CHARS = 4096
+TIME_MIN = datetime(1900, 1, 1, tzinfo=timezone.utc)
+TIME_MAX = datetime(2300, 1, 1, tzinfo=timezone.utc)   # exclusive
+_ARGUMENT_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """A user's value for an error message: printable, shortened, quoted."""
+    text = printable(text, one_line=True)
+    return repr(text if len(text) <= limit else text[:limit - 3] + "...")
+
+
+def check_argv(argv: list[str]) -> None:
+    """BadArgument for an argument that no option accepts: empty, longer than 65,536 characters,
+    or holding a control character other than tab, newline and CR (NUL included)."""
+    for number, arg in enumerate(argv, start=1):
+        previous = argv[number - 2] if number > 1 else ""
+        if arg.startswith("--") and "=" in arg:
+            what = arg.split("=", 1)[0]
+        elif previous.startswith("-") and "=" not in previous and not arg.startswith("-"):
+            what = printable(previous, one_line=True)
+        else:
+            what = f"argument {number}"
+        if arg == "" or (arg.startswith("--") and arg.endswith("=") and arg.count("=") == 1):
+            raise BadArgument(f"{what}: empty value")
+        if len(arg) > MAX_ARGUMENT_CHARS:
+            raise BadArgument(f"{what}: longer than {MAX_ARGUMENT_CHARS:,} characters")
+        control = _ARGUMENT_CONTROLS.search(arg)
+        if control:
+            raise BadArgument(f"{what}: contains the control character U+{ord(control.group()):04X}")
+
+
+def _param_name(param) -> str:
+    if getattr(param, "param_type_name", "") == "option":
+        return param.opts[0]
+    return getattr(param, "metavar", None) or param.name.upper()
+
+
+def check_text(value: str, what: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """``value`` if it is 1..``limit`` characters and not blank; BadArgument naming ``what`` otherwise."""
+    if not value.strip():
+        raise BadArgument(f"{what}: must not be empty")
+    if len(value) > limit:
+        raise BadArgument(f"{what}: at most {limit:,} characters, not {len(value):,}")
+    return value
+
+
+def text_values(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    """Callback of free-text options (ids, names, filter values): each value, and each
+    comma-separated part of a repeatable one, 1..512 characters."""
+    if value is None:
+        return value
+    what = _param_name(param)
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            check_text(item, what, MAX_ARGUMENT_CHARS)
+            for part in item.split(","):
+                if part.strip():
+                    check_text(part, what)
+    else:
+        check_text(value, what)
+    return value
+
+
+def path_value(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    """Callback of file and folder options: 1..4,096 characters."""
+    if value is not None:
+        check_text(value, _param_name(param), MAX_PATH_CHARS)
+    return value
+
+
+def parse_when(text: str, option: str = "time", now: datetime | None = None) -> datetime:
+    """A point in time from the command line: now, today, yesterday, a duration ago (90s, 24h, 7d,
+    2w), a date or an RFC 3339 time (naive means UTC), in ASCII, from 1900-01-01 to 2299-12-31.
+    BadArgument otherwise."""
+    from dashboards.sqllib import QueryError, parse_time
+    from producers.simulate import DurationOutOfRange, parse_duration
+
+    now = now or datetime.now(timezone.utc)
+    check_text(text, option, 64)
+    if not text.isascii():
+        raise BadArgument(f"{option}: invalid time {shown(text)} (use ASCII digits: a duration like 24h or 7d, "
+                          "a date or RFC 3339)")
+    try:
+        moment = now - parse_duration(text)
+    except DurationOutOfRange as exc:
+        raise BadArgument(f"{option}: {exc}") from None
+    except ValueError:
+        try:
+            moment = parse_time(text, now, option)
+        except QueryError as exc:
+            raise BadArgument(str(exc)) from None
+        except OverflowError:
+            raise BadArgument(f"{option}: {shown(text)} is out of range") from None
+    if not TIME_MIN <= moment < TIME_MAX:
+        raise BadArgument(f"{option}: {shown(text)} is outside 1900-01-01 .. 2299-12-31")
+    return moment
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -63,6 +221,10 @@ def _root(ctx: typer.Context) -> None:
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             raise UserError(f"bad setting RUNLENS_{str(first['loc'][0]).upper()}: {first['msg']}") from None
+    _SECRETS.update(ctx.obj["settings"].secrets())
+
+
+_SECRETS: set[str] = set()   # the settings' passwords, scrubbed from every error line (_fail)
 
 
 # --------------------------------------------------------------------------- stack
@@ -75,8 +237,10 @@ def up(ctx: typer.Context) -> None:
 
     settings = settings_of(ctx)
     with _stop_on_signals(), EmbeddedStack(settings) as stack:
-        out.print(f"runlens is up. broker: {stack.brokers}  query endpoint: {stack.query_url}")
-        out.print(f"logs: {stack.logs}   Ctrl-C to stop.")
+        out.print(f"runlens is up. broker: {redact_text(stack.brokers)}  query endpoint: "
+                  f"{redact_url(stack.query_url)}", markup=False, highlight=False, soft_wrap=True)
+        out.print(f"logs: {printable(str(stack.logs))}   Ctrl-C to stop.", markup=False, highlight=False,
+                  soft_wrap=True)
         try:
             while True:
                 time.sleep(1)
@@ -100,7 +264,8 @@ def worker(ctx: typer.Context) -> None:
 @app.command()
 def publish(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="NDJSON file of events, or - for standard input.")],
+    file: Annotated[str, typer.Argument(help="NDJSON file of events, or - for standard input.",
+                                        callback=path_value)],
 ) -> None:
     """Publish an NDJSON file of events; rejected lines are reported and dead-lettered."""
     from embedded.stack import resolve_brokers
@@ -113,15 +278,17 @@ def publish(
     else:
         path = Path(file)
         if not path.is_file():
-            raise UserError(f"no such file: {file}")
+            raise UserError(f"no such file: {printable(file, one_line=True)}")
         stream, source = path.open("rb"), f"file:{path}"
     producer = CheckedProducer(resolve_brokers(settings))
     with stream:
         report = publish_lines(stream, producer, events_topic=settings.events_topic,
                                dead_letter_topic=settings.dead_letter_topic, source=source,
-                               max_event_bytes=settings.max_event_bytes)
-    for rejected in report.rejected[:50]:
-        err.print(f"line {rejected.line_number}: rejected: {rejected.reason}", highlight=False, soft_wrap=True)
+                               max_event_bytes=settings.max_event_bytes,
+                               max_clock_skew_seconds=settings.max_clock_skew_seconds)
+    for rejected in report.rejected[:50]:   # a reason may quote the line: printable, no markup
+        err.print(f"line {rejected.line_number}: rejected: {printable(rejected.reason, one_line=True)}",
+                  highlight=False, soft_wrap=True, markup=False)
     if len(report.rejected) > 50:
         err.print(f"... and {len(report.rejected) - 50} more rejected lines", highlight=False)
     out.print(f"published {report.published} events, rejected {len(report.rejected)} lines "
@@ -132,46 +299,69 @@ def _workload_options(seed: int, accounts: int, rate: float, backfill_rate: floa
                       spikes: list[str], backlogs: list[str], now: datetime):
     from producers.workload import Backlog, Spike, WorkloadConfig
 
+    def parse(option: str, kind, texts: list[str]) -> tuple:
+        parsed = []
+        for text in texts:
+            check_text(text, option)
+            if not text.isascii():
+                raise BadArgument(f"{option}: {shown(text)} is not ASCII (workflow ids and names of the "
+                                  "simulated catalog, ASCII digits)")
+            try:
+                parsed.append(kind.parse(text, now))
+            except ValueError as exc:
+                reason = str(exc).removeprefix(f"{option[2:]}: ")   # workload's messages name the kind too
+                raise BadArgument(f"{option}: {printable(reason, one_line=True)}") from None
+            except OverflowError:
+                raise BadArgument(f"{option}: {shown(text)} is out of range (times 1..9999 AD)") from None
+        return tuple(parsed)
+
+    spiked, backlogged = parse("--spike", Spike, spikes), parse("--backlog", Backlog, backlogs)
     try:
-        return WorkloadConfig(
-            seed=seed, accounts=accounts, live_runs_per_second=rate,
-            backfill_runs_per_hour=backfill_rate,
-            spikes=tuple(Spike.parse(text, now) for text in spikes),
-            backlogs=tuple(Backlog.parse(text, now) for text in backlogs),
-        )
+        return WorkloadConfig(seed=seed, accounts=accounts, live_runs_per_second=rate,
+                              backfill_runs_per_hour=backfill_rate, spikes=spiked, backlogs=backlogged)
     except ValueError as exc:
-        raise UserError(str(exc)) from None
+        raise BadArgument(printable(str(exc), one_line=True)) from None
 
 
 def _duration(text: str, option: str) -> timedelta:
+    """A duration option (90s, 10m, 2h, 30d; at most 36,500 days); BadArgument otherwise."""
     from producers.simulate import parse_duration
 
     try:
-        return parse_duration(text)
+        return parse_duration(check_text(text, option, 64))
     except ValueError as exc:
-        raise UserError(f"{option}: {exc}") from None
+        raise BadArgument(f"{option}: {printable(str(exc), one_line=True)}") from None
 
 
 def _parse_now(text: str | None) -> datetime:
     if text is None:
         return datetime.now(timezone.utc)
+    check_text(text, "--now", 64)
     try:
+        if not text.isascii():
+            raise ValueError(text)
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise UserError(f"--now: invalid time {text!r} (use RFC 3339, e.g. 2026-11-20T10:00:00Z)") from None
+        raise BadArgument(f"--now: invalid time {shown(text)} (use RFC 3339, e.g. 2026-11-20T10:00:00Z)") from None
     if moment.tzinfo is None:
-        raise UserError(f"--now: {text!r} has no timezone (add Z or an offset)")
+        raise BadArgument(f"--now: {shown(text)} has no timezone (add Z or an offset)")
+    if not TIME_MIN <= moment < TIME_MAX:
+        raise BadArgument(f"--now: {shown(text)} is outside 1900-01-01 .. 2299-12-31")
     return moment.astimezone(timezone.utc)
 
 
-SeedOpt = Annotated[int, typer.Option(help="Random seed: the same seed gives the same workload.")]
-AccountsOpt = Annotated[int, typer.Option(min=1, max=26, help="Number of accounts (tenants).")]
-RateOpt = Annotated[float, typer.Option(min=0.01, help="Live runs per second (before seasonality).")]
-BackfillRateOpt = Annotated[float, typer.Option(min=0.1, help="Runs per hour during the backfill.")]
+SeedOpt = Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Random seed (0..2^63-1): the same seed gives "
+                                                               "the same workload.")]
+AccountsOpt = Annotated[int, typer.Option(min=1, max=26, help="Number of accounts (tenants), 1..26.")]
+RateOpt = Annotated[float, typer.Option(min=0.01, max=10_000, help="Live runs per second (before seasonality), "
+                                                                   "0.01..10,000.")]
+BackfillRateOpt = Annotated[float, typer.Option(min=0.1, max=1_000_000, help="Runs per hour during the backfill, "
+                                                                              "0.1..1,000,000.")]
 SpikeOpt = Annotated[list[str], typer.Option(
     "--spike", help="Failure spike: workflow=ID|NAME,at=TIME|+5m,rate=0.6[,minutes=15]. Repeatable.")]
 BacklogOpt = Annotated[list[str], typer.Option(
     "--backlog", help="Capacity drop: at=TIME|+5m,minutes=10[,account=ID][,capacity=0.2]. Repeatable.")]
+DURATION_HELP = " At most 36,500 days."
 
 
 @app.command()
@@ -180,20 +370,24 @@ def simulate(
     seed: SeedOpt = 7,
     accounts: AccountsOpt = 3,
     rate: RateOpt = 5.0,
-    duration: Annotated[str, typer.Option(help="Live traffic duration, e.g. 60s, 10m, 2h.")] = "60s",
-    backfill: Annotated[str, typer.Option(help="History before now, sent at once, e.g. 30d (0 = none).")] = "0",
+    duration: Annotated[str, typer.Option(help="Live traffic duration, e.g. 60s, 10m, 2h." + DURATION_HELP)] = "60s",
+    backfill: Annotated[str, typer.Option(help="History before now, sent at once, e.g. 30d (0 = none)."
+                                               + DURATION_HELP)] = "0",
     backfill_rate: BackfillRateOpt = 120.0,
     spike: SpikeOpt = [],  # noqa: B006 - typer reads the default
     backlog: BacklogOpt = [],  # noqa: B006
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write NDJSON here instead of publishing.")] = None,
+    out_path: Annotated[Optional[str], typer.Option("--out", help="Write NDJSON here instead of publishing.",
+                                                    callback=path_value)] = None,
     no_pace: Annotated[bool, typer.Option("--no-pace", help="Send live events at once, not in real time.")] = False,
     bad_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of invalid lines to mix in.")] = 0.0,
-    now: Annotated[Optional[str], typer.Option(help="Pretend the current time is this (RFC 3339).")] = None,
+    now: Annotated[Optional[str], typer.Option(help="Pretend the current time is this (RFC 3339, "
+                                                    "1900..2299).")] = None,
 ) -> None:
     """Generate a realistic synthetic workload: backfilled history, then live traffic."""
     from producers.simulate import EventSink, run_simulation
 
     settings = settings_of(ctx)
+    out_file = Path(out_path) if out_path is not None else None
     moment = _parse_now(now)
     config = _workload_options(seed, accounts, rate, backfill_rate, spike, backlog, moment)
     window = dict(backfill=_duration(backfill, "--backfill"), duration=_duration(duration, "--duration"))
@@ -214,10 +408,10 @@ def simulate(
                 on_progress=lambda r, ts: progress.update(
                     task, description=f"{r.events:,} events, {r.runs:,} runs, at {ts:%Y-%m-%d %H:%M}"),
                 **window)
-    target = out_file or settings.events_topic
+    target = printable(str(out_file or settings.events_topic), one_line=True)
     out.print(f"sent {report.events:,} events of {report.runs:,} runs to {target} "
               f"({report.backfill_events:,} backfilled, {report.live_events:,} live) in {report.seconds:.1f}s",
-              highlight=False)
+              highlight=False, markup=False)
 
 
 def _progress():
@@ -233,8 +427,8 @@ def demo(
     seed: SeedOpt = 7,
     accounts: AccountsOpt = 3,
     rate: RateOpt = 5.0,
-    duration: Annotated[str, typer.Option(help="Live traffic duration.")] = "60s",
-    backfill: Annotated[str, typer.Option(help="History to backfill before the live traffic.")] = "3d",
+    duration: Annotated[str, typer.Option(help="Live traffic duration." + DURATION_HELP)] = "60s",
+    backfill: Annotated[str, typer.Option(help="History to backfill before the live traffic." + DURATION_HELP)] = "3d",
     backfill_rate: BackfillRateOpt = 400.0,
 ) -> None:
     """Start the embedded stack, replay a realistic workload, print what happened, stop."""
@@ -255,9 +449,10 @@ def demo(
         Spike(workflow=spiked["workflow_id"], at=moment + timedelta(seconds=15), rate=0.7, minutes=0.5),)})
     window = dict(backfill=_duration(backfill, "--backfill"), duration=_duration(duration, "--duration"))
     with _stop_on_signals(), EmbeddedStack(settings) as stack:
-        out.print(f"[bold]runlens demo[/] - broker {stack.brokers}, warehouse {settings.embedded_warehouse_path}")
+        out.print(Text.assemble(("runlens demo", "bold"), f" - broker {redact_text(stack.brokers)}, warehouse "
+                                f"{redact_url(settings.worker_dsn)}"))
         out.print(f"backfilling {backfill} of history, then {duration} of live traffic "
-                  f"(failure spike on {spiked['name']!r} 15s in)...")
+                  f"(failure spike on {spiked['name']!r} 15s in)...", markup=False, highlight=False)
         producer = CheckedProducer(stack.brokers)
         with _progress() as progress:
             task = progress.add_task("simulating", total=None)
@@ -271,11 +466,12 @@ def demo(
             lag = _wait_caught_up(stack)
         out.print(f"sent {report.events:,} events of {report.runs:,} runs (and {report.bad_lines} bad lines) "
                   f"in {report.seconds:.0f}s; consumer lag now {lag}", highlight=False)
-        _print_summary(settings, stack.query_url)
-        report_path = _write_demo_report(settings, stack.query_url, moment - window["backfill"],
+        _print_summary(settings, stack.reader_dsn)
+        report_path = _write_demo_report(settings, stack.reader_dsn, moment - window["backfill"],
                                          moment + window["duration"] + timedelta(minutes=5))
-        out.print(f"report: {report_path}")
-        out.print(f"worker log: {stack.logs / 'worker.log'}")
+        out.print(f"report: {printable(str(report_path))}", markup=False, highlight=False, soft_wrap=True)
+        out.print(f"worker log: {printable(str(stack.logs / 'worker.log'))}", markup=False, highlight=False,
+                  soft_wrap=True)
     out.print("stack stopped. Run `runlens up` to keep one running and query it with `runlens query`.")
 
 
@@ -284,7 +480,7 @@ def _write_demo_report(settings: Settings, query_url: str, since: datetime, unti
     from runlens.grafana_cmd import write_report
     from sinks.clickhouse import connect
 
-    client = connect(query_url, database=settings.database)
+    client = connect(query_url, database=settings.database, readonly=True)
     return write_report(client, settings.data_dir / "report.html", since, until,
                         warn=lambda text: err.print(text, highlight=False))
 
@@ -308,14 +504,14 @@ def _print_summary(settings: Settings, query_url: str) -> None:
     from dashboards.summary import run_panels
     from sinks.clickhouse import connect
 
-    client = connect(query_url, database=settings.database)
+    client = connect(query_url, database=settings.database, readonly=True)
     for panel, columns, rows in run_panels(client):
         if not rows:
             out.print(f"[bold]{panel.title}[/]: none")
             continue
         table = Table(*columns, title=panel.title, title_justify="left", title_style="bold")
         for row in rows:
-            table.add_row(*("" if v is None else str(_cell(v)) for v in row))
+            table.add_row(*(Text(printable("" if v is None else str(_cell(v)))) for v in row))
         out.print(table)
 
 
@@ -323,11 +519,11 @@ def _print_summary(settings: Settings, query_url: str) -> None:
 
 
 def _query_client(settings: Settings):
-    from embedded.stack import resolve_query_url
-    from sinks.clickhouse import connect
+    """A client that cannot write: the embedded read endpoint with the stack file's credentials,
+    or a server with ``readonly=1`` on every query (``embedded.stack.resolve_reader``)."""
+    from embedded.stack import resolve_reader
 
-    password = settings.warehouse_password.get_secret_value() if settings.warehouse_password else None
-    return connect(resolve_query_url(settings), database=settings.database, password=password)
+    return resolve_reader(settings).connect(settings.database)
 
 
 @app.command()
@@ -352,7 +548,7 @@ def _clickhouse_message(exc: Exception) -> str:
     marker = "DB::Exception: "
     if marker in text:
         text = text.split(marker, 1)[1]
-    return "query failed: " + text.split("\n")[0].split(". (")[0].strip()
+    return "query failed: " + redact_text(text.split("\n")[0].split(". (")[0].strip(), _SECRETS)
 
 
 def _cell(value: Any) -> Any:
@@ -361,21 +557,26 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def write_rows(columns: list[str], rows, fmt: OutputFormat, stream=None) -> None:
-    """Print rows as a table, CSV (RFC 4180 quoting) or JSON lines."""
+def write_rows(columns: list[str], rows, fmt: OutputFormat, stream=None, *, raw_csv: bool = False) -> None:
+    """Print rows as a table, CSV (RFC 4180 quoting) or JSON lines. The table is for a terminal:
+    every cell made ``printable`` and never read as markup. CSV text cells go through ``csv_safe``
+    unless ``raw_csv``; CSV and JSON otherwise carry the values as stored."""
     stream = stream or sys.stdout
     if fmt is OutputFormat.csv:
+        cell = _cell if raw_csv else (lambda v: csv_safe(_cell(v)))
         writer = csv.writer(stream, lineterminator="\n")
-        writer.writerow(columns)
+        writer.writerow([cell(c) for c in columns])
         for row in rows:
-            writer.writerow(["" if v is None else _cell(v) for v in row])
+            writer.writerow(["" if v is None else cell(v) for v in row])
     elif fmt is OutputFormat.json:
         for row in rows:
             stream.write(orjson.dumps(dict(zip(columns, map(_cell, row))), default=str).decode() + "\n")
     else:
-        table = Table(*columns, show_lines=False)
+        table = Table(show_lines=False)
+        for column in columns:
+            table.add_column(Text(printable(str(column))))
         for row in rows:
-            table.add_row(*("" if v is None else str(_cell(v)) for v in row))
+            table.add_row(*(Text(printable("" if v is None else str(_cell(v)))) for v in row))
         out.print(table)
 
 
@@ -384,36 +585,26 @@ stats_app = typer.Typer(help="Success rates, durations, bottlenecks, queue depth
 app.add_typer(stats_app, name="stats")
 
 
-def _since(text: str | None) -> datetime | None:
-    """'24h' / '7d' (ago) or an RFC 3339 time."""
-    if text is None:
-        return None
-    from producers.simulate import parse_duration
-
-    try:
-        return datetime.now(timezone.utc) - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UserError(f"invalid time {text!r} (use a duration like 24h or 7d, or RFC 3339)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+def _since(text: str | None, option: str = "time") -> datetime | None:
+    """None, or the time ``parse_when`` reads from ``text``."""
+    return None if text is None else parse_when(text, option)
 
 
-SinceOpt = Annotated[Optional[str], typer.Option(help="From this time: 24h, 7d (ago) or RFC 3339.")]
-UntilOpt = Annotated[Optional[str], typer.Option(help="Until this time: duration ago or RFC 3339.")]
-AccountFilter = Annotated[Optional[str], typer.Option(help="Only this account.")]
-WorkflowFilter = Annotated[Optional[str], typer.Option(help="Only this workflow id.")]
-VersionFilter = Annotated[Optional[int], typer.Option(help="Only this workflow version.")]
+TIME_FORMS = "now, today, yesterday, a duration ago (24h, 7d), a date or RFC 3339; 1900..2299"
+SinceOpt = Annotated[Optional[str], typer.Option(help=f"From this time: {TIME_FORMS}.")]
+UntilOpt = Annotated[Optional[str], typer.Option(help="Until this time (same forms as --since).")]
+AccountFilter = Annotated[Optional[str], typer.Option(help="Only this account.", callback=text_values)]
+WorkflowFilter = Annotated[Optional[str], typer.Option(help="Only this workflow id.", callback=text_values)]
+VersionFilter = Annotated[Optional[int], typer.Option(min=0, max=2**32 - 1, help="Only this workflow version.")]
 TypeFilter = Annotated[Optional[str], typer.Option("--type", help="Workflow type: card, site, contact, survey, integration.")]
 TriggerFilter = Annotated[Optional[str], typer.Option(help="Trigger: manual, automatic, api, scheduled.")]
-SiteFilter = Annotated[Optional[str], typer.Option(help="Only this site id.")]
-CardFilter = Annotated[Optional[str], typer.Option(help="Only this card id.")]
-FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
+SiteFilter = Annotated[Optional[str], typer.Option(help="Only this site id.", callback=text_values)]
+CardFilter = Annotated[Optional[str], typer.Option(help="Only this card id.", callback=text_values)]
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format. " + CSV_GUARD_HELP)]
 
 
 def _by(text: str) -> list[str]:
+    check_text(text, "--by")
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
@@ -422,14 +613,17 @@ def _filters(since, until, account, workflow, version, type_, trigger, site, car
     from schemas.events import Trigger, WorkflowType
 
     if type_ is not None and type_ not in {t.value for t in WorkflowType}:
-        raise UserError(f"--type: unknown workflow type {type_!r} (card, site, contact, survey, integration)")
+        raise BadArgument(f"--type: unknown workflow type {shown(type_)} (card, site, contact, survey, integration)")
     if trigger is not None and trigger not in {t.value for t in Trigger}:
-        raise UserError(f"--trigger: unknown trigger {trigger!r} (manual, automatic, api, scheduled)")
-    return Filters(since=_since(since), until=_since(until), account=account, workflow=workflow,
+        raise BadArgument(f"--trigger: unknown trigger {shown(trigger)} (manual, automatic, api, scheduled)")
+    start, end = _since(since, "--since"), _since(until, "--until")
+    if start is not None and end is not None and start >= end:
+        raise BadArgument("the date range is empty: --since must be before --until")
+    return Filters(since=start, until=end, account=account, workflow=workflow,
                    version=version, type=type_, trigger=trigger, site=site, card=card)
 
 
-def _run_stats_query(ctx: typer.Context, build, fmt: OutputFormat) -> None:
+def _run_stats_query(ctx: typer.Context, build, fmt: OutputFormat, raw_csv: bool = False) -> None:
     from clickhouse_connect.driver.exceptions import DatabaseError
 
     from dashboards.stats import StatsError
@@ -437,13 +631,13 @@ def _run_stats_query(ctx: typer.Context, build, fmt: OutputFormat) -> None:
     try:
         query_ = build()
     except StatsError as exc:
-        raise UserError(str(exc)) from None
+        raise BadArgument(printable(str(exc), one_line=True)) from None
     client = _query_client(settings_of(ctx))
     try:
         result = client.query(query_.sql, parameters=query_.params)
     except DatabaseError as exc:
         raise UserError(_clickhouse_message(exc)) from None
-    write_rows(list(result.column_names), result.result_rows, fmt)
+    write_rows(list(result.column_names), result.result_rows, fmt, raw_csv=raw_csv)
 
 
 @stats_app.command("success")
@@ -454,13 +648,13 @@ def stats_success(
     since: SinceOpt = "7d", until: UntilOpt = None, account: AccountFilter = None,
     workflow: WorkflowFilter = None, version: VersionFilter = None, type_: TypeFilter = None,
     trigger: TriggerFilter = None, site: SiteFilter = None, card: CardFilter = None,
-    format: FormatOpt = OutputFormat.table,
+    format: FormatOpt = OutputFormat.table, raw_csv: RawCsvOpt = False,
 ) -> None:
     """Runs finished, succeeded, failed, stopped and the success rate."""
     from dashboards import stats
 
     f = _filters(since, until, account, workflow, version, type_, trigger, site, card)
-    _run_stats_query(ctx, lambda: stats.success(f, _by(by)), format)
+    _run_stats_query(ctx, lambda: stats.success(f, _by(by)), format, raw_csv)
 
 
 @stats_app.command("durations")
@@ -470,13 +664,13 @@ def stats_durations(
     since: SinceOpt = "7d", until: UntilOpt = None, account: AccountFilter = None,
     workflow: WorkflowFilter = None, version: VersionFilter = None, type_: TypeFilter = None,
     trigger: TriggerFilter = None, site: SiteFilter = None, card: CardFilter = None,
-    format: FormatOpt = OutputFormat.table,
+    format: FormatOpt = OutputFormat.table, raw_csv: RawCsvOpt = False,
 ) -> None:
     """Run duration and queue wait percentiles (p50/p90/p95/p99)."""
     from dashboards import stats
 
     f = _filters(since, until, account, workflow, version, type_, trigger, site, card)
-    _run_stats_query(ctx, lambda: stats.durations(f, _by(by)), format)
+    _run_stats_query(ctx, lambda: stats.durations(f, _by(by)), format, raw_csv)
 
 
 @stats_app.command("bottlenecks")
@@ -485,13 +679,13 @@ def stats_bottlenecks(
     by: Annotated[str, typer.Option(help="Group by: account, workflow, version, step.")] = "workflow,step",
     since: SinceOpt = "7d", until: UntilOpt = None, account: AccountFilter = None,
     workflow: WorkflowFilter = None, version: VersionFilter = None,
-    format: FormatOpt = OutputFormat.table,
+    format: FormatOpt = OutputFormat.table, raw_csv: RawCsvOpt = False,
 ) -> None:
     """Steps by share of run time, failure rate, percentiles, delay lateness, version regressions."""
     from dashboards import stats
 
     f = _filters(since, until, account, workflow, version, None, None, None, None)
-    _run_stats_query(ctx, lambda: stats.bottlenecks(f, _by(by)), format)
+    _run_stats_query(ctx, lambda: stats.bottlenecks(f, _by(by)), format, raw_csv)
 
 
 @stats_app.command("queue")
@@ -499,26 +693,26 @@ def stats_queue(
     ctx: typer.Context,
     by: Annotated[str, typer.Option(help="Time grain: minute, hour, day, week, month.")] = "hour",
     since: SinceOpt = "1d", until: UntilOpt = None, account: AccountFilter = None,
-    format: FormatOpt = OutputFormat.table,
+    format: FormatOpt = OutputFormat.table, raw_csv: RawCsvOpt = False,
 ) -> None:
     """Pending and running depth, arrivals, completions, utilisation and backlog ETA per account."""
     from dashboards import stats
 
     f = _filters(since, until, account, None, None, None, None, None, None)
-    _run_stats_query(ctx, lambda: stats.queue(f, by), format)
+    _run_stats_query(ctx, lambda: stats.queue(f, check_text(by, "--by")), format, raw_csv)
 
 
 @stats_app.command("peaks")
 def stats_peaks(
     ctx: typer.Context,
     since: SinceOpt = "28d", account: AccountFilter = None, workflow: WorkflowFilter = None,
-    format: FormatOpt = OutputFormat.table,
+    format: FormatOpt = OutputFormat.table, raw_csv: RawCsvOpt = False,
 ) -> None:
     """Runs per hour of the week (UTC): the peak times."""
     from dashboards import stats
 
     f = _filters(since, None, account, workflow, None, None, None, None, None)
-    _run_stats_query(ctx, lambda: stats.peaks(f), format)
+    _run_stats_query(ctx, lambda: stats.peaks(f), format, raw_csv)
 
 
 class AlertState(StrEnum):
@@ -531,13 +725,13 @@ def stats_alerts(
     ctx: typer.Context,
     since: SinceOpt = "7d", account: AccountFilter = None,
     state: Annotated[Optional[AlertState], typer.Option(help="Only firing or resolved alerts.")] = None,
-    format: FormatOpt = OutputFormat.table,
+    format: FormatOpt = OutputFormat.table, raw_csv: RawCsvOpt = False,
 ) -> None:
     """Failure spikes, stuck runs and growing queues the stream detected."""
     from dashboards import stats
 
     f = _filters(since, None, account, None, None, None, None, None, None)
-    _run_stats_query(ctx, lambda: stats.alerts(f, state.value if state else None), format)
+    _run_stats_query(ctx, lambda: stats.alerts(f, state.value if state else None), format, raw_csv)
 
 
 RECONCILE_SQL = """
@@ -563,8 +757,9 @@ LIMIT 1000
 @app.command()
 def reconcile(
     ctx: typer.Context,
-    since: Annotated[str, typer.Option(help="Check buckets from this time: 24h, 7d (ago) or RFC 3339.")] = "7d",
-    format: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.table,
+    since: Annotated[str, typer.Option(help=f"Check buckets from this time: {TIME_FORMS}.")] = "7d",
+    format: FormatOpt = OutputFormat.table,
+    raw_csv: RawCsvOpt = False,
 ) -> None:
     """Compare the aggregates with the raw runs per account and minute; exit 3 on any drift.
 
@@ -574,7 +769,7 @@ def reconcile(
     for drift continuously."""
     from clickhouse_connect.driver.exceptions import DatabaseError
 
-    moment = _since(since)
+    moment = parse_when(since, "--since")
     client = _query_client(settings_of(ctx))
     try:
         result = client.query(RECONCILE_SQL, parameters={"since": moment})
@@ -583,7 +778,7 @@ def reconcile(
     rows = result.result_rows
     drift = sum(abs(r[-1]) for r in rows)
     if rows:
-        write_rows(list(result.column_names), rows, format)
+        write_rows(list(result.column_names), rows, format, raw_csv=raw_csv)
     err.print(f"drift: {drift} runs in {len(rows)} buckets since {moment:%Y-%m-%d %H:%M} UTC", highlight=False)
     if drift:
         raise typer.Exit(3)
@@ -591,7 +786,8 @@ def reconcile(
 
 @schema_app.command("export")
 def schema_export(
-    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write; stdout if omitted.")] = None,
+    output: Annotated[Optional[str], typer.Option("--out", "-o", help="File to write; stdout if omitted.",
+                                                  callback=path_value)] = None,
 ) -> None:
     """Write the JSON Schema of one event."""
     from schemas import event_json_schema
@@ -600,8 +796,8 @@ def schema_export(
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text)
-        out.print(f"wrote {output}")
+        Path(output).write_text(text)
+        out.print(f"wrote {printable(output, one_line=True)}", markup=False, highlight=False)
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -627,8 +823,21 @@ class _stop_on_signals:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err.print(f"runlens: error: {message}", highlight=False, soft_wrap=True, markup=False)
+    """The one error line: printable, URLs and the settings' secrets redacted."""
+    err.print(f"runlens: error: {printable(redact_text(message, _SECRETS), one_line=True)}",
+              highlight=False, soft_wrap=True, markup=False)
     raise SystemExit(code)
+
+
+def _os_message(exc: OSError) -> str:
+    where = f": {shown(str(exc.filename), 120)}" if exc.filename is not None else ""
+    return f"{exc.strerror or exc}{where}"
+
+
+# Libraries that log a failure before raising it: without a handler of their own, Python's
+# last-resort handler would print those records to stderr next to the error line. (A handler
+# configured on the root logger, as the worker's, still receives them.)
+_CHATTY_LIBRARIES = ("clickhouse_connect", "urllib3")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -637,7 +846,11 @@ def main(argv: list[str] | None = None) -> None:
     from producers.kafka import BrokerUnavailable, DeliveryFailed
     from sinks.clickhouse import WarehouseError
 
+    for library in _CHATTY_LIBRARIES:   # their errors reach the user as the one error line instead
+        logging.getLogger(library).addHandler(logging.NullHandler())
+    _SECRETS.clear()                     # one invocation's secrets (main runs more than once in tests)
     try:
+        check_argv(sys.argv[1:] if argv is None else argv)
         code = app(args=argv, prog_name="runlens", standalone_mode=False)
         if isinstance(code, int) and code:   # typer.Exit(n) comes back as a return value here
             raise SystemExit(code)
@@ -652,12 +865,16 @@ def main(argv: list[str] | None = None) -> None:
         _fail(exc.format_message().replace("\n", " ").replace("Value error, ", "") + hint, 2)
     except click_errors.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code or 1)
+    except BadArgument as exc:
+        _fail(str(exc), 2)
     except (UserError, StackNotRunning, BrokerUnavailable, DeliveryFailed, WarehouseError) as exc:
         _fail(str(exc), 1)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except BrokenPipeError:
         raise SystemExit(0) from None
+    except OSError as exc:   # a path the system refuses (too long, no permission...), a refused connection
+        _fail(_os_message(exc), 1)
 
 
 def _register_command_groups() -> None:

@@ -11,13 +11,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from runlens.cli import OutputFormat, UserError, _clickhouse_message, _query_client, out, settings_of, write_rows
+from runlens.cli import (CSV_GUARD_HELP, MAX_PATH_CHARS, OutputFormat, RawCsvOpt, UserError, _clickhouse_message,
+                         _query_client, check_text, out, settings_of, text_values, write_rows)
 
 dlq_app = typer.Typer(help="The dead-letter store: list rejected events, re-publish them after a fix.",
                       no_args_is_help=True)
 
-SourceOpt = Annotated[Optional[str], typer.Option(help="Only dead letters from this source (topic or file:PATH).")]
-ReasonOpt = Annotated[Optional[str], typer.Option("--reason-contains", help="Only reasons containing this text.")]
+def _source(ctx: typer.Context, param: typer.CallbackParam, value: Optional[str]) -> Optional[str]:
+    if value is not None:
+        check_text(value, "--source", MAX_PATH_CHARS + len("file:"))
+    return value
+
+
+SourceOpt = Annotated[Optional[str], typer.Option(help="Only dead letters from this source (topic or file:PATH).",
+                                                  callback=_source)]
+ReasonOpt = Annotated[Optional[str], typer.Option("--reason-contains", help="Only reasons containing this text "
+                                                  "(at most 512 characters).", callback=text_values)]
 
 
 def _where(source: str | None, reason: str | None) -> tuple[str, dict]:
@@ -36,8 +45,10 @@ def dlq_list(
     ctx: typer.Context,
     source: SourceOpt = None,
     reason_contains: ReasonOpt = None,
-    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Most rows to show.")] = 50,
-    format: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.table,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Most rows to show (1..100,000).")] = 50,
+    format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format. " + CSV_GUARD_HELP)
+                      ] = OutputFormat.table,
+    raw_csv: RawCsvOpt = False,
 ) -> None:
     """Dead letters, newest first: where each came from and why it was rejected."""
     from clickhouse_connect.driver.exceptions import DatabaseError
@@ -52,7 +63,7 @@ def dlq_list(
             parameters={**params, "limit": limit})
     except DatabaseError as exc:
         raise UserError(_clickhouse_message(exc)) from None
-    write_rows(list(result.column_names), result.result_rows, format)
+    write_rows(list(result.column_names), result.result_rows, format, raw_csv=raw_csv)
 
 
 @dlq_app.command("replay")
@@ -62,6 +73,8 @@ def dlq_replay(
     reason_contains: ReasonOpt = None,
 ) -> None:
     """Re-publish the selected dead letters to the events topic (after fixing what rejected them)."""
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
     from embedded.stack import resolve_brokers
     from producers.kafka import CheckedProducer
     from producers.publish import publish_lines
@@ -69,14 +82,18 @@ def dlq_replay(
     settings = settings_of(ctx)
     where, params = _where(source, reason_contains)
     client = _query_client(settings)
-    rows = client.query(f"SELECT raw FROM rejected_events WHERE {where} ORDER BY source, source_offset, "
-                        "source_index", parameters=params).result_rows
+    try:
+        rows = client.query(f"SELECT raw FROM rejected_events WHERE {where} ORDER BY source, source_offset, "
+                            "source_index", parameters=params).result_rows
+    except DatabaseError as exc:
+        raise UserError(_clickhouse_message(exc)) from None
     if not rows:
         raise UserError("no dead letters match")
     producer = CheckedProducer(resolve_brokers(settings))
     report = publish_lines((raw.encode() for (raw,) in rows), producer, events_topic=settings.events_topic,
                            dead_letter_topic=settings.dead_letter_topic, source="dlq-replay",
-                           max_event_bytes=settings.max_event_bytes)
+                           max_event_bytes=settings.max_event_bytes,
+                           max_clock_skew_seconds=settings.max_clock_skew_seconds)
     out.print(f"replayed {len(rows)} dead letters: {report.published} published, "
               f"{len(report.rejected)} still invalid (dead-lettered again)", highlight=False)
 

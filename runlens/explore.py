@@ -10,6 +10,7 @@ runs. ``register(app)`` adds the commands to the main ``runlens`` app.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -40,7 +41,21 @@ def _cli_module() -> ModuleType:
 
 
 def _error(message: str) -> Exception:
+    """Something running found (not found, refused...): exit code 1."""
     return _cli_module().UserError(message)
+
+
+def _bad(message: str) -> Exception:
+    """A malformed or out-of-range argument: exit code 2."""
+    return _cli_module().BadArgument(message)
+
+
+def _text(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    return _cli_module().text_values(ctx, param, value)
+
+
+def _path(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    return _cli_module().path_value(ctx, param, value)
 
 
 runs_app = typer.Typer(help="The Workflow Runs page: list, show and compare runs, replay outcomes.",
@@ -62,31 +77,42 @@ class ExportKind(StrEnum):
 
 
 AccountOpt = Annotated[str, typer.Option(
-    "--account", "-a", envvar="RUNLENS_ACCOUNT", show_envvar=True,
+    "--account", "-a", envvar="RUNLENS_ACCOUNT", show_envvar=True, callback=_text,
     help="The account (tenant) to read. Every command reads exactly one.")]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+# The same text and option as runlens.cli's (this module cannot import it at load time).
+CSV_GUARD_HELP = ("CSV cells of text starting with = + - @ tab or CR get a leading ' so spreadsheets do not run "
+                  "them as formulas (numbers are left alone); --raw-csv turns this off.")
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format. " + CSV_GUARD_HELP)]
+RawCsvOpt = Annotated[bool, typer.Option(
+    "--raw-csv", help="CSV: write text cells exactly as stored, without the ' guard against spreadsheet "
+                      "formulas (= + - @ tab CR).")]
 SinceOpt = Annotated[Optional[str], typer.Option(
-    help="Runs started from: today, yesterday, 24h / 7d / 30d (ago), a date or an RFC 3339 time.")]
+    help="Runs started from: now, today, yesterday, 24h / 7d / 30d (ago), a date or an RFC 3339 time "
+         "(1900..2299).")]
 UntilOpt = Annotated[Optional[str], typer.Option(help="Runs started before (same forms as --since).")]
 StatusOpt = Annotated[list[str], typer.Option(
-    "--status", "-s", help="success, failed, running, pending, stopped. Repeat or comma-separate.")]
+    "--status", "-s", callback=_text, help="success, failed, running, pending, stopped. Repeat or comma-separate.")]
 TypeOpt = Annotated[list[str], typer.Option(
-    "--type", help="Workflow type: card, site, contact, survey, integration. Repeatable.")]
-WorkflowOpt = Annotated[list[str], typer.Option("--workflow", "-w", help="Workflow id or name. Repeatable.")]
-VersionOpt = Annotated[list[str], typer.Option("--version", help="Workflow version number. Repeatable.")]
-SiteOpt = Annotated[list[str], typer.Option("--site", help="Site id or name. Repeatable.")]
-CardOpt = Annotated[list[str], typer.Option("--card", help="Card id or name. Repeatable.")]
+    "--type", callback=_text, help="Workflow type: card, site, contact, survey, integration. Repeatable.")]
+WorkflowOpt = Annotated[list[str], typer.Option("--workflow", "-w", callback=_text,
+                                                help="Workflow id or name. Repeatable.")]
+VersionOpt = Annotated[list[str], typer.Option("--version", callback=_text,
+                                               help="Workflow version number (0..4294967295). Repeatable.")]
+SiteOpt = Annotated[list[str], typer.Option("--site", callback=_text, help="Site id or name. Repeatable.")]
+CardOpt = Annotated[list[str], typer.Option("--card", callback=_text, help="Card id or name. Repeatable.")]
 TriggerOpt = Annotated[list[str], typer.Option(
-    "--trigger", help="manual, automatic, api, scheduled. Repeatable.")]
-ContactOpt = Annotated[list[str], typer.Option("--contact", help="Contact id. Repeatable.")]
-ErrorCodeOpt = Annotated[list[str], typer.Option("--error-code", help="Run error code. Repeatable.")]
+    "--trigger", callback=_text, help="manual, automatic, api, scheduled. Repeatable.")]
+ContactOpt = Annotated[list[str], typer.Option("--contact", callback=_text, help="Contact id. Repeatable.")]
+ErrorCodeOpt = Annotated[list[str], typer.Option("--error-code", callback=_text, help="Run error code. Repeatable.")]
 ErrorClassOpt = Annotated[list[str], typer.Option(
-    "--error-class", help="config, data, external_service, logic, internal. Repeatable.")]
+    "--error-class", callback=_text, help="config, data, external_service, logic, internal. Repeatable.")]
 ReplaysOpt = Annotated[Optional[str], typer.Option(
-    "--replays", help="only: replays only; exclude: original runs only.")]
+    "--replays", callback=_text, help="only: replays only; exclude: original runs only.")]
 SortOpt = Annotated[str, typer.Option(
+    callback=_text,
     help="Sort key, '-' for descending or KEY:asc|desc: started_at, queued_at, finished_at, duration, "
          "queue, workflow, version, status, trigger, site, card, run_id.")]
+RunIdArg = Annotated[str, typer.Argument(help="The run id.", callback=_text)]
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -107,30 +133,38 @@ def _values(items: list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+_VERSION = re.compile(r"[vV]?([0-9]{1,10})", re.ASCII)
+MAX_VERSION = 2**32 - 1   # the contract's workflow_version is a UInt32
+
+
 def _versions(items: list[str]) -> tuple[int, ...]:
     out = []
     for text in _values(items):
-        try:
-            out.append(int(text.lstrip("vV")))
-        except ValueError:
-            raise _error(f"--version: {text!r} is not a version number") from None
+        match = _VERSION.fullmatch(text)
+        if not match or int(match.group(1)) > MAX_VERSION:
+            raise _bad(f"--version: {_cli_module().shown(text)} is not a version number (0..{MAX_VERSION})")
+        out.append(int(match.group(1)))
     return tuple(out)
 
 
 def _build(make):
+    """Build a query from the user's input; its QueryError is a bad argument (exit code 2)."""
     try:
         return make()
     except (rq.QueryError, sqllib.QueryError) as exc:
-        raise _error(str(exc)) from None
+        raise _bad(_cli_module().printable(str(exc), one_line=True)) from None
 
 
 def _filters(account: str, since, until, status, type_, workflow, version, site, card, trigger, contact,
              error_code=(), error_class=(), replays=None) -> rq.RunFilters:
     now = _now()
+    parse_when = _cli_module().parse_when
+    since_at = parse_when(since, "--since", now) if since is not None else None
+    until_at = parse_when(until, "--until", now) if until is not None else None
     return _build(lambda: rq.RunFilters(
         account=account,
-        since=sqllib.parse_time(since, now, "--since") if since else None,
-        until=sqllib.parse_time(until, now, "--until") if until else None,
+        since=since_at,
+        until=until_at,
         statuses=_values(status), types=_values(type_), workflows=_values(workflow),
         versions=_versions(version), sites=_values(site), cards=_values(card), triggers=_values(trigger),
         contacts=_values(contact), error_codes=_values(error_code), error_classes=_values(error_class),
@@ -162,10 +196,6 @@ def rfc3339(value: datetime) -> str:
 def _plain(value: Any, fmt: Format) -> Any:
     if isinstance(value, datetime):
         return rfc3339(value)
-    if isinstance(value, str) and fmt is Format.table:
-        from rich.markup import escape
-
-        return escape(value)
     if isinstance(value, (list, tuple)):
         if fmt is Format.json:
             return [_plain(v, fmt) for v in value]
@@ -175,10 +205,11 @@ def _plain(value: Any, fmt: Format) -> Any:
     return value
 
 
-def _write(columns: list[str], rows, fmt: Format) -> None:
+def _write(columns: list[str], rows, fmt: Format, raw_csv: bool = False) -> None:
+    """Rows through ``cli.write_rows``: a printable, markup-free table; guarded CSV unless ``raw_csv``."""
     cli = _cli_module()
     cooked = [[_plain(v, fmt) for v in row] for row in rows]
-    cli.write_rows(list(columns), cooked, cli.OutputFormat(fmt.value))
+    cli.write_rows(list(columns), cooked, cli.OutputFormat(fmt.value), raw_csv=raw_csv)
 
 
 def _records(columns: list[str], rows) -> list[dict]:
@@ -205,7 +236,14 @@ def _console(stderr: bool = False):
     return cli.err if stderr else cli.out
 
 
+def _say(line: str) -> None:
+    """One line that may hold event data: printable, no markup."""
+    _console().print(_cli_module().printable(line, one_line=True), highlight=False, markup=False, soft_wrap=True)
+
+
 # --------------------------------------------------------------------------- runs list
+
+MAX_PAGE = 1_000_000_000   # (page - 1) x limit stays a UInt64 offset
 
 
 @runs_app.command("list")
@@ -218,18 +256,21 @@ def runs_list(
     error_class: ErrorClassOpt = [], replays: ReplaysOpt = None,  # noqa: B006
     sort: SortOpt = "-started_at",
     limit: Annotated[int, typer.Option(help=f"Runs per page (1..{rq.MAX_PAGE_SIZE}).")] = 50,
-    page: Annotated[int, typer.Option(help="Page number, from 1.")] = 1,
+    page: Annotated[int, typer.Option(help=f"Page number, 1..{MAX_PAGE:,}.")] = 1,
     format: FormatOpt = Format.table,
+    raw_csv: RawCsvOpt = False,
 ) -> None:
     """Runs of one account with the product's filters, sorted and paged (newest first)."""
     f = _filters(account, since, until, status, type_, workflow, version, site, card, trigger, contact,
                  error_code, error_class, replays)
+    if page > MAX_PAGE:
+        raise _bad(f"--page: {page} (pages 1..{MAX_PAGE:,})")
     query = _build(lambda: rq.run_list(f, sort, limit, page))
     count = rq.run_count(f)
     client = _client(ctx)
     columns, rows = _run(client, query)
     if format is not Format.table:
-        _write(columns, rows, format)
+        _write(columns, rows, format, raw_csv)
         return
     total = _run(client, count)[1][0][0]
     keep = [columns.index(c) for c in rq.RUN_TABLE_COLUMNS]
@@ -246,7 +287,8 @@ def runs_list(
 def _one_run(client, account: str, run_id: str) -> dict:
     columns, rows = _run(client, _build(lambda: rq.run_detail(account, run_id)))
     if not rows:
-        raise _error(f"run {run_id!r} not found in account {account!r}")
+        shown = _cli_module().shown
+        raise _error(f"run {shown(run_id)} not found in account {shown(account)}")
     return _records(columns, rows)[0]
 
 
@@ -288,9 +330,10 @@ def _notes(step: dict) -> str:
 @runs_app.command("show")
 def runs_show(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    run_id: RunIdArg,
     account: AccountOpt,
     format: FormatOpt = Format.table,
+    raw_csv: RawCsvOpt = False,
 ) -> None:
     """One run: overview, step timeline with inputs, outputs and errors, and its replay links."""
     client = _client(ctx)
@@ -307,17 +350,24 @@ def runs_show(
         return
     if format is Format.csv:
         columns = list(steps[0]) if steps else [*rq.STEP_COLUMNS, "resume_late_ms"]
-        _write(columns, [list(s.values()) for s in steps], format)
+        _write(columns, [list(s.values()) for s in steps], format, raw_csv)
         return
     _print_run(run, steps, original, replays)
 
 
 def _print_run(run: dict, steps: list[dict], original: dict | None, replays: list[dict]) -> None:
-    from rich.markup import escape
+    """The run for a terminal: every value from the events made printable and shown as plain text
+    (rich ``Text``, never markup)."""
     from rich.table import Table
+    from rich.text import Text
+
+    printable = _cli_module().printable
+
+    def text(value: Any, style: str = "") -> Text:
+        return Text(printable(str(value)), style=style)
 
     console = _console()
-    overview = Table(show_header=False, box=None, pad_edge=False, title=f"Run {run['run_id']}",
+    overview = Table(show_header=False, box=None, pad_edge=False, title=text(f"Run {run['run_id']}"),
                      title_justify="left", title_style="bold")
     overview.add_column(style="bold")
     overview.add_column()
@@ -349,7 +399,7 @@ def _print_run(run: dict, steps: list[dict], original: dict | None, replays: lis
                                      + (f", {replay['error_code']}" if replay["error_code"] else "") + ")"))
     for key, value in lines:
         if value:
-            overview.add_row(key, escape(str(value)))
+            overview.add_row(key, text(value))
     console.print(overview)
     console.print()
     timeline = Table("#", "step", "type", "try", "status", "started", "duration", "input", "output", "notes",
@@ -358,21 +408,21 @@ def _print_run(run: dict, steps: list[dict], original: dict | None, replays: lis
         cells = (str(step["step_index"]), step["step_name"], step["step_type"], str(step["attempt"]),
                  step["status"], _time(step["started_at"]), _ms(step["duration_ms"]),
                  step["input"] or "", step["output"] or "", _notes(step))
-        timeline.add_row(*(escape(cell) for cell in cells))
+        timeline.add_row(*(text(cell) for cell in cells))
     console.print(timeline)
     for step in steps:
         if step["status"] != "failed":
             continue
-        console.print(f"\n[bold]Error at step {step['step_index']} '{escape(step['step_name'])}', attempt "
-                      f"{step['attempt']}[/]", highlight=False)
+        console.print()
+        console.print(text(f"Error at step {step['step_index']} '{step['step_name']}', attempt {step['attempt']}",
+                           "bold"), highlight=False)
         for label, key in (("code", "error_code"), ("class", "error_class"), ("message", "error_message"),
                            ("suggested fix", "error_suggested_fix"), ("input", "input")):
             if step[key]:
-                console.print(f"  {label}: {step[key]}", highlight=False, markup=False)
+                console.print(text(f"  {label}: {step[key]}"), highlight=False)
         if step["error_stack_trace"]:
             console.print("  stack trace:", highlight=False)
-            console.print("    " + step["error_stack_trace"].replace("\n", "\n    "), highlight=False,
-                          markup=False)
+            console.print(text("    " + step["error_stack_trace"].replace("\n", "\n    ")), highlight=False)
 
 
 # --------------------------------------------------------------------------- runs compare
@@ -381,17 +431,19 @@ def _print_run(run: dict, steps: list[dict], original: dict | None, replays: lis
 @runs_app.command("compare")
 def runs_compare(
     ctx: typer.Context,
-    original_id: Annotated[str, typer.Argument(metavar="ORIGINAL", help="The original run.")],
-    replay_id: Annotated[str, typer.Argument(metavar="REPLAY", help="Its replay.")],
+    original_id: Annotated[str, typer.Argument(metavar="ORIGINAL", help="The original run.", callback=_text)],
+    replay_id: Annotated[str, typer.Argument(metavar="REPLAY", help="Its replay.", callback=_text)],
     account: AccountOpt,
     format: FormatOpt = Format.table,
+    raw_csv: RawCsvOpt = False,
 ) -> None:
     """A run and its replay side by side, step by step, and whether the replay fixed the failure."""
     client = _client(ctx)
     original = _one_run(client, account, original_id)
     replay = _one_run(client, account, replay_id)
     if original["replay_of"] == replay_id and replay["replay_of"] != original_id:
-        raise _error(f"{replay_id} is the original of {original_id}: give the original first")
+        shown = _cli_module().shown
+        raise _error(f"{shown(replay_id)} is the original of {shown(original_id)}: give the original first")
     rows = rq.compare_steps(_steps(client, account, original_id), _steps(client, account, replay_id))
     outcome = rq.verdict(original, replay)
     linked = replay["replay_of"] == original_id
@@ -409,21 +461,17 @@ def runs_compare(
         return
     if format is Format.csv:
         columns = [*rq.COMPARE_COLUMNS, "verdict"]
-        _write(columns, [[*(r[c] for c in rq.COMPARE_COLUMNS), outcome] for r in rows], format)
+        _write(columns, [[*(r[c] for c in rq.COMPARE_COLUMNS), outcome] for r in rows], format, raw_csv)
         return
-    console = _console()
-    console.print(f"original {original_id}: {original['status']}"
-                  + (f" ({original['error_code']})" if original["error_code"] else "")
-                  + f", v{original['workflow_version']}, {_ms(original['duration_ms'])}", highlight=False,
-                  markup=False)
-    console.print(f"replay   {replay_id}: {replay['status']}"
-                  + (f" ({replay['error_code']})" if replay["error_code"] else "")
-                  + f", v{replay['workflow_version']}, {_ms(replay['duration_ms'])}"
-                  + (f", {replay['replay_mode']} replay" if replay["replay_mode"] else ""), highlight=False,
-                  markup=False)
+    _say(f"original {original_id}: {original['status']}"
+         + (f" ({original['error_code']})" if original["error_code"] else "")
+         + f", v{original['workflow_version']}, {_ms(original['duration_ms'])}")
+    _say(f"replay   {replay_id}: {replay['status']}"
+         + (f" ({replay['error_code']})" if replay["error_code"] else "")
+         + f", v{replay['workflow_version']}, {_ms(replay['duration_ms'])}"
+         + (f", {replay['replay_mode']} replay" if replay["replay_mode"] else ""))
     if not linked:
-        console.print(f"note: {replay_id} is not recorded as a replay of {original_id}", highlight=False,
-                      markup=False)
+        _say(f"note: {replay_id} is not recorded as a replay of {original_id}")
     columns = ["#", "step", "original", "tries", "duration", "error", "replay", "tries ", "duration ", "error ",
                "change"]
     table_rows = [[r["step_index"], r["step_name"], r["original_status"], r["original_attempts"],
@@ -431,7 +479,7 @@ def runs_compare(
                    r["replay_attempts"], _ms(r["replay_duration_ms"]), r["replay_error_code"] or "", r["change"]]
                   for r in rows]
     _write(columns, table_rows, format)
-    console.print(f"verdict: {outcome}", highlight=False, markup=False)
+    _say(f"verdict: {outcome}")
 
 
 # --------------------------------------------------------------------------- runs replays
@@ -441,21 +489,23 @@ def runs_compare(
 def runs_replays(
     ctx: typer.Context,
     account: AccountOpt,
-    workflow: Annotated[Optional[str], typer.Option("--workflow", "-w", help="Workflow id or name.")] = None,
+    workflow: Annotated[Optional[str], typer.Option("--workflow", "-w", help="Workflow id or name.",
+                                                    callback=_text)] = None,
     since: SinceOpt = None, until: UntilOpt = None,
     pairs: Annotated[bool, typer.Option("--pairs", help="One row per replay and its original.")] = False,
     format: FormatOpt = Format.table,
+    raw_csv: RawCsvOpt = False,
 ) -> None:
     """How often replays succeed, exact vs modified, per workflow (or every pair with --pairs)."""
+    now = _now()
     given = {"workflow": workflow or ""}
-    if since:
-        given["since"] = since
-    if until:
-        given["until"] = until
+    for name, text in (("since", since), ("until", until)):
+        if text is not None:
+            given[name] = rfc3339(_cli_module().parse_when(text, f"--{name}", now))
     query = _build(lambda: sqllib.bind(sqllib.load("replay_pairs" if pairs else "replay_outcomes"),
-                                       account, given, _now()))
+                                       account, given, now))
     columns, rows = _run(_client(ctx), query)
-    _write(columns, rows, format)
+    _write(columns, rows, format, raw_csv)
 
 
 # --------------------------------------------------------------------------- export
@@ -485,28 +535,71 @@ class _Records:
         return found
 
 
+class CsvGuard:
+    """``cli.csv_safe`` for ClickHouse's CSV as it streams: a text cell starting with = + - @ tab
+    or CR gets a leading ``'``. ClickHouse quotes text (and dates, arrays), never numbers, so only
+    quoted cells are touched and -5 stays -5. A quote opens a cell when it follows a comma or a
+    record end and the quotes before it pair up (inside a cell every quote is doubled)."""
+
+    _OPENING = re.compile(rb'(?<=[,\n])"[=+\-@\t\r]')
+
+    def __init__(self) -> None:
+        self._odd = False      # an odd number of quotes so far: inside a quoted cell
+        self._last = b"\n"     # the byte before the pending data (the stream starts a record)
+        self._held = b""       # the last bytes of a chunk, kept until the next shows what follows
+
+    def feed(self, chunk: bytes, final: bool = False) -> bytes:
+        """The guarded bytes of ``chunk`` that can be written now (the rest with the next call)."""
+        data = self._held + chunk
+        ready = len(data) if final else max(0, len(data) - 2)
+        view, pieces, pos, odd = self._last + data, [], 0, self._odd
+        for match in self._OPENING.finditer(view, 1):
+            quote = match.start() - 1            # its index in data
+            if quote >= ready:
+                break
+            odd ^= data.count(b'"', pos, quote) & 1
+            pieces.append(data[pos:quote])
+            pos = quote
+            if not odd:                          # a cell opens here: guard it
+                pieces.append(b"\"'")
+                pos, odd = quote + 1, True
+        odd ^= data.count(b'"', pos, ready) & 1
+        pieces.append(data[pos:ready])
+        self._odd, self._held = odd, data[ready:]
+        if ready:
+            self._last = data[ready - 1:ready]
+        return b"".join(pieces)
+
+
 def csv_header(columns) -> bytes:
     return (",".join(columns) + "\r\n").encode()
 
 
-def stream_csv(client, query: rq.Query, sink, on_rows=None, chunk_size: int = 1 << 16) -> int:
+def stream_csv(client, query: rq.Query, sink, on_rows=None, chunk_size: int = 1 << 16, raw: bool = False) -> int:
     """Write the header and every row of ``query`` as RFC 4180 CSV to the binary ``sink``, chunk by
-    chunk as ClickHouse streams it (memory stays flat whatever the size). Returns the rows written."""
+    chunk as ClickHouse streams it (memory stays flat whatever the size); text cells guarded
+    against spreadsheet formulas (``CsvGuard``) unless ``raw``. Returns the rows written."""
     sink.write(csv_header(query.columns))
     counter = _Records()
+    guard = None if raw else CsvGuard()
     stream = client.raw_stream(query.sql, parameters=query.params, fmt="CSV")
     try:
         while True:
             chunk = stream.read(chunk_size)
             if not chunk:
                 break
-            sink.write(chunk)
+            sink.write(chunk if guard is None else guard.feed(chunk))
             found = counter.feed(chunk)
             if on_rows is not None and found:
                 on_rows(found)
+        if guard is not None:
+            sink.write(guard.feed(b"", final=True))
     finally:
         stream.close()
     return counter.rows
+
+
+MAX_EXPORT_ROWS = 10**12
 
 
 def export_command(
@@ -517,23 +610,32 @@ def export_command(
     workflow: WorkflowOpt = [], version: VersionOpt = [], site: SiteOpt = [], card: CardOpt = [],  # noqa: B006
     trigger: TriggerOpt = [], contact: ContactOpt = [], error_code: ErrorCodeOpt = [],  # noqa: B006
     error_class: ErrorClassOpt = [], replays: ReplaysOpt = None,  # noqa: B006
-    sort: Annotated[str, typer.Option(help="Run sort key (runs only), as in `runs list`.")] = "started_at:asc",
-    limit: Annotated[Optional[int], typer.Option(help="At most this many rows.")] = None,
-    out_file: Annotated[Optional[str], typer.Option("--out", "-o", help="CSV file to write; - or omitted: stdout.")] = None,
+    sort: Annotated[str, typer.Option(help="Run sort key (runs only), as in `runs list`.",
+                                      callback=_text)] = "started_at:asc",
+    limit: Annotated[Optional[int], typer.Option(help=f"At most this many rows (1..{MAX_EXPORT_ROWS:,}).")] = None,
+    out_file: Annotated[Optional[str], typer.Option("--out", "-o", help="CSV file to write; - or omitted: stdout.",
+                                                    callback=_path)] = None,
+    raw_csv: RawCsvOpt = False,
 ) -> None:
-    """Stream runs, steps or failures of the filtered runs to CSV (RFC 4180, UTC RFC 3339 times)."""
+    """Stream runs, steps or failures of the filtered runs to CSV (RFC 4180, UTC RFC 3339 times).
+
+    Text cells starting with = + - @ tab or CR get a leading ' so a spreadsheet opening the file
+    does not run them as formulas (OWASP CSV injection); numbers such as -5 are left alone.
+    --raw-csv writes every cell exactly as stored."""
     from clickhouse_connect.driver.exceptions import DatabaseError
 
     f = _filters(account, since, until, status, type_, workflow, version, site, card, trigger, contact,
                  error_code, error_class, replays)
+    if limit is not None and limit > MAX_EXPORT_ROWS:
+        raise _bad(f"--limit: {limit} (use 1..{MAX_EXPORT_ROWS:,})")
     query = _build(lambda: rq.export(kind.value, f, sort, limit))
     target = None
     if out_file not in (None, "-"):
         target = Path(out_file)
         if target.is_dir():
-            raise _error(f"--out: {out_file} is a directory")
+            raise _error(f"--out: {_cli_module().shown(out_file)} is a directory")
         if not target.parent.is_dir():
-            raise _error(f"--out: no such directory {str(target.parent)!r}")
+            raise _error(f"--out: no such directory {_cli_module().shown(str(target.parent))}")
     client = _client(ctx)
     progress = None
     if target is not None and sys.stderr.isatty():  # a bar next to CSV on the same terminal would garble it
@@ -541,13 +643,13 @@ def export_command(
         progress = _progress(kind.value, total)
     try:
         if target is None:
-            rows = _export_to(client, query, sys.stdout.buffer, progress)
+            rows = _export_to(client, query, sys.stdout.buffer, progress, raw_csv)
             sys.stdout.flush()
         else:
             partial = target.with_name(target.name + ".part")
             try:
                 with partial.open("wb") as sink:
-                    rows = _export_to(client, query, sink, progress)
+                    rows = _export_to(client, query, sink, progress, raw_csv)
                 os.replace(partial, target)
             except BaseException:
                 partial.unlink(missing_ok=True)
@@ -555,7 +657,7 @@ def export_command(
     except DatabaseError as exc:
         raise _error(_cli_module()._clickhouse_message(exc)) from None
     if target is not None:
-        _console().print(f"exported {rows:,} rows of {kind.value} to {target}", highlight=False, markup=False)
+        _say(f"exported {rows:,} rows of {kind.value} to {target}")
 
 
 def _progress(kind: str, total: int):
@@ -567,12 +669,12 @@ def _progress(kind: str, total: int):
     return progress
 
 
-def _export_to(client, query, sink, progress) -> int:
+def _export_to(client, query, sink, progress, raw: bool = False) -> int:
     if progress is None:
-        return stream_csv(client, query, sink)
+        return stream_csv(client, query, sink, raw=raw)
     task = progress.task_ids[0]
     with progress:
-        return stream_csv(client, query, sink, on_rows=lambda n: progress.advance(task, n))
+        return stream_csv(client, query, sink, on_rows=lambda n: progress.advance(task, n), raw=raw)
 
 
 # --------------------------------------------------------------------------- sql library
@@ -580,13 +682,16 @@ def _export_to(client, query, sink, progress) -> int:
 
 def sql_command(
     ctx: typer.Context,
-    name: Annotated[Optional[str], typer.Argument(help="Library query to run; omit to list the library.")] = None,
+    name: Annotated[Optional[str], typer.Argument(help="Library query to run; omit to list the library.",
+                                                  callback=_text)] = None,
     account: Annotated[Optional[str], typer.Option(
-        "--account", "-a", envvar="RUNLENS_ACCOUNT", show_envvar=True,
+        "--account", "-a", envvar="RUNLENS_ACCOUNT", show_envvar=True, callback=_text,
         help="The account (tenant) to read (required to run a query).")] = None,
-    param: Annotated[list[str], typer.Option("--param", "-p", help="NAME=VALUE for a query parameter. Repeatable.")] = [],  # noqa: B006
+    param: Annotated[list[str], typer.Option("--param", "-p", help="NAME=VALUE for a query parameter. Repeatable. "
+                                             "Numbers and times in ASCII; times as --since of `runs list`.")] = [],  # noqa: B006
     print_sql: Annotated[bool, typer.Option("--print", help="Print the query and its bound parameters; run nothing.")] = False,
     format: FormatOpt = Format.table,
+    raw_csv: RawCsvOpt = False,
 ) -> None:
     """Run a query of the SQL library (dashboards/sql) for one account, or list the library."""
     from typer._click import exceptions as click_errors
@@ -597,19 +702,39 @@ def sql_command(
             params = ", ".join(p.name + (f"={p.default}" if p.default is not None else "")
                                for p in query.params if p.name != "account")
             rows.append([query.name, query.summary, params])
-        _write(["name", "summary", "parameters"], rows, format)
+        _write(["name", "summary", "parameters"], rows, format, raw_csv)
         return
     query = _build(lambda: sqllib.load(name))
     if not account or not account.strip():
         raise click_errors.UsageError("Missing option '--account' / '-a' (or RUNLENS_ACCOUNT).", ctx=ctx)
-    bound = _build(lambda: sqllib.bind(query, account, sqllib.parse_assignments(param), _now()))
+    now = _now()
+    given = _param_values(query, _build(lambda: sqllib.parse_assignments(param)), now)
+    bound = _build(lambda: sqllib.bind(query, account, given, now))
     if print_sql:
         sys.stdout.write(query.header + "\n" + query.sql + "\n")
         for key, value in bound.params.items():
             sys.stdout.write(f"-- {key} = {_plain(value, Format.json)!r}\n")
         return
     columns, rows = _run(_client(ctx), bound)
-    _write(columns, rows, format)
+    _write(columns, rows, format, raw_csv)
+
+
+def _param_values(query, given: dict[str, str], now: datetime) -> dict[str, str]:
+    """``--param`` values checked against their declared types before binding: text 0..512
+    characters; numbers in ASCII digits; times read as ``--since`` is (and passed on as RFC 3339)."""
+    cli = _cli_module()
+    types = {p.name: p.type for p in query.params}
+    checked = {}
+    for name, text in given.items():
+        what, ptype = f"--param {name}", types.get(name, "String")
+        if len(text) > cli.MAX_VALUE_CHARS:
+            raise _bad(f"{what}: at most {cli.MAX_VALUE_CHARS} characters, not {len(text):,}")
+        if ptype.startswith(("DateTime64", "DateTime")):
+            text = rfc3339(cli.parse_when(text, what, now))
+        elif ptype != "String" and not text.isascii():
+            raise _bad(f"{what}: {cli.shown(text)} is not a number in ASCII digits ({ptype})")
+        checked[name] = text
+    return checked
 
 
 # --------------------------------------------------------------------------- retention
@@ -634,6 +759,23 @@ def _writer(ctx: typer.Context):
     return client, settings.database
 
 
+def _retention_days(days: int) -> int:
+    from sinks.retention import MAX_DAYS
+
+    if not 0 <= days <= MAX_DAYS:
+        raise _bad(f"retention must be 0 (keep forever) to {MAX_DAYS} days, not {days}")
+    return days
+
+
+def _plan_name(plan: str) -> str:
+    from sinks.retention import CUSTOM_PLAN
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", plan, re.ASCII) or plan == CUSTOM_PLAN:
+        raise _bad(f"invalid plan name {_cli_module().shown(plan)} (letters, digits, - and _, at most 64; "
+                   f"not {CUSTOM_PLAN!r})")
+    return plan
+
+
 def _retention_call(fn):
     from sinks.retention import RetentionError
 
@@ -644,7 +786,7 @@ def _retention_call(fn):
 
 
 @retention_app.command("show")
-def retention_show(ctx: typer.Context, format: FormatOpt = Format.table) -> None:
+def retention_show(ctx: typer.Context, format: FormatOpt = Format.table, raw_csv: RawCsvOpt = False) -> None:
     """Plans and the accounts on them, with the days each account keeps (0 = forever)."""
     from sinks.retention import DEFAULT_PLAN
 
@@ -657,42 +799,43 @@ def retention_show(ctx: typer.Context, format: FormatOpt = Format.table) -> None
     for account, plan, override in account_rows:
         days = override if override is not None else plans.get(plan, plans.get(DEFAULT_PLAN, 0))
         rows.append([account, plan, days])
-    _write(["account", "plan", "retention_days"], rows, format)
+    _write(["account", "plan", "retention_days"], rows, format, raw_csv)
 
 
 @retention_app.command("set")
 def retention_set(
     ctx: typer.Context,
-    account: Annotated[str, typer.Argument(help="The account.")],
-    plan_or_days: Annotated[str, typer.Argument(metavar="PLAN|DAYS", help="A plan name, a number of days, "
-                                                                           "or 'forever'.")],
+    account: Annotated[str, typer.Argument(help="The account.", callback=_text)],
+    plan_or_days: Annotated[str, typer.Argument(metavar="PLAN|DAYS", help="A plan name, a number of days "
+                                                                           "(0..36500), or 'forever'.")],
 ) -> None:
     """Put an account on a plan (or a custom number of days) and apply the TTL."""
     from sinks import retention
 
     plan, days = None, None
-    if plan_or_days.isdigit():
-        days = int(plan_or_days)
+    if re.fullmatch(r"[0-9]+", plan_or_days, re.ASCII):
+        days = _retention_days(int(plan_or_days))
     elif plan_or_days == "forever":
         days = 0
     else:
-        plan = plan_or_days
+        plan = _plan_name(plan_or_days)
     client, db = _writer(ctx)
     _retention_call(lambda: retention.set_account(client, db, account, plan=plan, days=days))
     _retention_call(lambda: retention.apply(client, db))
-    _console().print(f"{account}: {plan or (str(days) + ' days' if days else 'kept forever')}; TTL applied",
-                     highlight=False, markup=False)
+    _say(f"{account}: {plan or (str(days) + ' days' if days else 'kept forever')}; TTL applied")
 
 
 @retention_app.command("plan")
 def retention_plan(
     ctx: typer.Context,
-    plan: Annotated[str, typer.Argument(help="Plan name (free, pro, enterprise, default, or a new one).")],
-    days: Annotated[int, typer.Argument(help="Days kept (0 = forever).")],
+    plan: Annotated[str, typer.Argument(help="Plan name (free, pro, enterprise, default, or a new one; letters, "
+                                             "digits, - and _, at most 64).")],
+    days: Annotated[int, typer.Argument(help="Days kept (0 = forever, at most 36500).")],
 ) -> None:
     """Create or change a plan and apply the TTL."""
     from sinks import retention
 
+    plan, days = _plan_name(plan), _retention_days(days)
     client, db = _writer(ctx)
     _retention_call(lambda: retention.set_plan(client, db, plan, days))
     _retention_call(lambda: retention.apply(client, db))
@@ -707,5 +850,4 @@ def retention_apply(ctx: typer.Context) -> None:
     client, db = _writer(ctx)
     applied = _retention_call(lambda: retention.apply(client, db))
     for table, clause in applied.items():
-        _console().print(f"{table}: {'TTL ' + clause if clause else 'no expiry'}", highlight=False, markup=False,
-                         soft_wrap=True)
+        _say(f"{table}: {'TTL ' + clause if clause else 'no expiry'}")

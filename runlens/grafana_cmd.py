@@ -1,12 +1,19 @@
-"""``runlens grafana push`` and ``runlens report``: the dashboards in Grafana, or in one HTML page.
+"""``runlens grafana push|provision`` and ``runlens report``: the dashboards in Grafana, or in one
+HTML page.
 
-Registered on the main app by ``register(app)``. Both render ``dashboards.panels``: push uploads
-the generated Grafana JSON and alert rules through grafana-client, report runs the same SQL
-and draws it with plotly.
+Registered on the main app by ``register(app)``. All render ``dashboards.panels``: push uploads
+the generated Grafana JSON and alert rules through grafana-client, provision writes a tenant's
+provisioning files, report runs the same SQL and draws it with plotly.
+
+The Grafana token comes from the environment (``RUNLENS_GRAFANA_TOKEN``, else
+``GRAFANA_TOKEN``) or a file (``--token-file``): a command line is readable by every user of the
+machine (``ps``, ``/proc/PID/cmdline``), so ``--token`` is deprecated and warns. Sending it over
+plain http to another host warns too. The token is never printed.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from datetime import datetime, timezone
@@ -20,6 +27,7 @@ grafana_app = typer.Typer(help="Grafana: upload runlens' datasource, dashboards 
                           no_args_is_help=True)
 
 WEBHOOK_ENV = "RUNLENS_GRAFANA_WEBHOOK_URL"
+TOKEN_ENVS = ("RUNLENS_GRAFANA_TOKEN", "GRAFANA_TOKEN")
 
 def _cli():
     """runlens.cli, imported on first use (it imports this module while it registers commands)."""
@@ -30,6 +38,76 @@ def _cli():
 
 def _user_error(message: str) -> Exception:
     return _cli().UserError(message)
+
+
+def _warn(text: str) -> None:
+    _cli().err.print(f"runlens: warning: {text}", highlight=False, markup=False, soft_wrap=True)
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its user:password part (for messages)."""
+    parsed = urlparse(url)
+    if parsed.username is None and parsed.password is None:
+        return url
+    host = parsed.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parsed.port}" if parsed.port else "")
+    return parsed._replace(netloc=netloc).geturl()
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def transport_warning(url: str) -> str | None:
+    """The warning for sending credentials to ``url`` in the clear, or None."""
+    parsed = urlparse(url)
+    if parsed.scheme == "http" and not is_loopback(parsed.hostname):
+        return (f"sending the Grafana token over plain http to {parsed.hostname}: anyone on the network path "
+                "can read it (use https)")
+    return None
+
+
+def _from_command_line(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was typed on the command line (not taken from the environment).
+    By name: typer ships its own copy of click's ParameterSource."""
+    source = ctx.get_parameter_source(name)
+    return getattr(source, "name", None) == "COMMANDLINE"
+
+
+def resolve_token(ctx: typer.Context | None, given: str | None, token_file: Path | None) -> str:
+    """The Grafana token: ``--token-file``, else ``--token`` (deprecated, warns) or the
+    environment (``RUNLENS_GRAFANA_TOKEN``, then ``GRAFANA_TOKEN``). One-line error if none."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise _user_error(f"--token-file: cannot read {token_file}: {exc.strerror or exc}") from None
+        if not token:
+            raise _user_error(f"--token-file: {token_file} is empty")
+    elif given:
+        token = given
+        if ctx is not None and _from_command_line(ctx, "token"):
+            _warn("--token is deprecated: the command line is visible to other users of this machine "
+                  "(ps, /proc); set RUNLENS_GRAFANA_TOKEN or use --token-file")
+    else:
+        token = next((os.environ[name] for name in TOKEN_ENVS if os.environ.get(name)), "")
+        if not token:
+            raise _user_error("no Grafana token: set RUNLENS_GRAFANA_TOKEN (or GRAFANA_TOKEN), or use --token-file")
+    secrets = getattr(_cli(), "_SECRETS", None)
+    if isinstance(secrets, set):
+        secrets.add(token)          # scrubbed from any error line
+        if ":" in token:
+            secrets.add(token.split(":", 1)[1])
+    return token
 
 
 # --------------------------------------------------------------------------- push
@@ -52,7 +130,7 @@ class GrafanaPush:
             health = self.api.client.GET("/health")
         except GrafanaException as exc:
             if exc.status_code == 0:
-                raise _user_error(f"cannot reach Grafana at {url}: {exc}") from None
+                raise _user_error(f"cannot reach Grafana at {url}: {_reason(exc)}") from None
             raise _user_error(f"{url} does not answer like Grafana (GET /api/health: HTTP {exc.status_code})") from None
         except (OSError, ValueError) as exc:
             raise _user_error(f"cannot reach Grafana at {url}: {_reason(exc)}") from None
@@ -61,11 +139,12 @@ class GrafanaPush:
         try:
             org = self.api.organization.get_current_organization()
         except GrafanaUnauthorizedError:
-            raise _user_error(f"Grafana at {url} rejected the token (401 Unauthorized): check --token") from None
+            raise _user_error(f"Grafana at {url} rejected the token (401 Unauthorized): check RUNLENS_GRAFANA_TOKEN"
+                              ) from None
         except GrafanaClientError as exc:
             if exc.status_code == 403:
                 raise _user_error(f"the token is not allowed to read the organisation at {url} (403): "
-                                  "use a service account token with the Admin role") from None
+                                  "use a service account token with the Admin role (of that organisation)") from None
             raise
         return str(health.get("version", "?")), org.get("name", "?")
 
@@ -159,14 +238,21 @@ def _reason(exc: Exception) -> str:
 
 
 def datasource_body(clickhouse_url: str | None, reader_user: str | None, reader_password: str | None,
-                    database: str | None) -> dict[str, Any]:
-    """The provisioned datasource (dashboards/provisioning/datasources/clickhouse.yaml) as the
-    HTTP API takes it, with the connection pointed wherever Grafana reaches ClickHouse."""
+                    database: str | None, tenant: str | None = None) -> dict[str, Any]:
+    """The provisioned datasource (dashboards/provisioning/datasources/clickhouse.yaml, or for a
+    tenant its own from ``sinks.tenancy``) as the HTTP API takes it, with the connection pointed
+    wherever Grafana reaches ClickHouse."""
     import yaml
 
     from dashboards.grafana import DATASOURCES_FILE
+    from sinks import tenancy
 
-    spec = dict(yaml.safe_load(DATASOURCES_FILE.read_text())["datasources"][0])
+    if tenant:
+        spec = dict(yaml.safe_load(tenancy.grafana_datasources([tenant]))["datasources"][0])
+        password_env = tenancy.password_env(tenant)
+    else:
+        spec = dict(yaml.safe_load(DATASOURCES_FILE.read_text())["datasources"][0])
+        password_env = "RUNLENS_GRAFANA_READER_PASSWORD"
     json_data = dict(spec.get("jsonData") or {})
     if clickhouse_url:
         parsed = urlparse(clickhouse_url if "//" in clickhouse_url else f"http://{clickhouse_url}")
@@ -178,25 +264,38 @@ def datasource_body(clickhouse_url: str | None, reader_user: str | None, reader_
         json_data["username"] = reader_user
     if database:
         json_data["defaultDatabase"] = database
-    password = reader_password if reader_password is not None else os.environ.get(
-        "RUNLENS_GRAFANA_READER_PASSWORD", "")
+    password = reader_password if reader_password is not None else os.environ.get(password_env, "")
     return {"uid": spec["uid"], "name": spec["name"], "type": spec["type"], "access": spec.get("access", "proxy"),
             "isDefault": False, "jsonData": json_data, "secureJsonData": {"password": password}}
 
 
 def push(api, url: str, *, clickhouse_url: str | None = None, reader_user: str | None = None,
          reader_password: str | None = None, database: str | None = None, webhook_url: str | None = None,
-         out=print) -> dict[str, str]:
-    """Upload everything; returns what happened to each resource (created / updated / ...)."""
+         tenant: str | None = None, out=print) -> dict[str, str]:
+    """Upload everything; returns what happened to each resource (created / updated / ...).
+
+    With ``tenant``: the tenant's datasource (its ClickHouse reader), its folder and its
+    dashboards (``dashboards.grafana.TENANT_DASHBOARDS``, account fixed); no alert rules (they
+    read every account). Point ``api`` at the tenant's own organisation."""
     from dashboards import grafana as G
     from dashboards import panels as P
 
+    url = safe_url(url)
     pusher = GrafanaPush(api, out)
     version, org = pusher.check(url)
     out(f"Grafana {version} at {url}, organisation {org!r}")
     done: dict[str, str] = {}
-    body = datasource_body(clickhouse_url, reader_user, reader_password, database)
+    body = datasource_body(clickhouse_url, reader_user, reader_password, database, tenant)
     done[f"datasource {body['uid']}"] = pusher.datasource(body)
+    if tenant:
+        folder_uid, folder_title = G.tenant_folder(tenant)
+        done[f"folder {folder_uid}"] = pusher.folder(folder_uid, folder_title)
+        for model in G.tenant_dashboards(tenant):
+            done[f"dashboard {model['uid']}"] = pusher.dashboard(model, folder_uid)
+        done["alert rules"] = "skipped (they read every account: operators only)"
+        for what, outcome in done.items():
+            out(f"{what}: {outcome}")
+        return done
     done[f"folder {P.FOLDER_UID}"] = pusher.folder(P.FOLDER_UID, P.FOLDER_TITLE)
     for d in P.DASHBOARDS:
         done[f"dashboard {d.uid}"] = pusher.dashboard(G.build_dashboard(d), P.FOLDER_UID)
@@ -217,24 +316,38 @@ def push(api, url: str, *, clickhouse_url: str | None = None, reader_user: str |
     return done
 
 
-def _api(url: str, token: str | None, timeout: float):
+def _api(url: str, token: str | None, timeout: float, org_id: int | None = None):
     from grafana_client import GrafanaApi
 
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise _user_error(f"--url: {url!r} is not an http(s) URL (e.g. http://localhost:3000)")
+        raise _user_error(f"--url: {safe_url(url)!r} is not an http(s) URL (e.g. http://localhost:3000)")
     credential: Any = token
     if token and ":" in token and not token.startswith("glsa_"):
         credential = tuple(token.split(":", 1))   # user:password (basic auth)
-    return GrafanaApi.from_url(url, credential=credential, timeout=timeout)
+    api = GrafanaApi.from_url(url, credential=credential, timeout=timeout)
+    if org_id is not None:
+        api.client.organization_id = org_id
+        api.client.s.headers["X-Grafana-Org-Id"] = str(org_id)
+    return api
 
 
 @grafana_app.command("push")
 def grafana_push(
-    url: Annotated[str, typer.Option(help="Grafana's URL, e.g. http://localhost:3000.",
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option(help="Grafana's URL, e.g. https://grafana.example.",
                                      envvar="RUNLENS_GRAFANA_URL")],
-    token: Annotated[str, typer.Option(help="Service account token (Admin role), or user:password.",
-                                       envvar="RUNLENS_GRAFANA_TOKEN")],
+    token: Annotated[Optional[str], typer.Option(
+        help="Deprecated (visible in the process list): set RUNLENS_GRAFANA_TOKEN (or GRAFANA_TOKEN) to a "
+             "service account token (Admin role) or user:password.",
+        envvar=list(TOKEN_ENVS), show_envvar=False)] = None,
+    token_file: Annotated[Optional[Path], typer.Option(
+        help="Read the token from this file (first line) instead of the environment.")] = None,
+    tenant: Annotated[Optional[str], typer.Option(
+        help="Upload one account's dashboards on its own datasource (its ClickHouse reader) into its folder; "
+             "no alert rules. Use with --org-id: the tenant's own organisation.")] = None,
+    org_id: Annotated[Optional[int], typer.Option(
+        min=1, help="Grafana organisation to upload into (default: the token's).")] = None,
     clickhouse_url: Annotated[Optional[str], typer.Option(
         help="Where Grafana reaches ClickHouse (http://host:8123). Default: as provisioned "
              "(http://clickhouse:8123, the compose service).")] = None,
@@ -247,18 +360,81 @@ def grafana_push(
              "notification route (grouped by account and workflow).", envvar=WEBHOOK_ENV)] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each request.")] = 10.0,
 ) -> None:
-    """Upload the datasource, folder, dashboards and alert rules to a Grafana (create or update by uid)."""
+    """Upload the datasource, folder, dashboards and alert rules to a Grafana (create or update by uid).
+
+    The token comes from RUNLENS_GRAFANA_TOKEN (or GRAFANA_TOKEN) or --token-file."""
     from grafana_client.client import GrafanaException
 
+    from sinks import tenancy
+
+    if tenant is not None:
+        try:
+            tenancy.check_account(tenant)
+        except ValueError as exc:
+            raise _user_error(f"--tenant: {exc}") from None
+    if urlparse(url).password:
+        _warn("--url carries a password, visible to other users of this machine (ps, /proc); "
+              "set RUNLENS_GRAFANA_TOKEN instead")
+    secret = resolve_token(ctx, token, token_file)
+    if reader_password and _from_command_line(ctx, "reader_password"):
+        _warn("--reader-password is visible to other users of this machine (ps, /proc); "
+              "set RUNLENS_GRAFANA_READER_PASSWORD (or the tenant's RUNLENS_GRAFANA_<ACCOUNT>_PASSWORD)")
+    warning = transport_warning(url)
+    if warning:
+        _warn(warning)
     out = _cli().out
-    api = _api(url, token, timeout)
+    api = _api(url, secret, timeout, org_id)
     try:
         push(api, url, clickhouse_url=clickhouse_url, reader_user=reader_user, reader_password=reader_password,
-             database=database, webhook_url=webhook_url, out=lambda text: out.print(text, highlight=False))
+             database=database, webhook_url=webhook_url, tenant=tenant,
+             out=lambda text: out.print(text, highlight=False))
     except GrafanaException as exc:
         raise _user_error(f"Grafana refused the upload: {_reason(exc)}") from None
     except OSError as exc:
-        raise _user_error(f"lost the connection to Grafana at {url}: {_reason(exc)}") from None
+        raise _user_error(f"lost the connection to Grafana at {safe_url(url)}: {_reason(exc)}") from None
+
+
+@grafana_app.command("provision")
+def grafana_provision(
+    tenant: Annotated[str, typer.Option(help="The account whose Grafana files to write.")],
+    org_id: Annotated[int, typer.Option(min=1, help="The tenant's Grafana organisation (create it first).")] = 1,
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Directory to write into (default: grafana-ACCOUNT).")] = None,
+    clickhouse_url: Annotated[Optional[str], typer.Option(
+        help="Where Grafana reaches ClickHouse (http://host:8123; default: http://clickhouse:8123).")] = None,
+    database: Annotated[str, typer.Option(help="Database the dashboards read.")] = "runlens",
+    dashboards_path: Annotated[Optional[str], typer.Option(
+        help="Where Grafana will find the dashboards directory (default: "
+             "/var/lib/grafana/dashboards/runlens-tenants/ACCOUNT).")] = None,
+) -> None:
+    """Write one tenant's Grafana provisioning: its dashboards on its own datasource (logging in as
+    the tenant's ClickHouse reader, held to its rows), the datasource and a dashboard provider
+    for its folder, all in its own organisation. Mount DIR/provisioning/* into Grafana's
+    provisioning directories and DIR/dashboards at --dashboards-path."""
+    from dashboards import grafana as G
+
+    host, port, secure = "clickhouse", 8123, False
+    if clickhouse_url:
+        parsed = urlparse(clickhouse_url if "//" in clickhouse_url else f"http://{clickhouse_url}")
+        if not parsed.hostname or parsed.scheme not in ("http", "https"):
+            raise _user_error(f"--clickhouse-url: no http(s) host in {safe_url(clickhouse_url)!r}")
+        host, secure = parsed.hostname, parsed.scheme == "https"
+        port = parsed.port or (8443 if secure else 8123)
+    try:
+        files = G.tenant_files(tenant, org_id=org_id, dashboards_path=dashboards_path, database=database,
+                               host=host, port=port, secure=secure)
+    except ValueError as exc:
+        raise _user_error(f"--tenant: {exc}" if "account" in str(exc) else str(exc)) from None
+    root = out_dir or Path(f"grafana-{tenant}")
+    out = _cli().out
+    for relative, text in files.items():
+        path = root / relative
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise _user_error(f"cannot write {path}: {exc.strerror or exc}") from None
+        out.print(f"wrote {path}", highlight=False)
 
 
 # --------------------------------------------------------------------------- report

@@ -11,6 +11,7 @@ import logging
 import faust
 
 from embedded.read_endpoint import ReadEndpoint
+from embedded.read_policy import READER_USER, Credentials, ReadLimits
 from producers.kafka import ensure_topics
 from runlens.settings import Settings
 from embedded.stack import resolve_brokers, topic_specs
@@ -31,7 +32,14 @@ def run_worker(settings: Settings) -> None:
                           faults=Faults(settings.fault_lose_reply_every, settings.fault_outage_file))
     endpoint = None
     if settings.uses_embedded_warehouse:
-        endpoint = ReadEndpoint(str(settings.embedded_warehouse_path), port=settings.read_port)
+        if settings.read_password is None:
+            log.warning("RUNLENS_READ_PASSWORD is not set: the read endpoint accepts no one "
+                        "(`runlens up` sets it for its worker)")
+        credentials = Credentials(READER_USER, settings.read_password.get_secret_value()) \
+            if settings.read_password else Credentials.generate()
+        endpoint = ReadEndpoint(str(settings.embedded_warehouse_path), database=settings.database,
+                                credentials=credentials, limits=ReadLimits.from_settings(settings),
+                                port=settings.read_port)
         log.info("read endpoint on %s", endpoint.start())
     app = create_app(settings, brokers, warehouse)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)

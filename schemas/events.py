@@ -3,6 +3,22 @@
 Pure: no I/O. Every event carries the full run context so that it is self-contained.
 Unknown extra fields are ignored (a newer minor schema may add optional fields);
 an unknown ``schema_version`` is rejected.
+
+Bounds runlens adds to the contract, so that whatever passes validation can also be stored
+(the compiled decoder in ``schemas.fast`` enforces the same ones; ``schemas.validation`` adds
+the line size and the clock bound, ``streams.batch`` the record bounds):
+
+- ``input`` / ``output``: JSON nested at most ``MAX_JSON_DEPTH`` (32) levels, the object
+  itself being level 1; integers within ``JSON_INT_MIN``..``JSON_INT_MAX`` (signed 64-bit
+  minimum to unsigned 64-bit maximum, what the column's JSON text can round-trip); floats
+  finite. A larger integer is rejected with its path, not rounded or kept as text.
+- every time: ``MIN_EVENT_TIME`` (2000-01-01T00:00:00Z) .. ``MAX_EVENT_TIME``
+  (2299-12-31T23:59:59.999Z, the end of ClickHouse's DateTime64);
+- ``started_at`` no later than ``ts`` (``run.finished``, ``step.finished``).
+
+On bad input the models raise ``ValidationError`` only: the walk over ``input``/``output``
+stops at ``MAX_JSON_DEPTH``, so deep input cannot exhaust the stack here (decoding it is
+``schemas.validation``'s business).
 """
 
 from __future__ import annotations
@@ -85,10 +101,102 @@ class EventType(StrEnum):
 
 _NO_OFFSET = timedelta(0)
 
+MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+"""Earliest time an event may carry: an earlier one is a zeroed or garbled clock, not history."""
+MAX_EVENT_TIME = datetime(2299, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc)
+"""Latest time the warehouse can store (ClickHouse DateTime64 ends in 2299). Times that
+happened (``ts``, ``started_at``, ``resumed_at``) are also bounded by the receiver's clock,
+see ``schemas.validation``; ``scheduled_resume_at`` (a plan) only by this."""
+
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of the free-form ``input``/``output`` objects (the object itself is level 1)."""
+JSON_INT_MIN, JSON_INT_MAX = -(2**63), 2**64 - 1
+"""Integers ``input``/``output`` may hold: signed 64-bit minimum to unsigned 64-bit maximum."""
+
+
+def _time_problem(value: datetime) -> str | None:
+    if value < MIN_EVENT_TIME:
+        return "time before 2000-01-01T00:00:00Z"
+    if value > MAX_EVENT_TIME:
+        return "time after 2299-12-31T23:59:59.999Z (beyond what the warehouse stores)"
+    return None
+
 
 def _to_utc(value: datetime) -> datetime:
+    # Bounds first: converting year 1 or 9999 to UTC could overflow (an OverflowError, not a
+    # ValueError, would escape validation). Comparing aware times across offsets cannot.
+    problem = _time_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     # Most times arrive as UTC already ("Z"): keep them; convert only other offsets.
     return value if value.utcoffset() == _NO_OFFSET else value.astimezone(timezone.utc)
+
+
+_INT_RANGE = "integer outside the 64-bit range (-2**63 .. 2**64-1)"
+
+
+def json_problem(value: Any, depth: int = 1) -> str | None:
+    """What makes the JSON object or array ``value`` (at nesting level ``depth``) unfit to store,
+    with where it is, or ``None``: nesting deeper than ``MAX_JSON_DEPTH``, an integer outside
+    ``JSON_INT_MIN``..``JSON_INT_MAX``, a float that is not finite. Never raises on any value
+    JSON can decode to; the recursion stops at ``MAX_JSON_DEPTH``."""
+    found = _walk(value, depth)
+    if found is None:
+        return None
+    path, problem = found
+    where = "".join(reversed(path))
+    return f"{problem} at {where[:200]}" if where else problem
+
+
+def _walk(value: Any, depth: int) -> tuple[list[str], str] | None:
+    if depth > MAX_JSON_DEPTH:
+        return [], f"nested deeper than {MAX_JSON_DEPTH} levels"
+    is_dict = isinstance(value, dict)
+    for key, item in (value.items() if is_dict else enumerate(value)):
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if JSON_INT_MIN <= item <= JSON_INT_MAX:
+                continue
+            found: tuple[list[str], str] | None = ([], _INT_RANGE)
+        elif kind is float:
+            if item - item == 0.0:   # false for inf and nan
+                continue
+            found = ([], "number is not finite")
+        elif kind is dict or kind is list:
+            found = _walk(item, depth + 1)
+        else:   # subclasses and tuples, from Python callers (the emitter); JSON has none
+            found = _walk_other(item, depth)
+        if found is not None:
+            found[0].append(f"[{key!r}]" if is_dict else f"[{key}]")
+            return found
+    return None
+
+
+def _walk_other(item: Any, depth: int) -> tuple[list[str], str] | None:
+    if isinstance(item, bool) or isinstance(item, str):
+        return None
+    if isinstance(item, int):
+        return None if JSON_INT_MIN <= item <= JSON_INT_MAX else ([], _INT_RANGE)
+    if isinstance(item, float):
+        return None if item - item == 0.0 else ([], "number is not finite")
+    if isinstance(item, (dict, list, tuple)):
+        return _walk(item, depth + 1)
+    return None   # other Python objects: the serializer's business, JSON never yields them
+
+
+def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
+    problem = json_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_bounded_json)]
+"""A free-form JSON object within ``MAX_JSON_DEPTH`` and the 64-bit integer range."""
+
+STARTED_AFTER_TS = "started_at is later than ts (an event cannot finish before it started)"
 
 
 UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
@@ -166,6 +274,8 @@ class RunFinished(RunContext):
     def _failed_has_error(self) -> "RunFinished":
         if self.status is RunStatus.FAILED and self.error is None:
             raise ValueError("error is required when status is 'failed'")
+        if self.started_at > self.ts:
+            raise ValueError(STARTED_AFTER_TS)
         return self
 
 
@@ -185,8 +295,8 @@ class StepFinished(StepContext):
     type: Literal["step.finished"]
     status: StepStatus
     started_at: UtcTime
-    input: dict[str, Any] | None = None
-    output: dict[str, Any] | None = None
+    input: JsonObject | None = None
+    output: JsonObject | None = None
     error: ErrorInfo | None = None
     condition_result: bool | None = None
     branch: str | None = None
@@ -199,6 +309,8 @@ class StepFinished(StepContext):
     def _failed_has_error(self) -> "StepFinished":
         if self.status is StepStatus.FAILED and self.error is None:
             raise ValueError("error is required when status is 'failed'")
+        if self.started_at > self.ts:
+            raise ValueError(STARTED_AFTER_TS)
         return self
 
 

@@ -11,6 +11,17 @@ generator's workload and its corruptions.
 
 The structs carry the contract's attribute names and enum types, so the worker reads either
 kind of event the same way (``event.type``, ``event.error.class_``, ...).
+
+The contract's bounds (``schemas.events``) hold here too: times within ``MIN_EVENT_TIME`` ..
+``MAX_EVENT_TIME``, ``started_at`` not after ``ts``, ``input``/``output`` within
+``MAX_JSON_DEPTH`` levels and the 64-bit integer range (msgspec itself refuses numbers that are
+not finite). ``decode_fast`` raises ``DecodeError`` and nothing else, whatever the bytes: JSON
+nested past the interpreter's recursion limit becomes one too, and the contract decides.
+
+The structs are not tracked by the garbage collector (``gc=False``): decoded from JSON and
+frozen, they cannot be part of a reference cycle, and a batch holds up to 200,000 of them,
+which the collector would otherwise scan again and again (~4 us per event measured on a
+100,000-event batch).
 """
 
 from __future__ import annotations
@@ -23,6 +34,8 @@ import msgspec
 from msgspec import Meta, Struct
 
 from schemas.events import (
+    MAX_EVENT_TIME,
+    MIN_EVENT_TIME,
     ErrorClass,
     ReplayMode,
     RunStatus,
@@ -32,6 +45,7 @@ from schemas.events import (
     UINT16_MAX,
     UINT32_MAX,
     WorkflowType,
+    json_problem,
 )
 
 _UTC = timedelta(0)
@@ -40,7 +54,7 @@ NonEmpty = Annotated[str, Meta(min_length=1, max_length=512)]
 AwareTime = Annotated[datetime, Meta(tz=True)]
 
 
-class FastError(Struct, frozen=True, kw_only=True):
+class FastError(Struct, frozen=True, kw_only=True, gc=False):
     code: NonEmpty
     message: str
     class_: ErrorClass = msgspec.field(name="class")
@@ -48,7 +62,7 @@ class FastError(Struct, frozen=True, kw_only=True):
     suggested_fix: str | None = None
 
 
-class _Context(Struct, frozen=True, kw_only=True, tag_field="type"):
+class _Context(Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     event_id: NonEmpty
     schema_version: Literal[1, 2]
     ts: AwareTime
@@ -77,6 +91,8 @@ class _Context(Struct, frozen=True, kw_only=True, tag_field="type"):
         # Times in other offsets are valid; the contract's models normalise them to UTC.
         if self.ts.utcoffset() != _UTC:
             raise ValueError("ts: not UTC")
+        if not MIN_EVENT_TIME <= self.ts <= MAX_EVENT_TIME:
+            raise ValueError("ts: out of range")
 
 
 class FastRunQueued(_Context, tag="run.queued"):
@@ -96,6 +112,8 @@ class FastRunFinished(_Context, tag="run.finished"):
         super().__post_init__()
         if self.started_at.utcoffset() != _UTC:
             raise ValueError("started_at: not UTC")
+        if not MIN_EVENT_TIME <= self.started_at <= self.ts:   # ts is at most MAX_EVENT_TIME
+            raise ValueError("started_at: out of range or after ts")
         if self.status is RunStatus.FAILED and self.error is None:
             raise ValueError("error is required when status is 'failed'")
 
@@ -128,10 +146,15 @@ class FastStepFinished(_Step, tag="step.finished"):
     def __post_init__(self) -> None:
         super().__post_init__()
         for value in (self.started_at, self.scheduled_resume_at, self.resumed_at):
-            if value is not None and value.utcoffset() != _UTC:
-                raise ValueError("time not in UTC")
+            if value is not None and (value.utcoffset() != _UTC or not MIN_EVENT_TIME <= value <= MAX_EVENT_TIME):
+                raise ValueError("time not in UTC or out of range")
+        if self.started_at > self.ts:
+            raise ValueError("started_at: after ts")
         if self.status is StepStatus.FAILED and self.error is None:
             raise ValueError("error is required when status is 'failed'")
+        if (self.input is not None and json_problem(self.input) is not None) or \
+                (self.output is not None and json_problem(self.output) is not None):
+            raise ValueError("input/output out of bounds")
 
 
 FastEvent = FastRunQueued | FastRunStarted | FastRunFinished | FastStepStarted | FastStepFinished
@@ -145,7 +168,11 @@ _SUB_MICROSECOND = re.compile(rb":\d\d\.\d{7}")
 
 
 def decode_fast(raw: bytes) -> FastEvent:
-    """Decode and check one line; raises ``DecodeError`` when the contract must decide."""
+    """Decode and check one line; raises ``DecodeError`` (and nothing else) when the contract
+    must decide."""
     if _SUB_MICROSECOND.search(raw):
         raise DecodeError("sub-microsecond time: the contract decides")
-    return _DECODER.decode(raw)
+    try:
+        return _DECODER.decode(raw)
+    except RecursionError:   # JSON nested ~1,000 deep, even in a field the structs ignore
+        raise DecodeError("nested too deeply: the contract decides") from None

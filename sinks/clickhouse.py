@@ -56,22 +56,42 @@ def check_identifier(name: str) -> str:
 
 def connect(dsn: str, *, database: str | None = None, password: str | None = None,
             readonly: bool = False) -> Client:
-    """A clickhouse-connect client for ``dsn``; raises WarehouseUnavailable when unreachable."""
+    """A clickhouse-connect client for ``dsn``; raises WarehouseUnavailable when unreachable.
+
+    ``readonly=True``: the server refuses every write from this client (ClickHouse's ``readonly=1``).
+    Sent with each request only when the server user is not read-only already: a ``readonly=2``
+    user may not change ``readonly`` at all (the server and clickhouse-connect would refuse every
+    query), and ``readonly=1`` is already what is asked. A ``chdb://`` client opens its engine
+    connection with ``readonly=1``."""
     kwargs: dict[str, Any] = {}
     if password is not None:
         kwargs["password"] = password
     if database is not None:
         kwargs["database"] = database
-    settings = {"readonly": 2} if readonly else None
     if not dsn.startswith("chdb:"):
         kwargs.update(compress=False, connect_timeout=5, send_receive_timeout=120,
                       autogenerate_session_id=False)
+    elif readonly:
+        kwargs["chdb_options"] = {"readonly": 1}
     try:
-        return clickhouse_connect.get_client(dsn=dsn, settings=settings, **kwargs)
+        client = clickhouse_connect.get_client(dsn=dsn, **kwargs)
+        if readonly:
+            setting = readonly_setting(client.server_settings)
+            if setting is not None:
+                client.set_client_setting("readonly", setting)
+        return client
     except OperationalError as exc:
         raise WarehouseUnavailable(f"cannot reach the warehouse at {_redact(dsn)}: {exc}") from exc
     except DatabaseError as exc:
         raise WarehouseError(f"warehouse at {_redact(dsn)} refused the connection: {exc}") from exc
+
+
+def readonly_setting(server_settings: dict[str, Any]) -> str | None:
+    """The ``readonly`` value a read-only client must send, given the server's settings for its
+    user (clickhouse-connect's ``server_settings``): "1" unless the user is read-only already."""
+    current = server_settings.get("readonly")
+    value = getattr(current, "value", None)
+    return None if value in ("1", "2") else "1"
 
 
 def _redact(dsn: str) -> str:
@@ -197,8 +217,10 @@ class Warehouse:
 
     def load_ledger(self, partition: int, *, recent_capacity: int = 200_000) -> "PartitionLedger":
         """Rebuild what the worker must remember about ``partition`` from what is stored: the
-        position stored last, the last ``recent_capacity`` event ids stored, and half-seen runs
-        (queued but not started, or started with the queued event still missing)."""
+        position stored last, the last ``recent_capacity`` (account, event id) pairs stored, and
+        half-seen runs by (account, run id) (queued but not started, or started with the queued
+        event still missing). Ids are unique only within an account, so every key has both.
+        Read-only: loading twice (a rebalance, a retry after a lost reply) gives the same ledger."""
         from streams.ledger import PartitionLedger
 
         db = self.database
@@ -207,23 +229,23 @@ class Warehouse:
             # The newest stored positions, not the highest: after a topic was re-created (a memory
             # broker restarted) offsets start again from 0 below positions stored earlier.
             recent = self.client.query(
-                f"SELECT event_id, source_offset, source_index FROM {db}.events "
+                f"SELECT account_id, event_id, source_offset, source_index FROM {db}.events "
                 "WHERE source_partition = {p:UInt32} "
                 "ORDER BY ingested_at DESC, source_offset DESC, source_index DESC LIMIT {n:UInt64}",
                 parameters={"p": partition, "n": recent_capacity}).result_rows
             ledger = PartitionLedger(partition, recent_capacity=recent_capacity)
             if not recent:
                 return ledger
-            ledger.high_water = (int(recent[0][1]), int(recent[0][2]))
-            for event_id, _, _ in reversed(recent):   # oldest first: they fall out of the horizon first
-                ledger.recent.add(event_id)
+            ledger.high_water = (int(recent[0][2]), int(recent[0][3]))
+            for account_id, event_id, _, _ in reversed(recent):   # oldest first: they leave the horizon first
+                ledger.remember_event(account_id, event_id)
             half_seen = self.client.query(
-                f"SELECT run_id, q, s FROM (SELECT run_id, max(source_partition) AS p, min(queued_at) AS q, "
-                f"min(started_ts) AS s FROM {db}.run_state GROUP BY account_id, run_id) "
+                f"SELECT account_id, run_id, q, s FROM (SELECT account_id, run_id, max(source_partition) AS p, "
+                f"min(queued_at) AS q, min(started_ts) AS s FROM {db}.run_state GROUP BY account_id, run_id) "
                 "WHERE p = {p:UInt32} AND (q IS NULL) != (s IS NULL)",
                 parameters={"p": partition}).result_rows
-            for run_id, queued_at, started_at in half_seen:
-                ledger.remember_open_run(run_id, _utc(queued_at), _utc(started_at))
+            for account_id, run_id, queued_at, started_at in half_seen:
+                ledger.remember_open_run(account_id, run_id, _utc(queued_at), _utc(started_at))
             return ledger
         except OperationalError as exc:
             raise WarehouseUnavailable(f"loading partition {partition} state failed: {exc}") from exc

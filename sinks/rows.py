@@ -1,4 +1,12 @@
-"""Map validated events to the column layout of the ``events`` table. Pure, no I/O."""
+"""Map validated events to the column layout of the ``events`` table. Pure, no I/O.
+
+``event_values`` maps one event and is what the worker calls on its per-line path
+(``streams.batch.split_batch``): a line whose values cannot be mapped or serialized becomes a
+dead letter there, before the ledger or the insert ever see it. ``event_columns`` then only
+transposes values already mapped, so it does not fail on a line's content.
+``dead_letter_columns`` clamps positions to the columns' integer types and never raises on
+any ``DeadLetter``.
+"""
 
 from __future__ import annotations
 
@@ -8,102 +16,141 @@ from typing import Any
 
 import orjson
 
-from schemas.dead_letter import DeadLetter
-from schemas.events import Event
+from schemas.dead_letter import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, UINT32_MAX, DeadLetter
+from schemas.events import (
+    ErrorClass,
+    Event,
+    ReplayMode,
+    RunStatus,
+    StepStatus,
+    StepType,
+    Trigger,
+    WorkflowType,
+)
+from schemas.fast import FastEvent
 from streams.ledger import Annotation
 
 _NEW = Annotation(is_new=True)
 
-EVENT_COLUMNS = (
+EVENT_VALUE_COLUMNS = (
     "event_id", "schema_version", "type", "ts", "account_id", "run_id", "workflow_id",
     "workflow_name", "workflow_version", "workflow_version_name", "workflow_type", "trigger",
     "site_id", "site_name", "card_id", "card_name", "contact_id", "replay_of", "replay_mode",
     "status", "started_at", "error_code", "error_class", "error_message", "error_stack_trace",
     "error_suggested_fix", "step_id", "step_index", "step_name", "step_type", "attempt", "input",
     "output", "condition_result", "branch", "action_kind", "target", "scheduled_resume_at",
-    "resumed_at", "source_partition", "source_offset", "source_index", "is_new", "queue_wait_ms",
-    "queue_wait_at",
+    "resumed_at",
+)
+"""The columns whose values come from the event alone, in ``event_values`` order."""
+
+EVENT_COLUMNS = EVENT_VALUE_COLUMNS + (
+    "source_partition", "source_offset", "source_index", "is_new", "queue_wait_ms", "queue_wait_at",
 )
 
-_ERROR_FIELDS = ("error_code", "error_class", "error_message", "error_stack_trace", "error_suggested_fix")
-_DIRECT = (
-    "event_id", "schema_version", "ts", "account_id", "run_id", "workflow_id", "workflow_name",
-    "workflow_version", "workflow_version_name", "site_id", "site_name", "card_id", "card_name",
-    "contact_id", "replay_of",
-)
-_OPTIONAL = (
-    "started_at", "step_id", "step_index", "step_name", "attempt", "condition_result", "branch",
-    "action_kind", "target", "scheduled_resume_at", "resumed_at",
-)
-_OPTIONAL_ENUMS = ("status", "step_type", "replay_mode")
+_NO_ERROR = (None, None, None, None, None)
+
+# Enum member -> its text: a dict lookup is ~5x cheaper than ``member.value`` (a Python descriptor).
+_TEXT: dict[Any, str | None] = {member: member.value for enum in (
+    WorkflowType, Trigger, RunStatus, StepStatus, StepType, ErrorClass, ReplayMode) for member in enum}
+_TEXT[None] = None
 
 
 def _json_or_none(value: dict[str, Any] | None) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def event_columns(items: Iterable[tuple[Event, int, int] | tuple[Event, int, int, int]],
+def event_values(event: Event | FastEvent) -> tuple[Any, ...]:
+    """The values of ``EVENT_VALUE_COLUMNS`` for one event (a contract model or a hot-path
+    struct: same attributes). Raises if the event cannot be serialized for its columns
+    (``orjson.JSONEncodeError`` for ``input``/``output``); the per-line path turns that into
+    a dead letter."""
+    kind, text = event.type, _TEXT
+    head = (
+        event.event_id, event.schema_version, kind, event.ts, event.account_id, event.run_id, event.workflow_id,
+        event.workflow_name, event.workflow_version, event.workflow_version_name, text[event.workflow_type],
+        text[event.trigger], event.site_id, event.site_name, event.card_id, event.card_name, event.contact_id,
+        event.replay_of, text[event.replay_mode],
+    )
+    if kind == "step.finished":
+        error = event.error
+        return head + (
+            text[event.status], event.started_at,
+            *(_NO_ERROR if error is None else _error_values(error)),
+            event.step_id, event.step_index, event.step_name, text[event.step_type], event.attempt,
+            _json_or_none(event.input), _json_or_none(event.output), event.condition_result, event.branch,
+            event.action_kind, event.target, event.scheduled_resume_at, event.resumed_at,
+        )
+    if kind == "step.started":
+        return head + (None, None, *_NO_ERROR, event.step_id, event.step_index, event.step_name,
+                       text[event.step_type], event.attempt) + _NO_STEP_RESULT
+    if kind == "run.finished":
+        error = event.error
+        return head + (text[event.status], event.started_at,
+                       *(_NO_ERROR if error is None else _error_values(error))) + _NO_STEP
+    return head + _NO_RUN_END
+
+
+def _error_values(error: Any) -> tuple[Any, ...]:
+    return error.code, _TEXT[error.class_], error.message, error.stack_trace, error.suggested_fix
+
+
+_NO_STEP_RESULT = (None,) * 8           # input .. resumed_at
+_NO_STEP = (None,) * 5 + _NO_STEP_RESULT   # step_id .. resumed_at
+_NO_RUN_END = (None,) * 7 + _NO_STEP      # status .. resumed_at
+
+
+def event_columns(items: Iterable[tuple[Any, ...]],
                   annotations: Iterable[Annotation] | None = None) -> dict[str, list[Any]]:
     """Columns of the ``events`` table for (event, source partition, source offset[, index in
-    the record]) tuples and the ledger's annotation of each (every event new when omitted).
-    Events may be the contract's models or the hot-path decoder's structs: same attributes."""
-    cols: dict[str, list[Any]] = {name: [] for name in EVENT_COLUMNS}
+    the record[, its ``event_values``]]) tuples and the ledger's annotation of each (every event
+    new when omitted). Values mapped on the per-line path are reused, not computed again."""
     items = list(items)
     notes = list(annotations) if annotations is not None else [_NEW] * len(items)
-    direct = [(cols[name].append, name) for name in _DIRECT + _OPTIONAL]
-    enums = [(cols[name].append, name) for name in _OPTIONAL_ENUMS]
-    errors = [cols[name].append for name in _ERROR_FIELDS]
-    add_type, add_wtype, add_trigger = cols["type"].append, cols["workflow_type"].append, cols["trigger"].append
-    add_input, add_output = cols["input"].append, cols["output"].append
-    add_part, add_offset, add_index = (cols["source_partition"].append, cols["source_offset"].append,
-                                       cols["source_index"].append)
-    add_new, add_wait, add_wait_at = cols["is_new"].append, cols["queue_wait_ms"].append, cols["queue_wait_at"].append
-    for item, note in zip(items, notes, strict=True):
-        event = item[0]
-        for add, name in direct:
-            add(getattr(event, name, None))
-        add_type(event.type)
-        add_wtype(event.workflow_type.value)
-        add_trigger(event.trigger.value)
-        for add, name in enums:
-            value = getattr(event, name, None)
-            add(None if value is None else value.value)
-        error = getattr(event, "error", None)
-        if error is None:
-            for add in errors:
-                add(None)
-        else:
-            errors[0](error.code)
-            errors[1](error.class_.value)
-            errors[2](error.message)
-            errors[3](error.stack_trace)
-            errors[4](error.suggested_fix)
-        add_input(_json_or_none(getattr(event, "input", None)))
-        add_output(_json_or_none(getattr(event, "output", None)))
-        add_part(item[1])
-        add_offset(item[2])
-        add_index(item[3] if len(item) > 3 else 0)
-        add_new(1 if note.is_new else 0)
-        add_wait(note.queue_wait_ms)
-        add_wait_at(note.queue_wait_at)
+    if len(notes) != len(items):
+        raise ValueError(f"{len(items)} events but {len(notes)} annotations")
+    if not items:
+        return {name: [] for name in EVENT_COLUMNS}
+    rows = [item[4] if len(item) > 4 else event_values(item[0]) for item in items]
+    cols = {name: list(values) for name, values in zip(EVENT_VALUE_COLUMNS, zip(*rows, strict=True), strict=True)}
+    cols["source_partition"] = [item[1] for item in items]
+    cols["source_offset"] = [item[2] for item in items]
+    cols["source_index"] = [item[3] if len(item) > 3 else 0 for item in items]
+    cols["is_new"] = [1 if note.is_new else 0 for note in notes]
+    cols["queue_wait_ms"] = [note.queue_wait_ms for note in notes]
+    cols["queue_wait_at"] = [note.queue_wait_at for note in notes]
     return cols
 
 
+def _clamp(value: int, low: int, high: int, default: int) -> int:
+    return value if type(value) is int and low <= value <= high else default
+
+
 def dead_letter_columns(items: list[tuple[DeadLetter, int, int]], received_at: datetime) -> dict[str, list]:
-    """Columns of the ``dead_letters`` table for (dead letter, dlq partition, dlq offset)."""
+    """Columns of the ``dead_letters`` table for (dead letter, dlq partition, dlq offset). Text is
+    decoded with replacement characters; a position outside its column's type is stored as -1
+    (0 for the index). Never raises on a ``DeadLetter``'s content."""
     cols: dict[str, list] = {name: [] for name in (
         "received_at", "source", "source_partition", "source_offset", "source_index", "reason", "field", "key",
         "raw", "dlq_partition", "dlq_offset")}
     for letter, partition, offset in items:
         cols["received_at"].append(received_at)
-        cols["source"].append(letter.source)
-        cols["source_partition"].append(letter.source_partition)
-        cols["source_offset"].append(letter.source_offset)
-        cols["source_index"].append(letter.source_index)
-        cols["reason"].append(letter.reason)
-        cols["field"].append(letter.field)
+        cols["source"].append(_text(letter.source))
+        cols["source_partition"].append(_clamp(letter.source_partition, INT32_MIN, INT32_MAX, -1))
+        cols["source_offset"].append(_clamp(letter.source_offset, INT64_MIN, INT64_MAX, -1))
+        cols["source_index"].append(_clamp(letter.source_index, 0, UINT32_MAX, 0))
+        cols["reason"].append(_text(letter.reason))
+        cols["field"].append(None if letter.field is None else _text(letter.field))
         cols["key"].append(None if letter.key is None else letter.key.decode(errors="replace"))
         cols["raw"].append(letter.raw.decode(errors="replace"))
-        cols["dlq_partition"].append(partition)
-        cols["dlq_offset"].append(offset)
+        cols["dlq_partition"].append(_clamp(partition, INT32_MIN, INT32_MAX, -1))
+        cols["dlq_offset"].append(_clamp(offset, INT64_MIN, INT64_MAX, -1))
     return cols
+
+
+def _text(value: str) -> str:
+    """``value`` as text ClickHouse can take: lone surrogates replaced."""
+    try:
+        value.encode()
+        return value
+    except UnicodeEncodeError:
+        return value.encode(errors="replace").decode()

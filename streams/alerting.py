@@ -4,41 +4,60 @@ An alert state change (firing, resolved) goes to the alerts topic, the ``alert_e
 table and, when configured, a webhook. Alert ids are deterministic, so a change delivered
 twice (a retry, a restart that re-detects) is stored once. The webhook is best effort:
 posted from a background thread with a few retries; a dead webhook never stalls ingestion.
+Its URL is a secret (it often carries a token in its path or query): it appears in no log
+line and no error message, only its scheme and host (``redact_url``).
 """
 
 from __future__ import annotations
 
-import orjson
 import logging
 import queue
 import threading
+import urllib.parse
 import urllib.request
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import orjson
+
 from schemas.events import Event
-from streams.detectors import Alert, Detectors
+from streams.detectors import Alert, Detectors, EventClocks
 
 log = logging.getLogger(__name__)
 
 
-class StreamAlerts:
-    """The detectors of one worker, fed in event time; ``lateness`` delays each evaluation so
-    out-of-order events up to that age still count."""
+FUTURE_TOLERANCE = timedelta(seconds=60)
+"""How far ahead of the worker's wall clock an event may move its account's clock. Validation
+may accept events a little further ahead (engines' clocks drift); they are stored and counted,
+their account's clock simply stops at wall clock + this tolerance."""
 
-    def __init__(self, lateness: timedelta, detectors: Detectors | None = None):
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class StreamAlerts:
+    """The detectors of one worker, fed in event time with one clock per account
+    (``EventClocks``): ``lateness`` delays each evaluation so out-of-order events up to that
+    age still count, and no account's clock runs ahead of the wall clock by more than
+    ``future_tolerance``. Not durable: after a restart the clocks and baselines start empty."""
+
+    def __init__(self, lateness: timedelta, detectors: Detectors | None = None, *,
+                 future_tolerance: timedelta = FUTURE_TOLERANCE, now: Callable[[], datetime] = _utc_now):
         self.detectors = detectors or Detectors()
         self.lateness = lateness
-        self.max_ts: datetime | None = None
+        self.clocks = EventClocks(lateness, future_tolerance)
+        self._now = now
         self.too_late = 0
 
-    def observe(self, event: Event) -> None:
-        """One new (deduplicated) event."""
+    def observe(self, event: Event, now: datetime | None = None) -> None:
+        """One new (deduplicated) event, received at wall-clock time ``now`` (default: the clock
+        given at construction). It counts as too late for alerting when it is older than its own
+        account's watermark (``too_late``; aggregates still include it)."""
         ts = event.ts
-        if self.max_ts is not None and ts < self.max_ts - self.lateness:
-            self.too_late += 1   # counted and reported; aggregates still include it
-        if self.max_ts is None or ts > self.max_ts:
-            self.max_ts = ts
+        if self.clocks.observe(event.account_id, ts, self._now() if now is None else now):
+            self.too_late += 1
         d = self.detectors
         if event.type == "run.queued":
             if d.queue_growth is not None:
@@ -59,9 +78,10 @@ class StreamAlerts:
                     det.observe(event.account_id, event.workflow_id, event.workflow_name, ts, failed)
 
     def advance(self) -> list[Alert]:
-        if self.max_ts is None:
-            return []
-        return self.detectors.advance(self.max_ts - self.lateness)
+        """Judge what the accounts whose clocks moved since the last call have made judgeable;
+        accounts that sent nothing cost nothing."""
+        moved = self.clocks.moved()
+        return self.detectors.advance(moved) if moved else []
 
 
 def alert_document(alert: Alert) -> dict[str, Any]:
@@ -86,11 +106,48 @@ def alert_columns(alerts: list[Alert]) -> dict[str, list[Any]]:
     }
 
 
+def redact_url(url: str) -> str:
+    """``scheme://host[:port]/***``: enough to tell which endpoint, nothing of its secret parts
+    (user info, path, query, fragment). ``***`` when the URL cannot be parsed."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return "***"
+    if not parts.scheme or not host:
+        return "***"
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    return f"{parts.scheme}://{netloc}/***"
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (e.g. an exception message) with every secret part of ``url`` replaced by ``***``."""
+    secrets = {url}
+    try:
+        parts = urllib.parse.urlsplit(url)
+        secrets.update(x for x in (parts.path, parts.query, parts.fragment, parts.netloc, parts.username,
+                                   parts.password) if x and x != "/")
+        secrets.update(parts.path.split("/"))  # each segment may be a token on its own
+        secrets.update(value for _, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+        secrets.update(urllib.parse.unquote(x) for x in list(secrets))
+    except ValueError:
+        pass
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 3:  # a host's or path's few letters are no secret and would garble the text
+            text = text.replace(secret, "***")
+    return text
+
+
 class WebhookNotifier:
-    """Posts alerts as JSON to a URL from a daemon thread; drops (and logs) after 3 failures."""
+    """Posts alerts as JSON to a URL from a daemon thread; drops (and logs) after 3 failures.
+    The URL never appears in a log line or in ``repr``: only ``redact_url(url)``."""
 
     def __init__(self, url: str, timeout: float = 5.0):
         self.url, self.timeout = url, timeout
+        self.endpoint = redact_url(url)
         self.sent = 0
         self.failed = 0
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=10_000)
@@ -113,9 +170,13 @@ class WebhookNotifier:
                     with urllib.request.urlopen(request, timeout=self.timeout):
                         self.sent += 1
                         break
-                except Exception as exc:  # noqa: BLE001 - best effort, reported in logs
+                except Exception as exc:  # noqa: BLE001 - best effort, reported in logs (URL scrubbed)
                     if attempt == 2:
                         self.failed += 1
-                        log.warning("alert webhook %s failed: %s", self.url, exc)
+                        log.warning("alert webhook %s failed: %s: %s", self.endpoint, type(exc).__name__,
+                                    scrub(str(exc), self.url))
                     else:
                         threading.Event().wait(0.5 * (attempt + 1))
+
+    def __repr__(self) -> str:
+        return f"WebhookNotifier({self.endpoint!r}, sent={self.sent}, failed={self.failed})"

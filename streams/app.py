@@ -30,8 +30,8 @@ from runlens.settings import Settings
 from schemas.dead_letter import DeadLetter
 from sinks.clickhouse import Warehouse, WarehouseError, WarehouseUnavailable, batch_token
 from sinks.rows import dead_letter_columns, event_columns
-from streams.alerting import StreamAlerts, WebhookNotifier, alert_columns, alert_document
-from streams.batch import RawRecord, record_groups, split_batch
+from streams.alerting import FUTURE_TOLERANCE, StreamAlerts, WebhookNotifier, alert_columns, alert_document
+from streams.batch import GROUP_MAX_BYTES, RawRecord, record_groups, split_batch
 from streams.ledger import PartitionLedger
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,10 @@ def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
 
     ledgers: dict[int, PartitionLedger] = {}
     alerts_topic = app.topic(settings.alerts_topic, key_type=bytes, value_type=bytes)
-    stream_alerts = StreamAlerts(timedelta(seconds=settings.alert_lateness_seconds))
+    # one event-time clock per account, never ahead of the wall clock by more than the tolerance
+    # (and never by more than validation lets an event be ahead)
+    stream_alerts = StreamAlerts(timedelta(seconds=settings.alert_lateness_seconds), future_tolerance=min(
+        FUTURE_TOLERANCE, timedelta(seconds=settings.max_clock_skew_seconds)))
     webhook = WebhookNotifier(settings.alert_webhook_url) if settings.alert_webhook_url else None
     app.runlens_alerts = stream_alerts  # type: ignore[attr-defined]
 
@@ -203,8 +206,9 @@ def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
         records = sorted(_records(events), key=lambda r: (r.partition, r.offset))
         stats.events_in += len(records)
         observed = 0
-        for group in record_groups(records, settings.insert_max_rows):
-            observed += await process_records(group)
+        received = datetime.now(timezone.utc)   # the clock event times are judged against, once per batch
+        for group in record_groups(records, settings.insert_max_rows, GROUP_MAX_BYTES):
+            observed += await process_records(group, received)
         if observed:
             raised = stream_alerts.advance()
             if raised:
@@ -212,16 +216,19 @@ def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
         stats.batches += 1
         stats.last_batch_at = time.time()
 
-    async def process_records(records: list[RawRecord]) -> int:
-        """Validate, dead-letter, annotate and store one group; returns how many events it stored."""
-        split = split_batch(records, max_event_bytes=settings.max_event_bytes)
+    async def process_records(records: list[RawRecord], received: datetime) -> int:
+        """Validate, dead-letter, annotate and store one group; returns how many events it stored.
+        A line's content cannot make this raise: ``split_batch`` turns every problem of a line
+        (decoding, validation, column mapping) into its dead letter before the ledger sees it."""
+        split = split_batch(records, max_event_bytes=settings.max_event_bytes, now=received,
+                            max_clock_skew_seconds=settings.max_clock_skew_seconds)
         if split.dead_letters:
             await _send_dead_letters(dlq_topic, split.dead_letters)
             stats.dead_lettered += len(split.dead_letters)
         kept, notes = [], []
         ledger, ledger_partition = None, None
         for item in split.events:   # in (partition, offset, index) order
-            event, partition, offset, index = item
+            event, partition, offset, index, _ = item
             if partition != ledger_partition:
                 ledger, ledger_partition = await ledger_for(partition), partition
             note = ledger.annotate(event, offset, index)
@@ -234,13 +241,13 @@ def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
             return 0
         columns = event_columns(kept, notes)
         # positions and ids: a retry repeats the token, a re-created topic's reused positions do not
-        token = batch_token("events", [(p, o, i, e.event_id) for e, p, o, i in kept])
+        token = batch_token("events", [(p, o, i, e.event_id) for e, p, o, i, _ in kept])
         await write_with_retry(lambda: warehouse.insert_columns("events", columns, token),
                                stats, f"{len(kept)} events")
         stats.events_written += len(kept)
         for (event, *_), note in zip(kept, notes):
             if note.is_new:
-                stream_alerts.observe(event)
+                stream_alerts.observe(event, received)
         return len(kept)
 
     async def deliver_alerts(raised: list) -> None:
@@ -285,6 +292,8 @@ def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
     async def store_dead_letters(stream: faust.StreamT) -> None:
         async for events in stream.take_events(max_batch, within=within):
             try:
+                # from_record and dead_letter_columns never raise on content: a record of the
+                # dead-letter topic that runlens did not write is stored with defaults, not fatal
                 items = [(DeadLetter.from_record(e.message.value, e.message.key, e.message.headers),
                           e.message.partition, e.message.offset) for e in events]
                 columns = dead_letter_columns(items, datetime.now(timezone.utc))
@@ -302,7 +311,10 @@ def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
 
 
 async def _send_dead_letters(topic: faust.TopicT, letters: list[DeadLetter]) -> None:
-    """Produce dead letters and wait until the broker acknowledged every one."""
-    futures = [await topic.send(key=letter.key, value=letter.raw, headers=letter.headers())
-               for letter in letters]
+    """Produce dead letters and wait until the broker acknowledged every one. Each is cut to
+    ``DeadLetter.bounded()`` first, so no content can make a dead letter too large to produce."""
+    futures = []
+    for letter in letters:
+        letter = letter.bounded()
+        futures.append(await topic.send(key=letter.key, value=letter.raw, headers=letter.headers()))
     await asyncio.gather(*futures)

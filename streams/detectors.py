@@ -1,13 +1,19 @@
 """Alert detectors that run inside the stream worker.
 
 Pure and deterministic: no I/O, no wall clock, no randomness. Time is the *event* time,
-advanced by a watermark the caller passes to ``advance`` (the worker passes the largest
-event time seen minus its allowed lateness). Every detector evaluates whole minutes: a
-minute ``[t, t + 1 min)`` is evaluated once, when the watermark reaches its end, with all
-the data whose event time falls before that end. Events that arrive out of order but
+advanced by a watermark the caller passes to ``advance``: one time for every account, or one
+per account. The worker keeps one clock per account (``EventClocks``: the newest event time
+of that account, never more than a small tolerance ahead of the wall clock, minus the
+allowed lateness), so one account's or one sender's clock can neither delay, suppress nor
+fabricate another account's alerts: every detector's state is per account and judged by
+that account's watermark only. Every detector evaluates whole minutes: a minute
+``[t, t + 1 min)`` of an account is evaluated once, when its watermark reaches its end, with
+all the data whose event time falls before that end. Events that arrive out of order but
 before the watermark passes their minute therefore give exactly the same alerts as the
-same events in time order. ``advance`` returns state changes only: an alert once when it
-starts firing and once when it resolves, with the same ``alert_id`` both times.
+same events in time order. Minutes in which nothing can change (no data in the window, no
+run due, no alert firing) are skipped in one step, so a watermark that jumps by years costs
+no more than one that moves by a minute. ``advance`` returns state changes only: an alert
+once when it starts firing and once when it resolves, with the same ``alert_id`` both times.
 
 The rules and their default thresholds
 --------------------------------------
@@ -53,7 +59,9 @@ arrivals outpace starts; ``drain_minutes``: at the current start rate if arrival
 
 Memory is bounded: minute buckets older than the baseline are dropped, workflows and
 accounts not seen for a long time are forgotten, duration samples are capped, and the
-number of tracked workflows, runs and accounts is capped (oldest evicted first).
+number of tracked workflows, runs and accounts is capped (oldest evicted first). These caps
+are shared by all accounts (a capacity limit, not a clock: an account with very many
+workflows or runs can push out another's oldest state, never move its time).
 """
 
 from __future__ import annotations
@@ -61,12 +69,15 @@ from __future__ import annotations
 import heapq
 import math
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 __all__ = [
     "Alert",
+    "EventClocks",
+    "Watermark",
     "FailureSpikeDetector",
     "StuckRunDetector",
     "QueueGrowthDetector",
@@ -94,6 +105,31 @@ def _ms(value: datetime, what: str = "time") -> int:
 
 def _dt(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
+
+
+Watermark = datetime | Mapping[str, datetime]  # one time for every account, or one per account
+
+
+def _targets(watermark: Watermark, known: Mapping[str, object]) -> tuple[list[tuple[str, int]], int | None]:
+    """(account, watermark ms) pairs to advance, and the common watermark in ms when one time
+    was given for every account (None for a per-account mapping)."""
+    if isinstance(watermark, Mapping):
+        return [(account, _ms(w, "watermark")) for account, w in watermark.items()], None
+    w = _ms(watermark, "watermark")
+    return [(account, w) for account in list(known)], w
+
+
+def _common_floor(floor: int | None, candidate: int, accounts) -> int | None:
+    """After a watermark common to every account (the single-clock mode): where accounts not
+    started yet start, and accounts seen later, so that late data below it counts as late
+    exactly as with one clock. Set once any account has started."""
+    if floor is None and all(a.next is None for a in accounts):
+        return None
+    floor = candidate if floor is None else max(floor, candidate)
+    for a in accounts:
+        if a.next is None:
+            a.next = floor
+    return floor
 
 
 def _alert_id(kind: str, account_id: str, subject: str, started_at: datetime) -> str:
@@ -241,6 +277,21 @@ class _SpikeState:
         self.firing: _SpikeFiring | None = None
 
 
+class _SpikeAccount:
+    """One account's progress through event time (per detector) and its keys."""
+
+    __slots__ = ("next", "first", "active", "minutes", "firing", "keys", "last_sweep")
+
+    def __init__(self, next_minute: int | None) -> None:
+        self.next = next_minute  # next minute to evaluate (None: not started)
+        self.first: int | None = None  # earliest minute observed before the first evaluation
+        self.active: dict[int, set[tuple[str, str]]] = {}  # minute -> keys observed at it
+        self.minutes: list[int] = []  # heap of the minutes in ``active`` (may repeat one)
+        self.firing: dict[tuple[str, str], _SpikeState] = {}
+        self.keys: set[tuple[str, str]] = set()
+        self.last_sweep = -(1 << 62)
+
+
 class _SpikeFiring:
     __slots__ = ("alert_id", "started_ms", "severity", "clear_streak", "clear_since_ms", "peak_rate",
                  "peak_failures", "peak_runs", "minutes", "base_runs", "base_failures")
@@ -259,6 +310,21 @@ class _SpikeFiring:
         self.base_failures = 0
 
 
+def _lru_account(accounts: OrderedDict[str, Any], account_id: str, cap: int, idle: Callable[[Any], bool],
+                 forget: Callable[[Any], None], new: Callable[[], Any]) -> Any:
+    """``accounts[account_id]``, most recently used last; a new one evicts the least recently
+    used idle account (or, if none is idle, the least recently used) once ``cap`` are held."""
+    acct = accounts.get(account_id)
+    if acct is not None:
+        accounts.move_to_end(account_id)
+        return acct
+    if len(accounts) >= cap:
+        old_id = next((key for key, old in accounts.items() if idle(old)), next(iter(accounts)))
+        forget(accounts.pop(old_id))
+    acct = accounts[account_id] = new()
+    return acct
+
+
 class FailureSpikeDetector:
     """Failure spikes per workflow (``scope="workflow"``, the default) or per account
     (``scope="account"``: all of an account's workflows together; subject and subject_name
@@ -275,15 +341,16 @@ class FailureSpikeDetector:
     def __init__(self, *, window_minutes: int = 5, baseline_minutes: int = 120, min_runs: int = 10,
                  min_failures: int = 5, min_ratio: float = 3.0, max_p_value: float = 1e-4,
                  clear_minutes: int = 5, prior_rate: float = 0.02, prior_strength: float = 20.0,
-                 scope: str = "workflow", max_keys: int = 100_000, predictive: bool = True) -> None:
+                 scope: str = "workflow", max_keys: int = 100_000, predictive: bool = True,
+                 max_accounts: int = 100_000) -> None:
         if scope not in ("workflow", "account"):
             raise ValueError(f"scope must be 'workflow' or 'account', got {scope!r}")
         if window_minutes < 1 or baseline_minutes < 1 or clear_minutes < 1:
             raise ValueError("window_minutes, baseline_minutes and clear_minutes must be >= 1")
         if not 0.0 < prior_rate < 1.0 or prior_strength <= 0:
             raise ValueError("prior_rate must be in (0, 1) and prior_strength > 0")
-        if max_keys < 1:
-            raise ValueError("max_keys must be >= 1")
+        if max_keys < 1 or max_accounts < 1:
+            raise ValueError("max_keys and max_accounts must be >= 1")
         self.window_minutes = int(window_minutes)
         self.baseline_minutes = int(baseline_minutes)
         self.min_runs = int(min_runs)
@@ -298,14 +365,14 @@ class FailureSpikeDetector:
         self.predictive = bool(predictive)
         self._alpha = self.prior_rate * self.prior_strength
         self._beta = (1.0 - self.prior_rate) * self.prior_strength
+        self.max_accounts = int(max_accounts)
         self._keys: OrderedDict[tuple[str, str], _SpikeState] = OrderedDict()  # LRU by observation
-        self._active: dict[int, set[tuple[str, str]]] = {}  # minute -> keys observed at it
-        self._firing: dict[tuple[str, str], _SpikeState] = {}
-        self._next: int | None = None  # next minute to evaluate
-        self._first: int | None = None  # earliest minute observed before the first evaluation
-        self._last_sweep = -(1 << 62)
+        self._accounts: OrderedDict[str, _SpikeAccount] = OrderedDict()  # per-account clock and index, LRU
+        self._floor: int | None = None  # where a new account starts after a common watermark
         # judged_minutes: (key, minute) evaluations whose window had >= min_runs runs
-        self.stats = {"observed": 0, "dropped_too_late": 0, "evicted_keys": 0, "judged_minutes": 0}
+        # evaluated_minutes: (account, minute) evaluations, whatever their data (the cost of advancing)
+        self.stats = {"observed": 0, "dropped_too_late": 0, "evicted_keys": 0, "judged_minutes": 0,
+                      "evicted_accounts": 0, "evaluated_minutes": 0}
 
     # ---- input
 
@@ -314,7 +381,8 @@ class FailureSpikeDetector:
         """One finished run (each run exactly once; the caller deduplicates). May arrive out
         of order and late by up to the caller's lateness."""
         minute = _ms(finished_at, "finished_at") // _MINUTE_MS
-        if self._next is not None and minute <= self._next - self.window_minutes - self.baseline_minutes:
+        acct = self._account(account_id)
+        if acct.next is not None and minute <= acct.next - self.window_minutes - self.baseline_minutes:
             self.stats["dropped_too_late"] += 1
             return
         if self.scope == "account":
@@ -329,6 +397,7 @@ class FailureSpikeDetector:
             if len(keys) >= self.max_keys:
                 self._evict_one()
             st = keys[key] = _SpikeState(account_id, key[1], name)
+            acct.keys.add(key)
         else:
             keys.move_to_end(key)
             if name:
@@ -340,14 +409,26 @@ class FailureSpikeDetector:
             bucket[0] += 1
             if failed:
                 bucket[1] += 1
-        active = self._active.get(minute)
+        active = acct.active.get(minute)
         if active is None:
-            self._active[minute] = {key}
+            acct.active[minute] = {key}
+            heapq.heappush(acct.minutes, minute)
         else:
             active.add(key)
-        if self._next is None and (self._first is None or minute < self._first):
-            self._first = minute
+        if acct.next is None and (acct.first is None or minute < acct.first):
+            acct.first = minute
         self.stats["observed"] += 1
+
+    def _account(self, account_id: str) -> _SpikeAccount:
+        """The account's clock and index (created at the common floor, if any; LRU-capped)."""
+        return _lru_account(self._accounts, account_id, self.max_accounts, lambda old: not old.firing,
+                            self._forget_account, lambda: _SpikeAccount(self._floor))
+
+    def _forget_account(self, old: _SpikeAccount) -> None:
+        for key in old.keys:  # its alerts are never resolved
+            if self._keys.pop(key, None) is not None:
+                self.stats["evicted_keys"] += 1
+        self.stats["evicted_accounts"] += 1
 
     def _evict_one(self) -> None:
         for key, st in self._keys.items():
@@ -356,25 +437,44 @@ class FailureSpikeDetector:
         else:
             key = next(iter(self._keys))
         del self._keys[key]
-        self._firing.pop(key, None)  # an evicted firing alert is never resolved
+        acct = self._accounts.get(key[0])
+        if acct is not None:
+            acct.keys.discard(key)
+            acct.firing.pop(key, None)  # an evicted firing alert is never resolved
         self.stats["evicted_keys"] += 1
 
     # ---- evaluation
 
-    def advance(self, watermark: datetime) -> list[Alert]:
-        """Evaluate every whole minute that ends at or before ``watermark`` and was not
-        evaluated yet; return the alerts that started firing or resolved, each once."""
-        last = _ms(watermark, "watermark") // _MINUTE_MS - 1  # last complete minute
-        if self._next is None:
-            if self._first is None or self._first > last:
-                return []
-            self._next = self._first
-        out: list[Alert] = []
+    def advance(self, watermark: Watermark) -> list[Alert]:
+        """Evaluate every whole minute that ends at or before the watermark and was not
+        evaluated yet; return the alerts that started firing or resolved, each once, by minute,
+        account and subject. ``watermark`` is one time for every account, or a mapping
+        ``{account_id: time}`` that moves only those accounts' clocks (see ``EventClocks``)."""
+        targets, common = _targets(watermark, self._accounts)
+        out: list[tuple[int, tuple[str, str], Alert]] = []
+        for account_id, w in targets:
+            acct = self._accounts.get(account_id)
+            if acct is not None:
+                self._advance_account(acct, w // _MINUTE_MS - 1, out)
+        if common is not None:
+            self._floor = _common_floor(self._floor, common // _MINUTE_MS, self._accounts.values())
+        out.sort(key=lambda x: (x[0], x[1]))
+        return [alert for _, _, alert in out]
+
+    def _advance_account(self, acct: _SpikeAccount, last: int,
+                         out: list[tuple[int, tuple[str, str], Alert]]) -> None:
+        """Evaluate the account's minutes up to ``last`` (its last complete minute). Only minutes
+        whose window holds data, or while an alert fires, cost anything: the rest are skipped."""
+        if acct.next is None:
+            if acct.first is None or acct.first > last:
+                return
+            acct.next = acct.first
         W = self.window_minutes
-        while self._next <= last:
-            m = self._next
-            candidates: set[tuple[str, str]] = set(self._firing)
-            active = self._active
+        active, heap = acct.active, acct.minutes
+        while acct.next <= last:
+            m = acct.next
+            self.stats["evaluated_minutes"] += 1
+            candidates: set[tuple[str, str]] = set(acct.firing)
             for i in range(m - W + 1, m + 1):
                 keys = active.get(i)
                 if keys:
@@ -382,29 +482,32 @@ class FailureSpikeDetector:
             for key in sorted(candidates):
                 st = self._keys.get(key)
                 if st is not None:
-                    self._evaluate(st, key, m, out)
-            self._next = m + 1
-            self._prune_active(m + 1 - W)
-            if m - self._last_sweep >= 15:
-                self._sweep(m)
-                self._last_sweep = m
-            if not candidates and not self._firing:
+                    alert = self._evaluate(st, acct, key, m)
+                    if alert is not None:
+                        out.append((m, key, alert))
+            acct.next = m + 1
+            lo = m + 1 - W
+            while heap and heap[0] < lo:
+                active.pop(heapq.heappop(heap), None)
+            if m - acct.last_sweep >= 15:
+                self._sweep(acct, m)
+            if not candidates and not acct.firing:
                 # nothing can fire before the next minute that has data: jump there
-                ahead = [i for i in active if i > m]
-                nxt = min(ahead) if ahead else last + 1
-                self._next = max(m + 1, min(nxt, last + 1))
-        return out
+                acct.next = max(m + 1, min(heap[0] if heap else last + 1, last + 1))
+        if acct.next - 1 - acct.last_sweep >= 15:
+            self._sweep(acct, acct.next - 1)
 
-    def _prune_active(self, lo: int) -> None:
-        active = self._active
-        for i in [i for i in active if i < lo]:
-            del active[i]
-
-    def _sweep(self, m: int) -> None:
-        """Drop buckets no future evaluation can use; forget keys with nothing left."""
+    def _sweep(self, acct: _SpikeAccount, m: int) -> None:
+        """Drop the account's buckets no evaluation after minute m can use; forget its keys
+        with nothing left."""
+        acct.last_sweep = m
         horizon = m + 1 - self.window_minutes - self.baseline_minutes
         dead = []
-        for key, st in self._keys.items():
+        for key in acct.keys:
+            st = self._keys.get(key)
+            if st is None:
+                dead.append(key)
+                continue
             b = st.buckets
             for minute in [i for i in b if i < horizon]:
                 del b[minute]
@@ -413,7 +516,8 @@ class FailureSpikeDetector:
             if not b and st.firing is None:
                 dead.append(key)
         for key in dead:
-            del self._keys[key]
+            acct.keys.discard(key)
+            self._keys.pop(key, None)
 
     def _rolling_baseline(self, st: _SpikeState, m: int) -> tuple[int, int]:
         """(runs, failures) of the baseline minutes before minute m's window, firing minutes left out."""
@@ -427,7 +531,7 @@ class FailureSpikeDetector:
                 bf += x[1]
         return bn, bf
 
-    def _evaluate(self, st: _SpikeState, key: tuple[str, str], m: int, out: list[Alert]) -> None:
+    def _evaluate(self, st: _SpikeState, acct: _SpikeAccount, key: tuple[str, str], m: int) -> Alert | None:
         W, B = self.window_minutes, self.baseline_minutes
         buckets = st.buckets
         n = f = 0
@@ -472,11 +576,11 @@ class FailureSpikeDetector:
                 fs = st.firing = _SpikeFiring(alert_id, end_ms, severity)
                 fs.peak_rate, fs.peak_failures, fs.peak_runs, fs.minutes = numbers["window_rate"], f, n, 1
                 fs.base_runs, fs.base_failures = int(numbers["baseline_runs"]), int(numbers["baseline_failures"])
-                self._firing[key] = st
+                acct.firing[key] = st
                 st.excluded.update(range(m - W + 1, m + 1))
-                out.append(Alert(alert_id, self.kind, st.account_id, st.subject, st.name, "firing", severity,
-                                 started, None, self._summary(st, numbers, firing=True), numbers))
-            return
+                return Alert(alert_id, self.kind, st.account_id, st.subject, st.name, "firing", severity,
+                             started, None, self._summary(st, numbers, firing=True), numbers)
+            return None
         # firing: this minute never feeds the baseline
         st.excluded.add(m)
         fs.minutes += 1
@@ -487,12 +591,12 @@ class FailureSpikeDetector:
                 fs.peak_rate = numbers["window_rate"]
             if f > fs.peak_failures:
                 fs.peak_failures, fs.peak_runs = f, n
-            return
+            return None
         fs.clear_streak += 1
         if fs.clear_streak == 1:
             fs.clear_since_ms = end_ms
         if fs.clear_streak < self.clear_minutes:
-            return
+            return None
         # resolved: report the window now, against the baseline the alert was judged on
         bn, bf = fs.base_runs, fs.base_failures
         base = (bf + self._alpha) / (bn + self._alpha + self._beta)
@@ -504,10 +608,9 @@ class FailureSpikeDetector:
             "window_minutes": float(W), "baseline_minutes": float(B),
         }
         st.firing = None
-        self._firing.pop(key, None)
-        out.append(Alert(fs.alert_id, self.kind, st.account_id, st.subject, st.name, "resolved", fs.severity,
-                         _dt(fs.started_ms), _dt(fs.clear_since_ms), self._summary(st, numbers, firing=False),
-                         numbers))
+        acct.firing.pop(key, None)
+        return Alert(fs.alert_id, self.kind, st.account_id, st.subject, st.name, "resolved", fs.severity,
+                     _dt(fs.started_ms), _dt(fs.clear_since_ms), self._summary(st, numbers, firing=False), numbers)
 
     def _label(self, st: _SpikeState) -> str:
         if self.scope == "account":
@@ -530,8 +633,8 @@ class FailureSpikeDetector:
             "keys": len(self._keys),
             "buckets": sum(len(st.buckets) for st in self._keys.values()),
             "excluded_minutes": sum(len(st.excluded) for st in self._keys.values()),
-            "active_minutes": len(self._active),
-            "firing": len(self._firing),
+            "active_minutes": sum(len(a.active) for a in self._accounts.values()),
+            "firing": sum(len(a.firing) for a in self._accounts.values()),
         }
 
     def describe(self) -> str:
@@ -575,6 +678,20 @@ class _Durations:
         self.sorted: list[int] | None = None
 
 
+class _StuckAccount:
+    """One account's progress through event time (per detector) and its pending work."""
+
+    __slots__ = ("account_id", "next", "first", "due", "finishes", "parked")
+
+    def __init__(self, account_id: str, next_tick: int | None) -> None:
+        self.account_id = account_id
+        self.next = next_tick  # next minute boundary (ms) to evaluate (None: not started)
+        self.first: int | None = None  # earliest time observed before the first evaluation
+        self.due: list[tuple[int, int, tuple[str, str]]] = []  # (check at ms, started ms, run); lazy deletion
+        self.finishes: list[tuple[int, tuple[str, str], int, str]] = []  # (finish ms, run, duration ms, wf)
+        self.parked: dict[str, dict[tuple[str, str], int]] = {}  # workflow -> runs waiting for a threshold
+
+
 class StuckRunDetector:
     """Runs that have been running far longer than their workflow usually takes.
 
@@ -584,20 +701,22 @@ class StuckRunDetector:
     the watermark passes their finish, in finish-time order, so the percentile at T does
     not depend on arrival order either. With fewer than ``min_samples`` durations the
     threshold is ``max(floor_seconds, cold_floor_seconds)``, or the run is not judged when
-    ``cold_floor_seconds`` is None. ``max_open_runs`` caps the runs tracked (oldest
-    started evicted first, counted in ``stats``); finished runs are remembered for
-    ``tombstone_seconds`` of event time so a start arriving after its finish is ignored."""
+    ``cold_floor_seconds`` is None (until its workflow has enough). ``max_open_runs`` caps
+    the runs tracked (oldest started evicted first, counted in ``stats``); finished runs are
+    remembered for ``tombstone_seconds`` of their account's event time so a start arriving
+    after its finish is ignored. Each account's runs are judged by that account's watermark
+    only; boundaries where nothing is due are skipped."""
 
     kind = "stuck_run"
 
     def __init__(self, *, factor: float = 5.0, min_samples: int = 20, floor_seconds: float = 300.0,
                  max_open_runs: int = 200_000, sample_size: int = 500, quantile: float = 0.99,
                  cold_floor_seconds: float | None = 3600.0, max_workflows: int = 50_000,
-                 tombstone_seconds: float = 6 * 3600.0) -> None:
+                 tombstone_seconds: float = 6 * 3600.0, max_accounts: int = 100_000) -> None:
         if factor <= 0 or floor_seconds < 0 or min_samples < 1 or sample_size < min_samples:
             raise ValueError("need factor > 0, floor_seconds >= 0, 1 <= min_samples <= sample_size")
-        if max_open_runs < 1 or max_workflows < 1 or not 0.0 < quantile <= 1.0:
-            raise ValueError("need max_open_runs >= 1, max_workflows >= 1, 0 < quantile <= 1")
+        if max_open_runs < 1 or max_workflows < 1 or max_accounts < 1 or not 0.0 < quantile <= 1.0:
+            raise ValueError("need max_open_runs, max_workflows, max_accounts >= 1 and 0 < quantile <= 1")
         self.factor = float(factor)
         self.min_samples = int(min_samples)
         self.floor_seconds = float(floor_seconds)
@@ -607,16 +726,18 @@ class StuckRunDetector:
         self.cold_floor_seconds = None if cold_floor_seconds is None else float(cold_floor_seconds)
         self.max_workflows = int(max_workflows)
         self.tombstone_seconds = float(tombstone_seconds)
+        self.max_accounts = int(max_accounts)
         self._floor_ms = int(self.floor_seconds * 1000)
         # runs are keyed by (account_id, run_id)
         self._runs: OrderedDict[tuple[str, str], _Run] = OrderedDict()  # open (or finish not yet passed)
         self._done: OrderedDict[tuple[str, str], int] = OrderedDict()  # closed runs -> finish ms
-        self._due: list[tuple[int, int, tuple[str, str]]] = []  # (check at ms, started ms, run); lazy deletion
-        self._finishes: list[tuple[int, tuple[str, str], int, str]] = []  # (finish ms, run, duration ms, wf)
         self._workflows: OrderedDict[tuple[str, str], _Durations] = OrderedDict()
-        self._next_tick: int | None = None  # next minute boundary (ms) to evaluate
-        self._first: int | None = None
-        self.stats = {"evicted_open_runs": 0, "evicted_workflows": 0, "ignored_start_after_finish": 0}
+        self._accounts: OrderedDict[str, _StuckAccount] = OrderedDict()  # LRU by observation
+        self._floor: int | None = None  # where a new account starts after a common watermark (ms)
+        self._due_entries = 0  # sum of the accounts' due heaps
+        # ticks: (account, minute boundary) evaluations (the cost of advancing)
+        self.stats = {"evicted_open_runs": 0, "evicted_workflows": 0, "ignored_start_after_finish": 0,
+                      "evicted_accounts": 0, "ticks": 0}
 
     # ---- input
 
@@ -634,9 +755,23 @@ class StuckRunDetector:
                 d.name = name
         return d
 
-    def _touch_first(self, ms: int) -> None:
-        if self._next_tick is None and (self._first is None or ms < self._first):
-            self._first = ms
+    def _account(self, account_id: str) -> _StuckAccount:
+        return _lru_account(self._accounts, account_id, self.max_accounts,
+                            lambda old: not old.due and not old.finishes, self._forget_account,
+                            lambda: _StuckAccount(account_id, self._floor))
+
+    def _forget_account(self, old: _StuckAccount) -> None:
+        self._due_entries -= len(old.due)   # its open runs are no longer judged (evicted later by the run cap)
+        self.stats["evicted_accounts"] += 1
+
+    @staticmethod
+    def _touch_first(acct: _StuckAccount, ms: int) -> None:
+        if acct.next is None and (acct.first is None or ms < acct.first):
+            acct.first = ms
+
+    def _push_due(self, acct: _StuckAccount, at: int, started: int, key: tuple[str, str]) -> None:
+        heapq.heappush(acct.due, (at, started, key))
+        self._due_entries += 1
 
     def _new_run(self, key: tuple[str, str], workflow_id: str) -> _Run:
         runs = self._runs
@@ -650,6 +785,7 @@ class StuckRunDetector:
                     started_at: datetime) -> None:
         s = _ms(started_at, "started_at")
         self._wf(account_id, workflow_id, workflow_name)
+        acct = self._account(account_id)
         key = (account_id, run_id)
         if key in self._done:
             self.stats["ignored_start_after_finish"] += 1
@@ -660,8 +796,8 @@ class StuckRunDetector:
         elif run.started_ms == s:
             return
         run.started_ms = s  # the run.started event's time wins over a finish's started_at
-        heapq.heappush(self._due, (s + self._floor_ms, s, key))
-        self._touch_first(s)
+        self._push_due(acct, s + self._floor_ms, s, key)
+        self._touch_first(acct, s)
         self._maybe_compact()
 
     def run_finished(self, account_id: str, workflow_id: str, run_id: str, started_at: datetime | None,
@@ -672,28 +808,38 @@ class StuckRunDetector:
         if key in self._done:
             return
         self._wf(account_id, workflow_id, None)
+        acct = self._account(account_id)
         run = self._runs.get(key)
         if run is None:
             run = self._new_run(key, workflow_id)
             if s_given is not None:
                 run.started_ms = s_given
-                heapq.heappush(self._due, (s_given + self._floor_ms, s_given, key))
+                self._push_due(acct, s_given + self._floor_ms, s_given, key)
         if run.finished_ms is not None:
             return  # a second finish of the same run: the first one counts
         run.finished_ms = f
         start = s_given if s_given is not None else run.started_ms
         duration = -1 if start is None else max(0, f - start)
-        heapq.heappush(self._finishes, (f, key, duration, workflow_id))
-        self._touch_first(f)
+        heapq.heappush(acct.finishes, (f, key, duration, workflow_id))
+        self._touch_first(acct, f)
 
     def _maybe_compact(self) -> None:
-        if len(self._due) > 2 * len(self._runs) + 1024:
-            due = []
-            for key, run in self._runs.items():
-                if run.started_ms is not None and run.fired is None:
-                    due.append((run.started_ms + self._floor_ms, run.started_ms, key))
-            heapq.heapify(due)
-            self._due = due
+        """Rebuild the due heaps from the open runs once stale entries outnumber them."""
+        if self._due_entries <= 2 * len(self._runs) + 1024:
+            return
+        for acct in self._accounts.values():
+            acct.due = []
+            acct.parked = {}
+        total = 0
+        for key, run in self._runs.items():
+            if run.started_ms is not None and run.fired is None:
+                acct = self._accounts.get(run.account_id)
+                if acct is not None:
+                    acct.due.append((run.started_ms + self._floor_ms, run.started_ms, key))
+                    total += 1
+        for acct in self._accounts.values():
+            heapq.heapify(acct.due)
+        self._due_entries = total
 
     # ---- thresholds
 
@@ -718,43 +864,68 @@ class StuckRunDetector:
 
     # ---- evaluation
 
-    def advance(self, watermark: datetime) -> list[Alert]:
-        """Evaluate every minute boundary up to ``watermark`` not evaluated yet; return the
-        stuck alerts that started firing or resolved."""
-        w = _ms(watermark, "watermark")
-        last_tick = (w // _MINUTE_MS) * _MINUTE_MS
-        if self._next_tick is None:
-            if self._first is None:
-                return []
-            self._next_tick = (self._first // _MINUTE_MS + 1) * _MINUTE_MS
-        out: list[Alert] = []
-        while self._next_tick <= last_tick:
-            T = self._next_tick
-            self._tick(T, out)
+    def advance(self, watermark: Watermark) -> list[Alert]:
+        """Evaluate every minute boundary up to the watermark not evaluated yet; return the
+        stuck alerts that started firing or resolved (by boundary: resolutions, then new
+        alerts, each by time, account and run). ``watermark`` is one time for every account or
+        a mapping ``{account_id: time}`` that moves only those accounts' clocks."""
+        targets, common = _targets(watermark, self._accounts)
+        out: list[tuple[int, int, tuple, Alert]] = []
+        for account_id, w in targets:
+            acct = self._accounts.get(account_id)
+            if acct is not None:
+                self._advance_account(acct, (w // _MINUTE_MS) * _MINUTE_MS, out)
+        if common is not None:
+            self._floor = _common_floor(self._floor, (common // _MINUTE_MS + 1) * _MINUTE_MS,
+                                        self._accounts.values())
+        out.sort(key=lambda x: x[:3])
+        return [alert for *_, alert in out]
+
+    def _advance_account(self, acct: _StuckAccount, last_tick: int, out: list) -> None:
+        if acct.next is None:
+            if acct.first is None:
+                return
+            acct.next = (acct.first // _MINUTE_MS + 1) * _MINUTE_MS
+        while acct.next <= last_tick:
+            T = acct.next
+            self.stats["ticks"] += 1
+            self._tick(acct, T, out)
             # jump to the next boundary where something can happen
             # (never beyond the first boundary after the watermark: later input may be due earlier)
             nxt = last_tick + _MINUTE_MS
-            pending = [h[0][0] for h in (self._due, self._finishes) if h]
+            pending = [h[0][0] for h in (acct.due, acct.finishes) if h]
             if pending:
                 nxt = min(nxt, -(-min(pending) // _MINUTE_MS) * _MINUTE_MS)
-            self._next_tick = max(T + _MINUTE_MS, nxt)
-        return out
+            acct.next = max(T + _MINUTE_MS, nxt)
 
-    def _tick(self, T: int, out: list[Alert]) -> None:
+    def _clock_of(self, account_id: str) -> int:
+        """The last minute boundary the account's watermark passed (ms)."""
+        acct = self._accounts.get(account_id)
+        if acct is None:
+            return 1 << 62  # forgotten: so are its closed runs
+        return -(1 << 62) if acct.next is None else acct.next - _MINUTE_MS
+
+    def _tick(self, acct: _StuckAccount, T: int, out: list) -> None:
         runs = self._runs
         # 1. finishes at or before T: durations into samples, resolve stuck runs, close runs
-        fin = self._finishes
-        resolved: list[Alert] = []
+        fin = acct.finishes
         while fin and fin[0][0] <= T:
             f, key, duration, workflow_id = heapq.heappop(fin)
             account_id, run_id = key
             run = runs.pop(key, None)
             fired = run.fired if run is not None else None
+            parked = acct.parked.get(workflow_id)
+            if parked:
+                parked.pop(key, None)
             if duration >= 0 and fired is None:
                 d = self._workflows.get((account_id, workflow_id))
                 if d is not None:
                     d.samples.append(duration)
                     d.sorted = None
+                    if parked:  # the workflow's threshold may be known now
+                        for waiting, started in parked.items():
+                            self._push_due(acct, T, started, waiting)
+                        del acct.parked[workflow_id]
             if fired is not None:
                 numbers = dict(fired.numbers)
                 if duration >= 0:
@@ -764,26 +935,25 @@ class StuckRunDetector:
                     took = "finished"
                 summary = (f"{fired.subject_name} ({fired.account_id}): run {run_id} {took} "
                            f"(stuck threshold {_fmt_duration(numbers['threshold_seconds'])})")
-                resolved.append(Alert(fired.alert_id, self.kind, fired.account_id, fired.subject,
-                                      fired.subject_name, "resolved", fired.severity, fired.started_at, _dt(f),
-                                      summary, numbers))
+                alert = Alert(fired.alert_id, self.kind, fired.account_id, fired.subject, fired.subject_name,
+                              "resolved", fired.severity, fired.started_at, _dt(f), summary, numbers)
+                out.append((T, 0, (alert.resolved_at, alert.account_id, alert.subject), alert))
             self._done[key] = f
-        resolved.sort(key=lambda a: (a.resolved_at, a.account_id, a.subject))
-        out.extend(resolved)
-        # forget closed runs after a while
+        # forget closed runs after a while (each by its own account's clock)
         done = self._done
         ttl = int(self.tombstone_seconds * 1000)
         while done:
-            f = next(iter(done.values()))
-            if f + ttl < T or len(done) > self.max_open_runs:
+            (account_id, _), f = next(iter(done.items()))
+            clock = T if account_id == acct.account_id else self._clock_of(account_id)
+            if f + ttl < clock or len(done) > self.max_open_runs:
                 done.popitem(last=False)
             else:
                 break
         # 2. runs due for a check
-        due = self._due
-        fired_now: list[Alert] = []
+        due = acct.due
         while due and due[0][0] <= T:
             _, started, key = heapq.heappop(due)
+            self._due_entries -= 1
             run_id = key[1]
             run = runs.get(key)
             if run is None or run.fired is not None or run.started_ms != started:
@@ -793,11 +963,12 @@ class StuckRunDetector:
             d = self._workflows.get((run.account_id, run.workflow_id))
             threshold, q, n = self._threshold(d)
             if threshold is None:
-                heapq.heappush(due, (T + max(self._floor_ms, _MINUTE_MS), started, key))
+                # not judged until the workflow has enough finished runs: wait for one
+                acct.parked.setdefault(run.workflow_id, {})[key] = started
                 continue
             stuck_at = started + threshold
             if T - started <= threshold:
-                heapq.heappush(due, (stuck_at + 1, started, key))
+                self._push_due(acct, stuck_at + 1, started, key)
                 continue
             name = d.name if d is not None else run.workflow_id
             began = _dt(stuck_at)
@@ -818,16 +989,14 @@ class StuckRunDetector:
             alert = Alert(_alert_id(self.kind, run.account_id, run_id, began), self.kind, run.account_id, run_id,
                           name, "firing", "warning", began, None, summary, numbers)
             run.fired = alert
-            fired_now.append(alert)
-        fired_now.sort(key=lambda a: (a.started_at, a.account_id, a.subject))
-        out.extend(fired_now)
+            out.append((T, 1, (alert.started_at, alert.account_id, alert.subject), alert))
 
     def state_sizes(self) -> dict[str, int]:
         return {
             "runs": len(self._runs),
             "closed_runs": len(self._done),
-            "due_heap": len(self._due),
-            "finish_heap": len(self._finishes),
+            "due_heap": sum(len(a.due) for a in self._accounts.values()),
+            "finish_heap": sum(len(a.finishes) for a in self._accounts.values()),
             "workflows": len(self._workflows),
             "samples": sum(len(d.samples) for d in self._workflows.values()),
             "firing": sum(1 for r in self._runs.values() if r.fired is not None),
@@ -848,13 +1017,16 @@ class StuckRunDetector:
 
 
 class _Queue:
-    __slots__ = ("pending", "running", "buckets", "samples", "arrivals", "starts", "finishes", "firing",
-                 "last_seen_ms")
+    __slots__ = ("pending", "running", "buckets", "order", "samples", "arrivals", "starts", "finishes", "firing",
+                 "last_seen_ms", "next", "first")
 
-    def __init__(self, history: int) -> None:
+    def __init__(self, history: int, next_minute: int | None) -> None:
         self.pending = 0
         self.running = 0
         self.buckets: dict[int, list[int]] = {}  # bucket -> [pending delta, running delta, arrivals, starts, finishes]
+        self.order: list[int] = []  # heap of the buckets in ``buckets``
+        self.next = next_minute  # next minute to evaluate (None: not started)
+        self.first: int | None = None  # earliest minute observed before the first evaluation
         # the depth before an account's first event is 0 by definition
         self.samples: deque[int] = deque([0] * history, maxlen=history)  # pending at each minute's end
         self.arrivals: deque[int] = deque([0] * history, maxlen=history)  # per minute
@@ -902,9 +1074,11 @@ class QueueGrowthDetector:
         self.idle_minutes = int(idle_minutes)
         self._bucket_ms = self.bucket_seconds * 1000
         self._accounts: OrderedDict[str, _Queue] = OrderedDict()
-        self._next: int | None = None  # next minute to evaluate
-        self._first: int | None = None
-        self.stats = {"late_deltas": 0, "evicted_accounts": 0}
+        # where forgotten (idle) accounts' clocks stood, so that their late data stays late
+        self._forgotten: OrderedDict[str, int] = OrderedDict()
+        self._floor: int | None = None  # where a new account starts after a common watermark
+        # sampled_minutes: (account, minute) evaluations one at a time (the cost of advancing)
+        self.stats = {"late_deltas": 0, "evicted_accounts": 0, "sampled_minutes": 0}
 
     def lifecycle(self, account_id: str, at: datetime, pending_delta: int, running_delta: int) -> None:
         """run.queued -> (+1, 0) at its ts; run.started -> (-1, +1); run.finished -> (0, -1).
@@ -919,26 +1093,30 @@ class QueueGrowthDetector:
                         break
                 else:
                     key = next(iter(accounts))
-                del accounts[key]
+                evicted = accounts.pop(key)
+                if evicted.next is not None:
+                    self._forget(key, evicted.next)
                 self.stats["evicted_accounts"] += 1
-            q = accounts[account_id] = _Queue(self.growth_minutes + 1)
+            resume = self._forgotten.pop(account_id, None)
+            q = accounts[account_id] = _Queue(self.growth_minutes + 1, self._floor if resume is None else resume)
         else:
             accounts.move_to_end(account_id)
         if t > q.last_seen_ms:
             q.last_seen_ms = t
         minute = t // _MINUTE_MS
-        if self._next is not None and minute < self._next:
+        if q.next is not None and minute < q.next:
             # its minute was evaluated already: it only changes the depth from now on
             q.pending += pending_delta
             q.running += running_delta
             self.stats["late_deltas"] += 1
             return
-        if self._next is None and (self._first is None or minute < self._first):
-            self._first = minute
+        if q.next is None and (q.first is None or minute < q.first):
+            q.first = minute
         b = t // self._bucket_ms
         x = q.buckets.get(b)
         if x is None:
             x = q.buckets[b] = [0, 0, 0, 0, 0]
+            heapq.heappush(q.order, b)
         x[0] += pending_delta
         x[1] += running_delta
         if pending_delta > 0:
@@ -948,45 +1126,75 @@ class QueueGrowthDetector:
         elif running_delta < 0:
             x[4] -= running_delta
 
-    def advance(self, watermark: datetime) -> list[Alert]:
-        """Evaluate every whole minute that ends at or before ``watermark`` and was not
-        evaluated yet; return the alerts that started firing or resolved."""
-        last = _ms(watermark, "watermark") // _MINUTE_MS - 1
-        if self._next is None:
-            if self._first is None or self._first > last:
-                return []
-            self._next = self._first
-        out: list[Alert] = []
+    def advance(self, watermark: Watermark) -> list[Alert]:
+        """Evaluate every whole minute that ends at or before the watermark and was not
+        evaluated yet; return the alerts that started firing or resolved, by minute and account.
+        ``watermark`` is one time for every account or a mapping ``{account_id: time}`` that
+        moves only those accounts' clocks."""
+        targets, common = _targets(watermark, self._accounts)
+        out: list[tuple[int, str, Alert]] = []
+        for account_id, w in targets:
+            q = self._accounts.get(account_id)
+            if q is not None:
+                self._advance_account(account_id, q, w // _MINUTE_MS - 1, out)
+        if common is not None:
+            self._floor = _common_floor(self._floor, common // _MINUTE_MS, self._accounts.values())
+        out.sort(key=lambda x: (x[0], x[1]))
+        return [alert for _, _, alert in out]
+
+    def _advance_account(self, account_id: str, q: _Queue, last: int, out: list[tuple[int, str, Alert]]) -> None:
+        """Sample and judge the account's minutes up to ``last``. A minute without data after a
+        judged one repeats its depth, so nothing can start firing: while no alert fires, such
+        minutes are skipped in one step (the history is filled with the repeated depth)."""
+        if q.next is None:
+            if q.first is None or q.first > last:
+                return
+            q.next = q.first
         per_minute = 60 // self.bucket_seconds
-        while self._next <= last:
-            m = self._next
+        history = self.growth_minutes + 1
+        while q.next <= last:
+            m = q.next
+            self.stats["sampled_minutes"] += 1
             end_bucket = (m + 1) * per_minute  # buckets < end_bucket belong to minutes <= m
-            idle_before = (m + 1 - self.idle_minutes) * _MINUTE_MS
-            events: list[Alert] = []
-            dead = []
-            for account_id, q in self._accounts.items():
-                arrivals = starts = finishes = 0
-                if q.buckets:
-                    for b in [b for b in q.buckets if b < end_bucket]:
-                        dp, dr, arr, st, fin = q.buckets.pop(b)
-                        q.pending += dp
-                        q.running += dr
-                        arrivals += arr
-                        starts += st
-                        finishes += fin
-                q.samples.append(q.pending)
-                q.arrivals.append(arrivals)
-                q.starts.append(starts)
-                q.finishes.append(finishes)
-                self._evaluate(account_id, q, m, events)
-                if (q.firing is None and not q.buckets and q.pending == 0 and q.running == 0
-                        and q.last_seen_ms < idle_before):
-                    dead.append(account_id)
-            for account_id in dead:
+            arrivals = starts = finishes = 0
+            order, buckets = q.order, q.buckets
+            while order and order[0] < end_bucket:
+                dp, dr, arr, st, fin = buckets.pop(heapq.heappop(order))
+                q.pending += dp
+                q.running += dr
+                arrivals += arr
+                starts += st
+                finishes += fin
+            q.samples.append(q.pending)
+            q.arrivals.append(arrivals)
+            q.starts.append(starts)
+            q.finishes.append(finishes)
+            alert = self._evaluate(account_id, q, m)
+            if alert is not None:
+                out.append((m, account_id, alert))
+            q.next = m + 1
+            if q.firing is None and q.next <= last:
+                upto = min(order[0] // per_minute if order else last + 1, last + 1)  # next minute with data
+                idle = upto - q.next
+                if idle > 0:
+                    for _ in range(min(idle, history)):
+                        q.samples.append(q.pending)
+                        q.arrivals.append(0)
+                        q.starts.append(0)
+                        q.finishes.append(0)
+                    q.next = upto
+            if (q.firing is None and not q.buckets and q.pending == 0 and q.running == 0
+                    and q.last_seen_ms < (q.next - self.idle_minutes) * _MINUTE_MS):
                 del self._accounts[account_id]
-            out.extend(events)
-            self._next = m + 1
-        return out
+                self._forget(account_id, q.next)
+                return
+
+    def _forget(self, account_id: str, next_minute: int) -> None:
+        forgotten = self._forgotten
+        forgotten[account_id] = next_minute
+        forgotten.move_to_end(account_id)
+        while len(forgotten) > self.max_accounts:
+            forgotten.popitem(last=False)
 
     def _numbers(self, q: _Queue) -> dict[str, float]:
         g = self.growth_minutes
@@ -1005,7 +1213,7 @@ class QueueGrowthDetector:
             "drain_minutes": drain if pending > 0 else 0.0, "growth_minutes": float(g),
         }
 
-    def _evaluate(self, account_id: str, q: _Queue, m: int, out: list[Alert]) -> None:
+    def _evaluate(self, account_id: str, q: _Queue, m: int) -> Alert | None:
         s = q.samples
         grew_now = s[-1] > s[-2]
         growing = q.pending >= self.min_pending and all(s[i] > s[i - 1] for i in range(1, len(s)))
@@ -1023,26 +1231,26 @@ class QueueGrowthDetector:
                            f"({x['growth_per_minute']:+.0f}/min), {q.running} running; "
                            f"{x['arrivals_per_minute']:.0f} arriving vs {x['starts_per_minute']:.0f} starting per "
                            f"minute, {self._eta_text(x)}")
-                out.append(Alert(alert_id, self.kind, account_id, account_id, account_id, "firing", severity,
-                                 started, None, summary, x))
-            return
+                return Alert(alert_id, self.kind, account_id, account_id, account_id, "firing", severity,
+                             started, None, summary, x)
+            return None
         if q.pending > fs.peak_pending:
             fs.peak_pending = q.pending
         if grew_now and q.pending >= self.min_pending:
             fs.clear_streak = 0
-            return
+            return None
         fs.clear_streak += 1
         if fs.clear_streak == 1:
             fs.clear_since_ms = end_ms
         if fs.clear_streak < self.clear_minutes:
-            return
+            return None
         x = self._numbers(q)
         x["peak_pending"] = float(fs.peak_pending)
         q.firing = None
         summary = (f"{account_id}: queue stopped growing, {q.pending} runs pending (peak {fs.peak_pending}), "
                    f"{q.running} running, {x['starts_per_minute']:.0f} starting per minute, {self._eta_text(x)}")
-        out.append(Alert(fs.alert_id, self.kind, account_id, account_id, account_id, "resolved", fs.severity,
-                         _dt(fs.started_ms), _dt(fs.clear_since_ms), summary, x))
+        return Alert(fs.alert_id, self.kind, account_id, account_id, account_id, "resolved", fs.severity,
+                     _dt(fs.started_ms), _dt(fs.clear_since_ms), summary, x)
 
     @staticmethod
     def _eta_text(x: dict[str, float]) -> str:
@@ -1068,6 +1276,87 @@ class QueueGrowthDetector:
             f"those minutes. Resolve after {self.clear_minutes} consecutive minutes without growth or below "
             f"{self.min_pending}."
         )
+
+
+# --------------------------------------------------------------------------- event-time clocks
+
+
+class EventClocks:
+    """Event-time clocks, one per account: how far each account's alerts may be judged.
+
+    An account's clock is the newest event time *that account* has sent, except that an
+    event never moves it beyond the wall clock at the moment the event was seen plus
+    ``future_tolerance`` (the caller passes that moment as ``now``; nothing here reads a
+    clock). The account's watermark is its clock minus ``lateness``. So an event dated in
+    the future, from any account or sender, cannot delay, suppress or bring forward another
+    account's alerts, and moves its own account's watermark at most to
+    ``now + future_tolerance - lateness``. Clocks never go back. Accounts past
+    ``max_accounts`` are forgotten least recently seen first: such an account's clock
+    restarts from its next event (the detectors keep their own progress, so nothing is
+    judged twice). Not durable: a restarted worker starts every clock again."""
+
+    def __init__(self, lateness: timedelta, future_tolerance: timedelta = timedelta(minutes=1), *,
+                 max_accounts: int = 100_000) -> None:
+        if lateness < timedelta(0) or future_tolerance < timedelta(0) or max_accounts < 1:
+            raise ValueError("need lateness >= 0, future_tolerance >= 0 and max_accounts >= 1")
+        self.lateness = lateness
+        self.future_tolerance = future_tolerance
+        self.max_accounts = int(max_accounts)
+        self._lateness_ms = lateness // _MS
+        self._tolerance_ms = future_tolerance // _MS
+        self._clocks: OrderedDict[str, int] = OrderedDict()  # account -> clock (ms), LRU
+        self._moved: set[str] = set()
+        self._now: datetime | None = None  # the last wall-clock time given, and its cap (ms)
+        self._cap = 0
+        self.stats = {"capped": 0, "too_late": 0, "forgotten_accounts": 0}
+
+    def observe(self, account_id: str, ts: datetime, now: datetime) -> bool:
+        """An event of ``account_id`` at ``ts``, seen at wall-clock time ``now``. Returns True when
+        it is too late for alerting: older than the account's watermark before it arrived (it
+        still counts in every aggregate; the detectors treat it as late data)."""
+        t = _ms(ts, "ts")
+        if now is not self._now:  # the worker passes one time per batch
+            self._cap = _ms(now, "now") + self._tolerance_ms
+            self._now = now
+        cap = self._cap
+        if t > cap:
+            self.stats["capped"] += 1
+            t = cap
+        clocks = self._clocks
+        clock = clocks.get(account_id)
+        if clock is None:
+            if len(clocks) >= self.max_accounts:
+                forgotten, _ = clocks.popitem(last=False)
+                self._moved.discard(forgotten)
+                self.stats["forgotten_accounts"] += 1
+            clocks[account_id] = t
+            self._moved.add(account_id)
+            return False
+        clocks.move_to_end(account_id)
+        if t > clock:
+            clocks[account_id] = t
+            self._moved.add(account_id)
+            return False
+        if t < clock - self._lateness_ms:
+            self.stats["too_late"] += 1
+            return True
+        return False
+
+    def watermark(self, account_id: str) -> datetime | None:
+        """The account's watermark (None: no event of it seen, or forgotten)."""
+        clock = self._clocks.get(account_id)
+        return None if clock is None else _dt(clock - self._lateness_ms)
+
+    def moved(self) -> dict[str, datetime]:
+        """``{account_id: watermark}`` of the accounts whose clock moved since the last call, for
+        ``Detectors.advance``; the other accounts have nothing new to judge."""
+        clocks, lateness = self._clocks, self._lateness_ms
+        out = {account: _dt(clocks[account] - lateness) for account in sorted(self._moved)}
+        self._moved.clear()
+        return out
+
+    def __len__(self) -> int:
+        return len(self._clocks)
 
 
 # --------------------------------------------------------------------------- facade
@@ -1139,7 +1428,9 @@ class Detectors:
                 if det is not None:
                     det.observe(account, event["workflow_id"], name, ts, failed)
 
-    def advance(self, watermark: datetime) -> list[Alert]:
+    def advance(self, watermark: Watermark) -> list[Alert]:
+        """Judge what the watermark passed: one time for every account, or ``{account_id: time}``
+        for those accounts only (``EventClocks.moved()``: each account by its own clock)."""
         out: list[Alert] = []
         for det in (self.failure_spike, self.account_failure_spike, self.stuck_run, self.queue_growth):
             if det is not None:
@@ -1154,9 +1445,10 @@ class Detectors:
         """The rules with the thresholds actually configured, in plain words."""
         parts = [det.describe() for det in (self.failure_spike, self.account_failure_spike, self.stuck_run,
                                             self.queue_growth) if det is not None]
-        parts.append("All times are event times: a minute is evaluated once the watermark (latest event time "
-                     "minus the allowed lateness) has passed its end; each alert is reported once when it starts "
-                     "firing and once when it resolves, with the same alert_id.")
+        parts.append("All times are event times: a minute is evaluated once the watermark of its account (the "
+                     "latest event time of that account, never ahead of the wall clock by more than a small "
+                     "tolerance, minus the allowed lateness) has passed its end; each alert is reported once when "
+                     "it starts firing and once when it resolves, with the same alert_id.")
         return "\n\n".join(parts)
 
 

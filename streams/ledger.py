@@ -4,20 +4,24 @@ The ledger decides, for every event of a batch, whether it is *new* (contributes
 aggregates) and which queue-wait sample it completes, so that the warehouse's aggregate
 views can simply add up new rows:
 
+Ids are only unique within an account (two tenants may use the same ``event_id`` or
+``run_id``), so every id below is the pair (``account_id``, id), as in the warehouse's keys.
+
 - Events at or below the partition's **high-water position** (the (offset, index) stored
-  last) whose event id was stored recently are skipped: they were stored before a crash or
+  last) whose (account, event id) was stored recently are skipped: they were stored before a crash or
   rebalance and are being delivered again. Exact, however the batch is cut, as long as a
   redelivery is shorter than the horizon below (a batch holds at most ``batch_max_records``
   records of at most 500 events). An event at such a position with an id *not* stored there
   means the topic was re-created (offsets start again at 0 after a memory broker restarts):
   it is stored, not skipped.
-- An ``event_id`` seen recently on the partition marks a **duplicate** (``is_new`` = 0):
+- An (``account_id``, ``event_id``) seen recently on the partition marks a **duplicate** (``is_new`` = 0):
   stored, but never counted. "Recently" is the last ``recent_capacity`` events of the
   partition, which is the documented deduplication horizon for aggregates; ``runs`` and
   ``steps`` are duplicate-proof without it.
 - Queue wait (``run.started.ts - run.queued.ts``) needs two events that may arrive in
-  either order: the second one to arrive carries the sample. Half-seen runs are kept in
-  ``open_runs`` (bounded; the oldest are dropped past ``max_open_runs``).
+  either order: the second one to arrive carries the sample; both halves must belong to the
+  same (``account_id``, ``run_id``). Half-seen runs are kept in ``open_runs`` (bounded; the
+  oldest are dropped past ``max_open_runs``).
 
 The state is rebuilt from the warehouse when a partition is (re)assigned, see
 ``sinks.clickhouse.Warehouse.load_ledger``.
@@ -26,7 +30,9 @@ The state is rebuilt from the warehouse when a partition is (re)assigned, see
 from __future__ import annotations
 
 import logging
+import sys
 from collections import OrderedDict, deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -54,21 +60,31 @@ class OpenRun:
     started_at: datetime | None = None
 
 
+Key = tuple[str, str]
+"""(account_id, id): an event or run id is only unique within its account."""
+
+
+def key_of(account_id: str, id_: str) -> Key:
+    """The ledger's key of an id; the account string is interned, so the many keys of one
+    account share it (the horizon holds 200,000 keys per partition)."""
+    return (sys.intern(account_id), id_)
+
+
 class RecentKeys:
     """A bounded, insertion-ordered set: the oldest keys fall out first."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self._keys: set[str] = set()
-        self._order: deque[str] = deque()
+        self._keys: set[Hashable] = set()
+        self._order: deque[Hashable] = deque()
 
-    def __contains__(self, key: str) -> bool:
+    def __contains__(self, key: Hashable) -> bool:
         return key in self._keys
 
     def __len__(self) -> int:
         return len(self._keys)
 
-    def add(self, key: str) -> None:
+    def add(self, key: Hashable) -> None:
         if key in self._keys:
             return
         self._keys.add(key)
@@ -84,7 +100,7 @@ class PartitionLedger:
     recent_capacity: int = 200_000
     max_open_runs: int = 500_000
     recent: RecentKeys = field(init=False)
-    open_runs: OrderedDict[str, OpenRun] = field(default_factory=OrderedDict)
+    open_runs: OrderedDict[Key, OpenRun] = field(default_factory=OrderedDict)   # by (account_id, run_id)
     skipped_redelivered: int = 0
     duplicates: int = 0
     topic_resets: int = 0
@@ -93,11 +109,13 @@ class PartitionLedger:
         self.recent = RecentKeys(self.recent_capacity)
 
     def annotate(self, event: Event, offset: int, index: int = 0) -> Annotation | None:
-        """Decide about the event at (``offset``, ``index``); None means: already stored, skip it."""
+        """Decide about the event at (``offset``, ``index``); None means: already stored, skip it.
+        Another account's event with the same ids is a different event: new, paired apart."""
         position = (offset, index)
         recent = self.recent
+        key = key_of(event.account_id, event.event_id)
         if position <= self.high_water:
-            if event.event_id in recent:
+            if key in recent:
                 self.skipped_redelivered += 1
                 return None
             # A position already used, by another event: the topic was re-created (a memory
@@ -108,33 +126,38 @@ class PartitionLedger:
                             "the topic was re-created, its events are stored as new", self.partition,
                             event.event_id, offset)
         self.high_water = position
-        if event.event_id in recent:
+        if key in recent:
             self.duplicates += 1
             return _DUPLICATE
-        recent.add(event.event_id)
+        recent.add(key)
         kind = event.type
         if kind == "run.queued":
-            return self._pair(event.run_id, queued_at=event.ts)
+            return self._pair((key[0], event.run_id), queued_at=event.ts)
         if kind == "run.started":
-            return self._pair(event.run_id, started_at=event.ts)
+            return self._pair((key[0], event.run_id), started_at=event.ts)
         return _NEW
 
-    def _pair(self, run_id: str, *, queued_at: datetime | None = None,
+    def _pair(self, key: Key, *, queued_at: datetime | None = None,
               started_at: datetime | None = None) -> Annotation:
-        run = self.open_runs.pop(run_id, None)
+        run = self.open_runs.pop(key, None)
         if run is None:
-            self.open_runs[run_id] = OpenRun(queued_at, started_at)
+            self.open_runs[key] = OpenRun(queued_at, started_at)
             if len(self.open_runs) > self.max_open_runs:
                 self.open_runs.popitem(last=False)
             return _NEW
         queued = queued_at or run.queued_at
         started = started_at or run.started_at
         if queued is None or started is None:  # the same half seen twice under two event ids
-            self.open_runs[run_id] = OpenRun(queued, started)
+            self.open_runs[key] = OpenRun(queued, started)
             return _NEW
         wait_ms = round((started - queued).total_seconds() * 1000)
         return Annotation(is_new=True, queue_wait_ms=wait_ms, queue_wait_at=started)
 
-    def remember_open_run(self, run_id: str, queued_at: datetime | None, started_at: datetime | None) -> None:
-        """Seed a half-seen run from the warehouse when the partition is loaded."""
-        self.open_runs[run_id] = OpenRun(queued_at, started_at)
+    def remember_event(self, account_id: str, event_id: str) -> None:
+        """Seed the horizon with an event stored earlier (oldest first) when the partition is loaded."""
+        self.recent.add(key_of(account_id, event_id))
+
+    def remember_open_run(self, account_id: str, run_id: str, queued_at: datetime | None,
+                          started_at: datetime | None) -> None:
+        """Seed a half-seen run of ``account_id`` from the warehouse when the partition is loaded."""
+        self.open_runs[key_of(account_id, run_id)] = OpenRun(queued_at, started_at)

@@ -24,13 +24,14 @@ def _naive(moment: datetime | None) -> datetime | None:
 
 
 def valid_events(lines: Iterable[bytes]) -> list:
-    """Each distinct valid event once (first delivery of an event_id wins)."""
+    """Each distinct valid event once (first delivery of an (account_id, event_id) wins: ids are
+    unique only within an account)."""
     seen, events = set(), []
     for line in lines:
         event = parse_event(line)
-        if isinstance(event, Rejection) or event.event_id in seen:
+        if isinstance(event, Rejection) or (event.account_id, event.event_id) in seen:
             continue
-        seen.add(event.event_id)
+        seen.add((event.account_id, event.event_id))
         events.append(event)
     return events
 
@@ -175,12 +176,12 @@ def expected_run_stats(events) -> dict[tuple, dict]:
             c[{"success": "succeeded", "failed": "failed", "stopped": "stopped"}[e.status.value]] += 1
             c["durations"].append(_ms(e.ts, e.started_at))
         elif e.type == "run.queued":
-            queued[e.run_id] = e
+            queued[(e.account_id, e.run_id)] = e
         elif e.type == "run.started":
-            started[e.run_id] = e
-    for run_id, s in started.items():
-        if run_id in queued:
-            cell(s.ts, s)["queue_waits"].append(_ms(s.ts, queued[run_id].ts))
+            started[(e.account_id, e.run_id)] = e
+    for run, s in started.items():
+        if run in queued:
+            cell(s.ts, s)["queue_waits"].append(_ms(s.ts, queued[run].ts))
     return out
 
 

@@ -77,7 +77,9 @@ def test_report_command(stack_settings, published, tmp_path):
     assert result.stdout.decode().strip() == f"wrote {out.resolve()}"
     page = out.read_text()
     assert page.count('class="panel"') == len(P.all_panels())
-    assert "workflow_type IN (&#x27;contact&#x27;,&#x27;card&#x27;)" in page   # the SQL shown per panel
+    # the SQL shown per panel, and the values it was sent with (bound, never in the SQL text)
+    assert "workflow_type IN (WITH decodeURLComponent({var_type:String})" in page
+    assert "-- {var_type:String} = %7Bcontact%2Ccard%7D" in page
 
     bad = run_cli(stack_settings, "report", "--out", str(out), "--since", "2026-11-16T06:00:00Z",
                   "--until", "2026-11-16T00:00:00Z")

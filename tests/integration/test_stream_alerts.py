@@ -47,7 +47,7 @@ def embedded_stack(alert_stack):
 
 @pytest.fixture(scope="module")
 def reader(alert_stack):
-    client = connect(alert_stack.query_url, database=alert_stack.settings.database)
+    client = connect(alert_stack.reader_dsn, database=alert_stack.settings.database)
     yield client
     client.close()
 

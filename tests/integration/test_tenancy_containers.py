@@ -44,7 +44,7 @@ def test_each_account_reader_sees_only_its_own_rows():
 
     from sinks.clickhouse import Warehouse, connect, migrate
     from sinks.rows import event_columns
-    from sinks.tenancy import tenant_sql
+    from sinks.tenancy import NOT_TENANT_READABLE, READABLE, tenant_sql
 
     container = (ClickHouseContainer(CLICKHOUSE_IMAGE, username="runlens", password="runlens")
                  .with_env("CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT", "1")
@@ -68,9 +68,13 @@ def test_each_account_reader_sees_only_its_own_rows():
             for view in ("runs", "steps", "events"):
                 seen = {r[0] for r in client.query(f"SELECT DISTINCT account_id FROM {view}").result_rows}
                 assert seen == {account}, (account, view)
+            for name in READABLE:     # every table and view a tenant may read, held to its rows
+                seen = {r[0] for r in client.query(f"SELECT DISTINCT account_id FROM {name}").result_rows}
+                assert seen <= {account}, (account, name, seen)
             assert client.query("SELECT count() FROM runs WHERE account_id != {a:String}",
                                 parameters={"a": account}).result_rows == [(0,)]
-            with pytest.raises(Exception, match="(?i)not enough privileges|ACCESS_DENIED"):
-                client.query("SELECT count() FROM dead_letters")
+            for name in NOT_TENANT_READABLE:
+                with pytest.raises(Exception, match="(?i)not enough privileges|ACCESS_DENIED"):
+                    client.query(f"SELECT count() FROM {name}")
         # the admin and the all-accounts reader are not held by the tenants' policies
         assert admin.query("SELECT uniqExact(account_id) FROM runlens.runs").result_rows == [(3,)]

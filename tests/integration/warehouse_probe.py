@@ -44,15 +44,18 @@ def _warehouse(path: str, db: str):
 
 def serve(path: str, db: str, rows: int) -> None:
     """A warehouse with ``rows`` finished runs of account ``bulk`` and 10,000 of ``small``,
-    served read-only over HTTP (the embedded read endpoint) until stdin closes."""
+    served read-only over HTTP (the embedded read endpoint) until stdin closes. Prints the
+    endpoint's URL with its (generated) reader credentials in it."""
     from embedded.read_endpoint import ReadEndpoint
+    from embedded.read_policy import Credentials
 
     client = _warehouse(path, db)
     for account, n in (("bulk", rows), ("small", 10_000)):
         client.command(GENERATE.replace("{db}", db), parameters={"account": account, "rows": n})
     client.close()
-    endpoint = ReadEndpoint(path)
-    print(endpoint.start(), flush=True)
+    endpoint = ReadEndpoint(path, database=db, credentials=Credentials.generate())
+    endpoint.start()
+    print(endpoint.dsn, flush=True)
     sys.stdin.read()
     endpoint.stop()
 

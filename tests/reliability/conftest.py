@@ -69,7 +69,7 @@ def stack_factory(tmp_path, run_prefix):
 
 
 def reader_of(stack: EmbeddedStack):
-    return connect(stack.query_url, database=stack.settings.database)
+    return connect(stack.reader_dsn, database=stack.settings.database)
 
 
 def oracle_problems(client, workload: Workload) -> list[str]:

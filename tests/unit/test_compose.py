@@ -1,12 +1,15 @@
-"""docker-compose.yml: a structural check that always runs, and (where a Docker engine and the
-compose plugin are reachable) the whole stack brought up, an event published to Kafka and read
-back through a Grafana panel query."""
+"""docker-compose.yml: a structural check that always runs (roles, start order, ports on
+loopback only, every secret from the environment and listed in .env.example), and (where a Docker
+engine and the compose plugin are reachable) the whole stack brought up with fresh secrets, an
+event published to Kafka and read back through a Grafana panel query."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import secrets
 import shutil
 import subprocess
 import time
@@ -22,6 +25,10 @@ from runlens.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+# ${NAME}, ${NAME:?message} (required), ${NAME:-default} (optional): compose's interpolation
+INTERPOLATION = re.compile(r"\$\{(\w+)(?:(:?[?-])([^}]*))?\}")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY\b|CREDENTIAL", re.IGNORECASE)
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +107,86 @@ def test_grafana_gets_every_variable_its_provisioning_reads(compose):
     assert not missing, f"Grafana's provisioning reads {sorted(missing)}, which compose does not set"
 
 
-def test_datasource_passwords_match_the_clickhouse_users(compose):
-    """Each provisioned datasource logs in as a users.d user with the password compose gives it."""
+def _required_variable(value: str) -> str | None:
+    """NAME when ``value`` is exactly ``${NAME:?message}`` (compose refuses to start without it)."""
+    match = INTERPOLATION.fullmatch(value)
+    return match.group(1) if match and match.group(2) == ":?" else None
+
+
+def _all_env(compose) -> dict[tuple[str, str], str]:
+    found = {("x-runlens-env", k): str(v) for k, v in compose["x-runlens-env"].items()}
+    for name, service in compose["services"].items():
+        found.update({(name, k): v for k, v in _env(service).items()})
+    return found
+
+
+def test_every_published_port_listens_on_loopback_only(compose):
+    published = []
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            host_ip = port.get("host_ip", "") if isinstance(port, dict) else str(port)
+            assert host_ip.startswith("127.0.0.1:") or host_ip == "127.0.0.1", f"{name} publishes {port}"
+            published.append(name)
+    assert set(published) == {"kafka", "clickhouse", "grafana"}
+
+
+def test_every_secret_comes_from_the_environment_and_is_required(compose):
+    """No literal password anywhere: each secret-named variable is exactly ${NAME:?...} (no
+    default to fall back on), and no URL carries a password of its own."""
+    secrets_seen = 0
+    for (service, key), value in _all_env(compose).items():
+        if SECRET_NAME.search(key):
+            assert _required_variable(value), f"{service}.{key} = {value!r}: take it from ${{NAME:?...}}"
+            secrets_seen += 1
+        assert not re.search(r"://[^/@\s]*:[^/@\s]*@", value), f"{service}.{key}: a password inside a URL"
+    assert secrets_seen >= 9
+    text = COMPOSE.read_text()
+    for literal in ("admin/admin", "runlens:runlens@", "PASSWORD: runlens", "PASSWORD: admin"):
+        assert literal not in text
+    grafana = _env(compose["services"]["grafana"])
+    assert _required_variable(grafana["GF_SECURITY_ADMIN_PASSWORD"]) == "GRAFANA_ADMIN_PASSWORD"
+    worker = _env(compose["services"]["worker"])
+    assert _required_variable(worker["RUNLENS_WAREHOUSE_PASSWORD"]) == "CLICKHOUSE_PASSWORD"
+    assert _required_variable(_env(compose["services"]["clickhouse"])["CLICKHOUSE_PASSWORD"]) == "CLICKHOUSE_PASSWORD"
+
+
+def test_env_example_lists_every_variable_compose_reads_without_values(compose):
+    """.env.example names every required variable, with an empty value (a copied example never
+    starts with a known password), and every optional one at least in a comment."""
+    referenced = {m.group(1): m.group(2) for value in _all_env(compose).values()
+                  for m in INTERPOLATION.finditer(value)}
+    example = ENV_EXAMPLE.read_text()
+    assigned = dict(re.findall(r"^(\w+)=(.*)$", example, re.M))
+    required = {name for name, kind in referenced.items() if kind == ":?"}
+    assert required and required <= set(assigned), f"missing from .env.example: {sorted(required - set(assigned))}"
+    assert all(value == "" for value in assigned.values()), "secrets in .env.example must be left empty"
+    for name in set(referenced) - required:
+        assert re.search(rf"^#?\s*{name}=", example, re.M), f"{name} is not documented in .env.example"
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_no_literal_password_in_the_image_or_grafana_provisioning():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert not re.search(r"(?i)(password|secret|token)\s*[=:]", dockerfile)
+    for path in (ROOT / "dashboards" / "provisioning" / "datasources").glob("*.yaml"):
+        for ds in yaml.safe_load(path.read_text())["datasources"]:
+            for key, value in (ds.get("secureJsonData") or {}).items():
+                assert re.fullmatch(r"\$\{?\w+\}?", value), f"{path.name} {ds['uid']}.{key} is a literal"
+
+
+def test_datasource_passwords_reach_grafana_from_the_environment(compose):
+    """Each provisioned datasource's password variable is given to Grafana from .env."""
     env = _env(compose["services"]["grafana"])
+    for path in (ROOT / "dashboards" / "provisioning" / "datasources").glob("*.yaml"):
+        for ds in yaml.safe_load(path.read_text())["datasources"]:
+            variable = re.fullmatch(r"\$\{?(\w+)\}?", ds["secureJsonData"]["password"]).group(1)
+            assert _required_variable(env[variable]) == variable, f"{ds['uid']}: {variable} not from .env"
+
+
+def test_datasource_passwords_match_the_clickhouse_users(compose):
+    """Each provisioned datasource logs in as a users.d user whose password ClickHouse reads from the
+    same .env variable compose gives Grafana."""
+    grafana, clickhouse = (_env(compose["services"][n]) for n in ("grafana", "clickhouse"))
     users = "".join(p.read_text() for p in (ROOT / "sinks" / "server" / "users.d").glob("*.xml"))
     for path in (ROOT / "dashboards" / "provisioning" / "datasources").glob("*.yaml"):
         for ds in yaml.safe_load(path.read_text())["datasources"]:
@@ -110,7 +194,9 @@ def test_datasource_passwords_match_the_clickhouse_users(compose):
             variable = re.fullmatch(r"\$\{?(\w+)\}?", ds["secureJsonData"]["password"]).group(1)
             block = re.search(rf"<{user}>(.*?)</{user}>", users, re.S)
             assert block, f"{ds['uid']}: ClickHouse user {user} is not defined in users.d"
-            assert f"<password>{env[variable]}</password>" in block.group(1), f"{ds['uid']}: wrong password"
+            from_env = re.search(r'<password\s+from_env="(\w+)"\s*/>', block.group(1))
+            assert from_env, f"{ds['uid']}: {user}'s password is a literal in users.d"
+            assert clickhouse.get(from_env.group(1)) == grafana[variable], f"{ds['uid']}: passwords differ"
 
 
 # --------------------------------------------------------------------------- the real stack
@@ -127,10 +213,10 @@ def _docker_compose_available() -> bool:
     return info.returncode == 0 and plugin.returncode == 0
 
 
-def _grafana(path: str, body: dict | None = None):
-    request = urllib.request.Request(f"http://localhost:3000{path}", data=json.dumps(body).encode() if body else None,
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+def _grafana(path: str, body: dict | None = None, password: str = ""):
+    auth = base64.b64encode(f"admin:{password}".encode()).decode()
+    request = urllib.request.Request(f"http://127.0.0.1:3000{path}", data=json.dumps(body).encode() if body else None,
+                                     headers={"Content-Type": "application/json", "Authorization": "Basic " + auth})
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
@@ -147,8 +233,12 @@ def test_event_reaches_a_grafana_panel(tmp_path, run_prefix):
     from tests.helpers import run_cli
 
     project = ["docker", "compose", "-p", f"runlens-{run_prefix}", "-f", str(COMPOSE)]
+    required = re.findall(r"^(\w+)=$", ENV_EXAMPLE.read_text(), re.M)
+    fresh = {name: secrets.token_hex(16) for name in required}      # never a known password
+    env = {**os.environ, **fresh}
     up = subprocess.run([*project, "up", "-d", "--build", "--wait", "--wait-timeout", "600"],
-                        capture_output=True, timeout=1200, cwd=ROOT)
+                        capture_output=True, timeout=1200, cwd=ROOT, env=env)
+    grafana = lambda path, body=None: _grafana(path, body, fresh["GRAFANA_ADMIN_PASSWORD"])  # noqa: E731
     try:
         assert up.returncode == 0, up.stderr.decode()[-3000:]
         now = datetime.now(timezone.utc)
@@ -156,13 +246,13 @@ def test_event_reaches_a_grafana_panel(tmp_path, run_prefix):
                           now - timedelta(minutes=20), now - timedelta(minutes=1))
         path = tmp_path / "events.ndjson"
         path.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
-        settings = Settings(data_dir=tmp_path, brokers="localhost:29092",
-                            warehouse_dsn="http://runlens:runlens@localhost:8123")
+        settings = Settings(data_dir=tmp_path, brokers="127.0.0.1:29092", warehouse_dsn="http://runlens@127.0.0.1:8123",
+                            warehouse_password=fresh["CLICKHOUSE_PASSWORD"])
         published = run_cli(settings, "publish", str(path))
         assert published.returncode == 0, published.stderr
 
-        assert _grafana("/api/dashboards/uid/runlens-overview")["dashboard"]["uid"] == "runlens-overview"
-        assert {r["uid"] for r in _grafana("/api/v1/provisioning/alert-rules")} == {r.uid for r in P.ALERT_RULES}
+        assert grafana("/api/dashboards/uid/runlens-overview")["dashboard"]["uid"] == "runlens-overview"
+        assert {r["uid"] for r in grafana("/api/v1/provisioning/alert-rules")} == {r.uid for r in P.ALERT_RULES}
         panel = P.OVERVIEW.panel(1)            # runs finished, through the plugin and the read-only user
         start, end = now - timedelta(hours=1), now + timedelta(minutes=5)
         sql = expand_frontend(panel.sql, TimeRange(start, end, 60), variable_values(None), variable_specs())
@@ -172,7 +262,7 @@ def test_event_reaches_a_grafana_panel(tmp_path, run_prefix):
                               "intervalMs": 60000, "maxDataPoints": 300}]}
         deadline, finished = time.monotonic() + 300, 0
         while time.monotonic() < deadline:
-            frames = _grafana("/api/ds/query", query)["results"]["A"].get("frames", [])
+            frames = grafana("/api/ds/query", query)["results"]["A"].get("frames", [])
             values = frames[0]["data"]["values"] if frames else []
             finished = values[0][0] if values and values[0] and values[0][0] is not None else 0
             if finished > 0:
@@ -180,4 +270,4 @@ def test_event_reaches_a_grafana_panel(tmp_path, run_prefix):
             time.sleep(3)
         assert finished > 0, "the published runs never showed up in the Grafana panel query"
     finally:
-        subprocess.run([*project, "down", "-v"], capture_output=True, timeout=300, cwd=ROOT)
+        subprocess.run([*project, "down", "-v"], capture_output=True, timeout=300, cwd=ROOT, env=env)

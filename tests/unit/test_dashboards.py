@@ -278,6 +278,70 @@ def test_conditional_all_edge_cases_follow_the_frontend():
     assert apply_conditional_all(nested, {"v": ["z"]}) == "f(a, g(b, c)) = 1 OR k IN ($v)"
 
 
+# JavaScript's encodeURIComponent, then !'()* encoded too (Grafana's encodeURIComponentStrict)
+@pytest.mark.parametrize("value, encoded", [
+    ("acme", "acme"),
+    ("x\\') OR 1=1 --", "x%5C%27%29%20OR%201%3D1%20--"),
+    (["acme", "o'neil"], "%7Bacme%2Co%27neil%7D"),
+    (["acme"], "%7Bacme%7D"),
+    ("\u2019\U0001f600", "%E2%80%99%F0%9F%98%80"),
+    ("A-z_0.9~!*()", "A-z_0.9~%21%2A%28%29"),
+    ("a\nb\"$__all%", "a%0Ab%22%24__all%25"),
+])
+def test_percentencode_is_grafanas_strict_encoding(value, encoded):
+    assert expand("${v:percentencode}", TR, {"v": value}) == encoded
+
+
+def test_percentencode_refuses_what_javascript_cannot_encode():
+    with pytest.raises(MacroError, match="URIError"):
+        expand("${v:percentencode}", TR, {"v": ["\ud800"]})
+
+
+def test_percentencode_output_cannot_end_or_escape_a_literal():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from urllib.parse import unquote
+
+    texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.one_of(texts, st.lists(texts, max_size=4)))
+    def check(value):
+        out = expand("${v:percentencode}", TR, {"v": value})
+        assert re.fullmatch(r"[A-Za-z0-9_.~%-]*", out), out
+        assert unquote(out) == (value if isinstance(value, str) else "{" + ",".join(value) + "}")
+
+    check()
+
+
+def test_variables_reach_the_sql_only_percent_encoded_in_a_literal():
+    """A dashboard variable appears in a query as '${name:percentencode}' (decoded by ClickHouse)
+    or as the second argument of $__conditionalAll (never formatted); in no other form."""
+    queries = [(f"{d.uid} {p.title}", p.sql) for d, p in P.all_panels()]
+    queries += [(f"variable {v.name}", v.sql) for v in P.VARIABLES if v.sql]
+    for where, sql in queries:
+        rest = sql
+        for name in used_variables(sql):
+            rest = rest.replace(f"'${{{name}:percentencode}}'", "''").replace(f", ${name})", ")")
+        assert not used_variables(rest), f"{where}: a variable in another form: {rest}"
+        assert ":singlequote" not in sql and ":sqlstring" not in sql and ":raw" not in sql
+
+
+def test_bound_expansion_puts_no_value_in_the_sql():
+    from dashboards.macros import expand_bound
+
+    sql = "SELECT 1 WHERE $__conditionalAll(a IN " + P.values_of("v") + ", $v) AND t >= $__fromTime"
+    text, params = expand_bound(sql, TR, {"v": ["x\\') OR 1=1 --", "b"]})
+    assert "OR 1=1" not in text and "{var_v:String}" in text and f"toDateTime({FROM_S})" in text
+    assert params == {"var_v": "%7Bx%5C%27%29%20OR%201%3D1%20--%2Cb%7D"}
+    text, params = expand_bound(sql, TR, {"v": [ALL]})
+    assert params == {} and "1=1" in text and "var_v" not in text
+    with pytest.raises(MacroError, match="bound form"):
+        expand_bound("SELECT 1 WHERE a IN (${v:singlequote})", TR, {"v": ["x"]})
+    with pytest.raises(MacroError, match="bound form"):
+        expand_bound("SELECT 1 WHERE a = '$v'", TR, {"v": ["x"]})
+
+
 def test_used_variables_ignores_macros_and_builtins():
     sql = P.VARIABLES[1].sql + " ${__data.fields.x} $__interval_s"
     assert used_variables(sql) == {"account"}
@@ -301,9 +365,11 @@ class FakeClient:
 
     def __init__(self):
         self.queries: list[str] = []
+        self.parameters: list[dict | None] = []
 
-    def query(self, sql):
+    def query(self, sql, parameters=None):
         self.queries.append(sql)
+        self.parameters.append(parameters)
         if "FAIL_ME" in sql:
             raise RuntimeError("Code: 60. DB::Exception: Unknown table. (UNKNOWN_TABLE)")
         t = datetime(2026, 11, 16, 0, 0)
@@ -325,7 +391,11 @@ def test_report_renders_every_panel_once_with_plotly_inlined(tmp_path):
     page = path.read_text()
     panels = P.all_panels()
     assert len(client.queries) == len(panels)
-    assert all("'acme'" in q for q in client.queries if "account_id IN" in q)
+    filtered = [(q, p) for q, p in zip(client.queries, client.parameters) if "account_id IN" in q]
+    assert filtered, "no panel filtered on the account"
+    for sql, params in filtered:   # the value travels as a bound parameter, never in the SQL text
+        assert "acme" not in sql and "{var_account:String}" in sql
+        assert params == {"var_account": "%7Bacme%7D"}
     assert page.count('class="panel"') == len(panels)
     for d, p in panels:
         assert f'data-panel="{d.uid}-panel-{p.id}"' in page
@@ -390,3 +460,65 @@ def test_duration_histogram_bands_match_the_migration():
     for column in columns:
         assert f"ADD COLUMN IF NOT EXISTS {column} " in migration
         assert f"AS {column}," in migration or f"AS {column}\n" in migration
+
+
+# --------------------------------------------------------------------------- tenants' dashboards
+
+_TABLE = re.compile(r"\b(?:FROM|(?<!ARRAY )JOIN)\s+([A-Za-z_]\w*)", re.IGNORECASE)
+
+
+def _tables(sql: str) -> set[str]:
+    return set(_TABLE.findall(sql)) - {"system"}
+
+
+def test_tenant_dashboards_read_only_what_a_tenant_may_read():
+    """Every panel and variable query of a tenant's dashboards reads tables and views its
+    ClickHouse user is granted (sinks.tenancy.READABLE): none fails on the tenant's datasource."""
+    from sinks import tenancy
+
+    assert P.PIPELINE not in G.TENANT_DASHBOARDS and len(G.TENANT_DASHBOARDS) == len(P.DASHBOARDS) - 1
+    queries = [(f"{d.uid} {p.title}", p.sql) for d in G.TENANT_DASHBOARDS for p in d.panels]
+    queries += [(f"variable {v.name}", v.sql) for v in P.VARIABLES if v.sql]
+    for where, sql in queries:
+        tables = _tables(sql)
+        assert tables, where
+        assert tables <= set(tenancy.READABLE), f"{where} reads {tables - set(tenancy.READABLE)}"
+    # and the pipeline dashboard is the operators' because it reads what tenants may not
+    assert any(_tables(p.sql) & set(tenancy.NOT_TENANT_READABLE) for p in P.PIPELINE.panels)
+
+
+def test_tenant_dashboards_use_the_tenants_datasource_with_the_account_fixed():
+    from sinks import tenancy
+
+    models = G.tenant_dashboards("acme")
+    assert [m["uid"] for m in models] == [f"{d.uid}-acme" for d in G.TENANT_DASHBOARDS]
+    for model in models:
+        text = json.dumps(model)
+        assert P.DATASOURCE_UID not in text, f"{model['uid']} refers to the all-accounts datasource"
+        refs = [p["datasource"] for p in model["panels"]] + [t["datasource"] for _, t in _all_targets(model)]
+        refs += [v["datasource"] for v in model["templating"]["list"] if v["type"] == "query"]
+        assert {r["uid"] for r in refs} == {tenancy.datasource_uid("acme")}
+        account = model["templating"]["list"][0]
+        assert account["name"] == "account" and account["type"] == "constant" and account["query"] == "acme"
+        assert account["hide"] == 2, "the account variable is hidden on a tenant's dashboard"
+        assert model["tags"] == ["runlens-tenant-acme"]
+        for link in re.findall(r"/d/([\w-]+)\?", text):
+            assert link in {m["uid"] for m in models}, f"{model['uid']} links to {link}"
+    assert "runlens-tenant-acme" in model["links"][0]["tags"]
+
+
+def test_tenant_uids_fit_grafanas_limit():
+    from sinks import tenancy
+
+    long = "a" * 60
+    assert len(G.tenant_uid("runlens-workflow", long)) <= 40
+    assert G.tenant_uid("runlens-workflow", long) != G.tenant_uid("runlens-workflow", long[:-1] + "b")
+    assert len(tenancy.datasource_uid(long)) <= 40 and len(G.tenant_folder(long)[0]) <= 40
+    with pytest.raises(ValueError):
+        G.tenant_dashboards("acme' OR 1=1")
+
+
+def test_operator_variables_take_no_typed_in_values():
+    for d in _dashboards().values():
+        for v in d["templating"]["list"]:
+            assert v["allowCustomValue"] is False, f"{d['uid']}: ${v['name']} accepts typed-in values"

@@ -1,7 +1,9 @@
 """Alert detectors (``streams.detectors``): injected failure spikes fire fast and resolve,
 two days of normal traffic raise no failure-spike or queue alert, low-volume workflows are
 never judged on noise, late and reordered events give the same alerts, stuck runs and
-growing queues are caught, output is deterministic and state stays under its caps."""
+growing queues are caught, output is deterministic and state stays under its caps; with one
+event-time clock per account no account's clock changes another's alerts, and a watermark
+that jumps by years costs only the minutes that hold data."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from producers.workload import Backlog, Spike, WorkloadConfig, generate, perturb
 from streams.detectors import (
     Alert,
     Detectors,
+    EventClocks,
     FailureSpikeDetector,
     QueueGrowthDetector,
     StuckRunDetector,
@@ -562,3 +565,164 @@ def test_describe_states_every_rule_with_its_default_thresholds():
         assert needle in text, needle
     import streams.detectors as mod
     assert "1 in 10,000" in mod.__doc__ and "max(5 minutes, 5 x the 99th percentile" in mod.__doc__
+
+
+# --------------------------------------------------------------------------- one clock per account
+
+
+TOLERANCE = timedelta(minutes=1)
+
+
+def run_per_account(events, lateness: timedelta = 2 * MIN, *, wall=None, detectors: Detectors | None = None,
+                    advance_every: int = 1):
+    """Feed contract events the way the worker does now: dedupe by (account, event_id), one
+    event-time clock per account (``EventClocks``), each account advanced by its own watermark.
+    ``wall(i, ev)`` is the worker's wall clock when it sees event i (default: the newest event
+    time of the stream so far, i.e. a live stream read as it happens). Returns (alerts, detectors,
+    clocks)."""
+    d = detectors or Detectors()
+    clocks = EventClocks(lateness, TOLERANCE)
+    alerts: list[Alert] = []
+    seen: set[tuple[str, str]] = set()
+    newest = None
+    for i, ev in enumerate(events):
+        if not ev["type"].startswith("run.") or (ev["account_id"], ev["event_id"]) in seen:
+            continue
+        seen.add((ev["account_id"], ev["event_id"]))
+        t = ts(ev)
+        if ev["account_id"] != "mallory":
+            newest = t if newest is None or t > newest else newest
+        now = wall(i, ev) if wall is not None else (newest or t)
+        clocks.observe(ev["account_id"], t, now)
+        d.observe_event(ev)
+        if i % advance_every == 0:
+            alerts += d.advance(clocks.moved())
+    alerts += d.advance(clocks.moved())
+    return alerts, d, clocks
+
+
+def mallory_events(at: datetime, runs: int = 3, prefix: str = "m"):
+    """A sender of account "mallory" whose clock says ``at``: runs queued, started, one finished."""
+    evs = []
+    for i in range(runs):
+        evs += [run_ev("mallory", "wf-m", f"{prefix}{i}", "run.queued", at + timedelta(seconds=i)),
+                run_ev("mallory", "wf-m", f"{prefix}{i}", "run.started", at + timedelta(seconds=i + 1))]
+    evs.append(run_ev("mallory", "wf-m", f"{prefix}0", "run.finished", at + timedelta(seconds=5), status="failed",
+                      started=at + timedelta(seconds=1)))
+    return evs
+
+
+def test_event_clocks_are_per_account_capped_at_the_wall_clock_and_count_late_events_per_account():
+    now = MONDAY + timedelta(hours=10)
+    clocks = EventClocks(2 * MIN, TOLERANCE)
+    assert clocks.observe("acme", now - MIN, now) is False
+    assert clocks.observe("mallory", now + timedelta(days=2), now) is False     # capped, not too late
+    assert clocks.observe("mallory", datetime(9999, 12, 31, tzinfo=UTC), now) is False
+    assert clocks.watermark("mallory") == now + TOLERANCE - 2 * MIN            # never past wall + tolerance
+    assert clocks.watermark("acme") == now - 3 * MIN                            # mallory moved nothing here
+    assert clocks.stats["capped"] == 2
+    assert clocks.moved() == {"acme": now - 3 * MIN, "mallory": now + TOLERANCE - 2 * MIN}
+    assert clocks.moved() == {}                                                 # nothing new since
+    # an event is too late only against its own account's watermark
+    assert clocks.observe("acme", now - 4 * MIN, now) is True
+    assert clocks.observe("globex", now - timedelta(hours=5), now) is False     # its first event
+    assert clocks.observe("acme", now - timedelta(minutes=2, seconds=30), now) is False
+    assert clocks.stats["too_late"] == 1 and clocks.moved() == {"globex": now - timedelta(hours=5, minutes=2)}
+    # the wall clock moving on lets the capped clock follow, never jump
+    later = now + timedelta(minutes=10)
+    clocks.observe("mallory", now + timedelta(days=2), later)
+    assert clocks.watermark("mallory") == later + TOLERANCE - 2 * MIN
+    # clocks never go back
+    clocks.observe("acme", now - timedelta(hours=1), later)
+    assert clocks.watermark("acme") == now - 3 * MIN
+    small = EventClocks(MIN, TOLERANCE, max_accounts=2)
+    for account in ("a", "b", "c"):
+        small.observe(account, now, now)
+    assert len(small) == 2 and small.watermark("a") is None and small.stats["forgotten_accounts"] == 1
+
+
+def test_a_future_dated_account_cannot_suppress_or_fabricate_another_accounts_alerts(live_with_faults):
+    """The attack: before a real failure spike in acme, account mallory sends events dated two
+    days ahead (and one in year 9999). With one clock per worker the spike is never raised and
+    acme's runs in flight look stuck; with one clock per account acme's alerts are exactly those
+    of the same stream without mallory."""
+    spike, _, events = live_with_faults
+    start = ts(events[0])
+    attack = mallory_events(start + timedelta(days=2)) + mallory_events(datetime(9999, 1, 1, tzinfo=UTC), 1, "n")
+    honest, _, _ = run_per_account(events)
+    # the wall clock of a live stream: mallory's events arrive at `start`; the others as they happen
+    attacked, d, clocks = run_per_account(
+        attack + events, wall=lambda i, ev: start if ev["account_id"] == "mallory" else ts(ev))
+    mine = [a for a in attacked if a.account_id != "mallory"]
+    assert mine == honest
+    spikes = [a for a in mine if a.kind == "failure_spike" and a.account_id == "acme" and a.state == "firing"]
+    assert spikes and all(spike.at < a.started_at <= spike.at + timedelta(minutes=7) for a in spikes)
+    assert not [a for a in mine if a.kind == "stuck_run" and a.account_id == "acme"]
+    assert clocks.watermark("mallory") <= start + TOLERANCE
+    # premise: the same stream judged by one clock for everyone (the worker before) loses the spike
+    single, _, _ = run_events(attack + events)
+    assert not [a for a in single if a.kind == "failure_spike" and a.account_id == "acme"]
+
+
+def test_each_accounts_alerts_depend_only_on_its_own_events(live_with_faults):
+    """Advanced by per-account clocks, the mixed stream gives every account exactly the alerts its
+    own events give when judged alone, however the accounts' traffic interleaves."""
+    _, _, events = live_with_faults
+    mixed, _, _ = run_per_account(events, advance_every=7)
+    assert {a.account_id for a in mixed} >= {"acme", "globex"}
+    for account in sorted({e["account_id"] for e in events}):
+        alone, _, _ = run_events([e for e in events if e["account_id"] == account])
+        assert [a for a in mixed if a.account_id == account] == alone, account
+
+
+def test_advancing_to_year_9999_costs_only_the_minutes_that_hold_data():
+    """A watermark that jumps by years evaluates the minutes that hold data or due work, not
+    every minute in between: the counters of evaluated minutes stay the same whether the jump
+    is a day or 8,000 years."""
+    t0 = MONDAY + timedelta(hours=8)
+    runs = normal_runs("acme", "wf-a", t0, 100, 30)
+    hung = t0 + timedelta(minutes=20)
+    evs = hand_stream("acme", "wf-a", runs + [("hung", hung, hung, None, None), ("q", hung, None, None, None)])
+
+    def cost(target):
+        d = Detectors()
+        for ev in evs:
+            d.observe_event(ev)
+        d.advance(t0 + timedelta(hours=1))
+        before = (d.failure_spike.stats["evaluated_minutes"], d.account_failure_spike.stats["evaluated_minutes"],
+                  d.stuck_run.stats["ticks"], d.queue_growth.stats["sampled_minutes"])
+        out = d.advance(target)
+        after = (d.failure_spike.stats["evaluated_minutes"], d.account_failure_spike.stats["evaluated_minutes"],
+                 d.stuck_run.stats["ticks"], d.queue_growth.stats["sampled_minutes"])
+        return [b - a for a, b in zip(before, after)], out, d
+
+    day, day_alerts, _ = cost(t0 + timedelta(days=1))
+    far, far_alerts, d = cost(datetime(9999, 12, 31, 23, 0, tzinfo=UTC))
+    assert far == day and max(far) <= 10, far
+    assert day_alerts == far_alerts == []   # "hung" fired within the first hour; nothing new
+    # per-account mode: the same for one account's own far-future clock
+    single = Detectors()
+    for ev in evs:
+        single.observe_event(ev)
+    single.advance({"acme": datetime(9999, 12, 31, tzinfo=UTC)})
+    assert single.stuck_run.stats["ticks"] < 100 and single.queue_growth.stats["sampled_minutes"] < 100
+    assert single.failure_spike.stats["evaluated_minutes"] < 200
+
+
+def test_a_run_not_judged_for_lack_of_history_waits_for_it_without_costing_ticks():
+    t0 = MONDAY
+    det = StuckRunDetector(cold_floor_seconds=None, min_samples=5)
+    det.run_started("acme", "wf-new", "New", "waiting", t0)
+    assert det.advance(datetime(9999, 1, 1, tzinfo=UTC)) == [] and det.stats["ticks"] <= 2
+    # five runs of the workflow finish later (event time): from then on "waiting" is judged
+    late = StuckRunDetector(cold_floor_seconds=None, min_samples=5)
+    late.run_started("acme", "wf-new", "New", "waiting", t0)
+    late.advance(t0 + timedelta(hours=2))
+    for i in range(5):
+        at = t0 + timedelta(hours=2, minutes=i)
+        late.run_started("acme", "wf-new", "New", f"ok{i}", at)
+        late.run_finished("acme", "wf-new", f"ok{i}", at, at + timedelta(seconds=30))
+    (alert,) = late.advance(t0 + timedelta(hours=3))
+    assert alert.subject == "waiting" and alert.numbers["threshold_seconds"] == 300
+    assert alert.started_at == t0 + timedelta(minutes=5)             # stuck since start + threshold,
+    assert alert.numbers["running_seconds"] == 2 * 3600 + 5 * 60      # reported once the history arrived

@@ -1,6 +1,7 @@
 """`runlens grafana push` against a stand-in for Grafana's HTTP API on loopback: what it uploads,
-that a second push updates instead of duplicating, and the one-line errors for a wrong URL or
-token."""
+that a second push updates instead of duplicating, the one-line errors for a wrong URL or
+token, where the token comes from (the environment; --token only with a warning) and that it is
+never printed; a tenant's push and provisioning files."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class FakeGrafana:
     """The endpoints grafana-client calls, with Grafana's status codes (404 for a missing uid,
     409 for creating a uid twice, 401 without the right bearer token)."""
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1"):
         self.datasources: dict[str, dict] = {}
         self.folders: dict[str, dict] = {}
         self.dashboards: dict[str, dict] = {}
@@ -29,6 +30,7 @@ class FakeGrafana:
         self.contact_points: dict[str, dict] = {}
         self.policy: dict = {"receiver": "grafana-default-email", "routes": [{"receiver": "ops", "object_matchers": [["team", "=", "ops"]]}]}
         self.calls: list[tuple[str, str]] = []
+        self.org_headers: list[str | None] = []
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,6 +50,7 @@ class FakeGrafana:
                 body = json.loads(self.rfile.read(length)) if length else None
                 path = self.path.split("?")[0]
                 fake.calls.append((method, path))
+                fake.org_headers.append(self.headers.get("X-Grafana-Org-Id"))
                 if path == "/api/health":
                     return self._reply(200, {"database": "ok", "version": "11.6.0"})
                 if self.headers.get("Authorization") != f"Bearer {TOKEN}":
@@ -64,8 +67,8 @@ class FakeGrafana:
             def do_PUT(self):  # noqa: N802
                 self._handle("PUT")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def route(self, method, path, body):  # noqa: C901 - one branch per endpoint
@@ -150,9 +153,16 @@ class FakeGrafana:
         self.server.server_close()
 
 
-def _push(capsys, *args: str) -> tuple[int, str, str]:
+@pytest.fixture(autouse=True)
+def token_env(monkeypatch):
+    """The token where it belongs: in the environment."""
+    monkeypatch.delenv("GRAFANA_TOKEN", raising=False)
+    monkeypatch.setenv("RUNLENS_GRAFANA_TOKEN", TOKEN)
+
+
+def _run(capsys, command: str, *args: str) -> tuple[int, str, str]:
     try:
-        main(["grafana", "push", *args])
+        main(["grafana", command, *args])
         code = 0
     except SystemExit as exc:
         code = exc.code or 0
@@ -160,9 +170,13 @@ def _push(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def _push(capsys, *args: str) -> tuple[int, str, str]:
+    return _run(capsys, "push", *args)
+
+
 def test_push_uploads_everything_and_is_idempotent(capsys):
     with FakeGrafana() as grafana:
-        args = ("--url", grafana.url, "--token", TOKEN, "--clickhouse-url", "http://ch.example:8124",
+        args = ("--url", grafana.url, "--clickhouse-url", "http://ch.example:8124",
                 "--reader-password", "secret", "--webhook-url", "http://hooks.example/runlens")
         code, out, err = _push(capsys, *args)
         assert code == 0, err
@@ -195,20 +209,24 @@ def test_push_uploads_everything_and_is_idempotent(capsys):
 
 def test_push_without_webhook_leaves_notifications_alone(capsys):
     with FakeGrafana() as grafana:
-        code, out, err = _push(capsys, "--url", grafana.url, "--token", TOKEN)
+        code, out, err = _push(capsys, "--url", grafana.url)
         assert code == 0, err
+        assert not err, "a push over loopback with the token in the environment warns about nothing"
         assert "contact point: skipped" in out
         assert not grafana.contact_points and grafana.policy["receiver"] == "grafana-default-email"
         assert grafana.datasources[P.DATASOURCE_UID]["jsonData"]["host"] == "clickhouse"
 
 
-def test_wrong_token_is_one_line(capsys):
+def test_wrong_token_is_one_line(capsys, monkeypatch):
+    monkeypatch.setenv("RUNLENS_GRAFANA_TOKEN", "glsa_wrong_but_secret_0123")
     with FakeGrafana() as grafana:
-        code, out, err = _push(capsys, "--url", grafana.url, "--token", "wrong")
+        code, out, err = _push(capsys, "--url", grafana.url)
         assert code == 1
         assert err.strip().splitlines() == [
-            f"runlens: error: Grafana at {grafana.url} rejected the token (401 Unauthorized): check --token"]
+            f"runlens: error: Grafana at {grafana.url} rejected the token (401 Unauthorized): "
+            "check RUNLENS_GRAFANA_TOKEN"]
         assert not grafana.dashboards
+        assert "glsa_wrong_but_secret_0123" not in out + err
 
 
 @pytest.mark.parametrize("url, message", [
@@ -216,7 +234,7 @@ def test_wrong_token_is_one_line(capsys):
     ("localhost:3000", "is not an http(s) URL"),
 ])
 def test_wrong_url_is_one_line(capsys, url, message):
-    code, out, err = _push(capsys, "--url", url, "--token", TOKEN, "--timeout", "3")
+    code, out, err = _push(capsys, "--url", url, "--timeout", "3")
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
@@ -224,5 +242,139 @@ def test_wrong_url_is_one_line(capsys, url, message):
 
 def test_url_that_is_not_grafana(capsys):
     with FakeGrafana() as grafana:
-        code, out, err = _push(capsys, "--url", grafana.url + "/nothing-here", "--token", TOKEN)
+        code, out, err = _push(capsys, "--url", grafana.url + "/nothing-here")
         assert code == 1 and "does not answer like Grafana" in err
+
+
+# --------------------------------------------------------------------------- the token
+
+
+def test_token_from_the_other_environment_variable(capsys, monkeypatch):
+    monkeypatch.delenv("RUNLENS_GRAFANA_TOKEN")
+    monkeypatch.setenv("GRAFANA_TOKEN", TOKEN)
+    with FakeGrafana() as grafana:
+        code, out, err = _push(capsys, "--url", grafana.url)
+        assert code == 0 and not err, err
+        assert set(grafana.dashboards) == {d.uid for d in P.DASHBOARDS}
+
+
+def test_token_on_the_command_line_works_but_warns(capsys, monkeypatch):
+    monkeypatch.delenv("RUNLENS_GRAFANA_TOKEN")
+    with FakeGrafana() as grafana:
+        code, out, err = _push(capsys, "--url", grafana.url, "--token", TOKEN)
+        assert code == 0, err
+        (line,) = err.strip().splitlines()
+        assert line.startswith("runlens: warning: --token is deprecated") and "RUNLENS_GRAFANA_TOKEN" in line
+        assert TOKEN not in out + err
+
+
+def test_token_file(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("RUNLENS_GRAFANA_TOKEN")
+    path = tmp_path / "token"
+    path.write_text(TOKEN + "\n")
+    with FakeGrafana() as grafana:
+        code, out, err = _push(capsys, "--url", grafana.url, "--token-file", str(path))
+        assert code == 0 and not err, err
+    path.write_text("")
+    code, out, err = _push(capsys, "--url", "http://127.0.0.1:9", "--token-file", str(path))
+    assert code == 1 and err.strip().splitlines() == [f"runlens: error: --token-file: {path} is empty"]
+
+
+def test_no_token_is_one_line(capsys, monkeypatch):
+    monkeypatch.delenv("RUNLENS_GRAFANA_TOKEN")
+    code, out, err = _push(capsys, "--url", "http://127.0.0.1:9")
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "runlens: error: no Grafana token: set RUNLENS_GRAFANA_TOKEN (or GRAFANA_TOKEN), or use --token-file"]
+
+
+def _local_address() -> str | None:
+    """This machine's address on its outgoing interface (not loopback), if it has one. A UDP
+    connect picks the interface without sending anything."""
+    import ipaddress
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("203.0.113.1", 9))
+            address = probe.getsockname()[0]
+    except OSError:
+        return None
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+def test_plain_http_to_another_host_warns_and_never_shows_the_token(capsys, monkeypatch):
+    address = _local_address()
+    if address is None:
+        pytest.skip("no non-loopback interface to serve the stand-in Grafana on")
+    with FakeGrafana(address) as grafana:
+        code, out, err = _push(capsys, "--url", grafana.url)
+        assert code == 0, err
+        assert err.strip().splitlines() == [
+            f"runlens: warning: sending the Grafana token over plain http to {address}: anyone on the network path "
+            "can read it (use https)"]
+        assert TOKEN not in out + err
+
+
+def test_credentials_in_the_url_are_never_printed(capsys, monkeypatch):
+    monkeypatch.delenv("RUNLENS_GRAFANA_TOKEN")
+    code, out, err = _push(capsys, "--url", "http://admin:s3cret-pass@127.0.0.1:9", "--timeout", "3")
+    assert code == 1
+    assert "s3cret-pass" not in out + err
+    assert "--url carries a password" in err
+
+
+@pytest.mark.parametrize("url, warned", [
+    ("http://grafana.example:3000", True), ("http://10.0.0.5", True), ("https://grafana.example", False),
+    ("http://localhost:3000", False), ("http://127.0.0.2:3000", False), ("http://[::1]:3000", False),
+])
+def test_transport_warning(url, warned):
+    from runlens.grafana_cmd import transport_warning
+
+    assert (transport_warning(url) is not None) == warned
+
+
+# --------------------------------------------------------------------------- tenants
+
+
+def test_tenant_push_uses_the_tenants_datasource_folder_and_organisation(capsys, monkeypatch):
+    from sinks import tenancy
+
+    monkeypatch.setenv("RUNLENS_GRAFANA_ACME_PASSWORD", "acme-secret")
+    with FakeGrafana() as grafana:
+        code, out, err = _push(capsys, "--url", grafana.url, "--tenant", "acme", "--org-id", "3")
+        assert code == 0, err
+        assert set(grafana.org_headers) == {"3"}, "every request goes to the tenant's organisation"
+        (ds,) = grafana.datasources.values()
+        assert ds["uid"] == tenancy.datasource_uid("acme") and ds["jsonData"]["username"] == "runlens_acme"
+        assert ds["secureJsonData"]["password"] == "acme-secret"
+        assert set(grafana.folders) == {"runlens-acme"}
+        assert len(grafana.dashboards) == 4 and not grafana.rules and not grafana.contact_points
+        for body in grafana.dashboards.values():
+            text = json.dumps(body["dashboard"])
+            assert P.DATASOURCE_UID not in text, "a tenant dashboard refers to the all-accounts datasource"
+            assert body["folderUid"] == "runlens-acme"
+        assert "alert rules: skipped" in out
+        assert "acme-secret" not in out + err
+
+
+def test_tenant_must_be_a_valid_account(capsys):
+    code, out, err = _push(capsys, "--url", "http://127.0.0.1:9", "--tenant", "acme' OR 1=1")
+    assert code == 1 and err.startswith("runlens: error: --tenant:")
+
+
+def test_provision_writes_the_tenants_files(capsys, tmp_path):
+    import yaml
+
+    code, out, err = _run(capsys, "provision", "--tenant", "globex", "--org-id", "4", "--out", str(tmp_path),
+                          "--clickhouse-url", "https://ch.internal:9443")
+    assert code == 0, err
+    names = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert names == ["dashboards/runlens-failures-globex.json", "dashboards/runlens-overview-globex.json",
+                     "dashboards/runlens-queue-globex.json", "dashboards/runlens-workflow-globex.json",
+                     "provisioning/dashboards/runlens-globex.yaml", "provisioning/datasources/runlens-globex.yaml"]
+    (ds,) = yaml.safe_load((tmp_path / "provisioning/datasources/runlens-globex.yaml").read_text())["datasources"]
+    assert ds["orgId"] == 4 and ds["jsonData"]["username"] == "runlens_globex"
+    assert ds["jsonData"]["host"] == "ch.internal" and ds["jsonData"]["port"] == 9443 and ds["jsonData"]["secure"]
+    (provider,) = yaml.safe_load((tmp_path / "provisioning/dashboards/runlens-globex.yaml").read_text())["providers"]
+    assert provider["orgId"] == 4 and provider["folderUid"] == "runlens-globex"

@@ -1,5 +1,6 @@
 """The worker's per-partition ledger: redeliveries skipped, duplicates marked, queue waits paired,
-and a re-created topic's reused offsets stored rather than skipped."""
+a re-created topic's reused offsets stored rather than skipped, and ids keyed by account (two
+tenants may reuse an event_id or run_id; neither loses events or pairs with the other)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from schemas.validation import decode_event
 from streams.ledger import PartitionLedger, RecentKeys
 
 
-def _event(event_id: str, run_id: str = "r1", type_: str = "run.queued", ts: str = "2026-11-16T10:00:00Z"):
-    doc = {"event_id": event_id, "schema_version": 2, "type": type_, "ts": ts, "account_id": "a",
+def _event(event_id: str, run_id: str = "r1", type_: str = "run.queued", ts: str = "2026-11-16T10:00:00Z",
+           account: str = "a"):
+    doc = {"event_id": event_id, "schema_version": 2, "type": type_, "ts": ts, "account_id": account,
            "run_id": run_id, "workflow_id": "w", "workflow_name": "W", "workflow_version": 1,
            "workflow_type": "card", "trigger": "manual"}
     return decode_event(orjson.dumps(doc))
@@ -60,3 +62,52 @@ def test_recent_keys_forget_the_oldest_first():
         keys.add(key)
     keys.add("c")            # already there: does not move or grow
     assert "a" not in keys and all(k in keys for k in "bcd") and len(keys) == 3
+
+
+def test_the_same_event_id_in_two_accounts_is_two_new_events():
+    """Account b reusing account a's event id is not a duplicate: both count."""
+    ledger = PartitionLedger(0)
+    assert ledger.annotate(_event("e1", account="a"), 1).is_new
+    assert ledger.annotate(_event("e1", account="b"), 2).is_new
+    assert ledger.duplicates == 0
+    # a real duplicate is still one, per account
+    again = ledger.annotate(_event("e1", account="b"), 3)
+    assert again is not None and not again.is_new and ledger.duplicates == 1
+    # and redeliveries of both positions are recognised as such
+    assert ledger.annotate(_event("e1", account="a"), 1) is None
+    assert ledger.annotate(_event("e1", account="b"), 2) is None
+    assert ledger.topic_resets == 0
+
+
+def test_a_redelivered_position_holding_another_accounts_event_is_not_taken_for_a_redelivery():
+    """The position was stored with account a's event; account b's event with the same id at it
+    means the topic was re-created: stored, not skipped."""
+    ledger = PartitionLedger(0)
+    ledger.annotate(_event("e1", account="a"), 5)
+    note = ledger.annotate(_event("e1", account="b"), 5)
+    assert note is not None and note.is_new and ledger.topic_resets == 1
+
+
+def test_queue_waits_pair_only_within_one_account():
+    """a's run.queued and b's run.started of the same run_id are two half-seen runs, not a sample."""
+    ledger = PartitionLedger(0)
+    assert ledger.annotate(_event("qa", "r1", "run.queued", "2026-11-16T10:00:00Z", account="a"), 1).queue_wait_ms is None
+    assert ledger.annotate(_event("sb", "r1", "run.started", "2026-11-16T10:00:09Z", account="b"), 2).queue_wait_ms is None
+    assert set(ledger.open_runs) == {("a", "r1"), ("b", "r1")}
+    sa = ledger.annotate(_event("sa", "r1", "run.started", "2026-11-16T10:00:01Z", account="a"), 3)
+    qb = ledger.annotate(_event("qb", "r1", "run.queued", "2026-11-16T10:00:07Z", account="b"), 4)
+    assert (sa.queue_wait_ms, qb.queue_wait_ms) == (1000, 2000)
+    assert not ledger.open_runs
+
+
+def test_a_ledger_seeded_from_storage_keys_by_account():
+    """What ``Warehouse.load_ledger`` seeds: stored (account, event id) pairs and half-seen runs."""
+    ledger = PartitionLedger(0, high_water=(9, 0))
+    ledger.remember_event("a", "e1")
+    ledger.remember_open_run("a", "r1", queued_at=_event("x").ts, started_at=None)
+    assert ledger.annotate(_event("e1", "r9", account="a"), 9) is None      # a's e1 was stored there
+    assert ledger.annotate(_event("e1", "r9", account="b"), 10).is_new    # b's e1 is another event
+    late = ledger.annotate(_event("s", "r1", "run.started", "2026-11-16T10:00:03Z", account="b"), 11)
+    assert late.queue_wait_ms is None                                      # not a's queued run
+    own = ledger.annotate(_event("s", "r1", "run.started", "2026-11-16T10:00:03Z", account="a"), 12)
+    assert own.queue_wait_ms == 3000

@@ -79,3 +79,32 @@ def test_provisioned_files_are_the_generated_ones():
 
     sources = yaml.safe_load(grafana.read_text())["datasources"]
     assert [s["jsonData"]["username"] for s in sources] == ["runlens_acme", "runlens_globex", "runlens_initech"]
+
+
+def test_the_dashboards_tables_carry_policies_and_the_dead_letters_none():
+    for table in ("run_notes", "run_stats_hourly", "step_stats_hourly", "step_stats_daily", "alert_events"):
+        assert table in tenancy.POLICY_TABLES and table in tenancy.READABLE
+    for table in ("dead_letters", "rejected_events", "account_plans", "retention_plans", "pipeline_metrics"):
+        assert table in tenancy.NOT_TENANT_READABLE and table not in tenancy.READABLE
+    assert not set(tenancy.READABLE) & set(tenancy.NOT_TENANT_READABLE)
+
+
+def test_row_policy_can_name_another_grantee_but_not_an_injected_one():
+    policy = tenancy.row_policy_sql("runlens", "acme", to="default")
+    assert policy.startswith("CREATE ROW POLICY IF NOT EXISTS runlens_acme_rows ON runlens.events, ")
+    assert policy.endswith("USING account_id = 'acme' TO default")
+    with pytest.raises(ValueError):
+        tenancy.row_policy_sql("runlens", "acme", to="default, other")
+
+
+def test_tenant_datasource_in_its_own_organisation():
+    import yaml
+
+    (ds,) = yaml.safe_load(tenancy.grafana_datasources(["acme"], org_id=7, host="ch.internal", port=8443,
+                                                       secure=True))["datasources"]
+    assert ds["orgId"] == 7 and ds["uid"] == tenancy.datasource_uid("acme")
+    assert ds["jsonData"] == {"host": "ch.internal", "port": 8443, "protocol": "http", "secure": True,
+                              "username": "runlens_acme", "defaultDatabase": "runlens"}
+    assert ds["secureJsonData"]["password"] == "$RUNLENS_GRAFANA_ACME_PASSWORD"
+    with pytest.raises(ValueError):
+        tenancy.grafana_datasources(["acme"], host="ch\n  evil: 1")

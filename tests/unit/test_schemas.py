@@ -3,12 +3,16 @@ events round-trip through the models and validate against the exported JSON Sche
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timezone
+
 import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
 from schemas import Rejection, RunFinished, StepFinished, event_json_schema, parse_event
-from schemas.events import ErrorClass, RunStatus
+from schemas.events import JSON_INT_MAX, JSON_INT_MIN, MAX_JSON_DEPTH, ErrorClass, RunStatus
+from schemas.validation import decode_event
 
 
 def _lines(path):
@@ -122,3 +126,108 @@ def test_step_finished_failed_requires_error(sample_events_path):
     doc.pop("error")
     result = parse_event(orjson.dumps(doc))
     assert isinstance(result, Rejection) and "error is required" in result.reason
+
+
+# -- the bounds runlens adds so that whatever validates can be stored ----------------------------
+
+def _nested(depth: int, leaf=1):
+    value = leaf
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return {"a": value} if depth else leaf
+
+
+def _step_finished(sample_events_path) -> dict:
+    doc = orjson.loads(_lines(sample_events_path)[3])
+    assert doc["type"] == "step.finished"
+    return doc
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    (_nested(MAX_JSON_DEPTH), True),
+    (_nested(MAX_JSON_DEPTH + 1), False),
+    ({"list": [[[[1]]]]}, True),
+    ({"x": JSON_INT_MAX, "y": JSON_INT_MIN}, True),
+    ({"x": JSON_INT_MAX + 1}, False),
+    ({"x": [0, JSON_INT_MIN - 1]}, False),
+    ({"x": 1.5e308, "y": -0.0}, True),
+])
+def test_input_and_output_are_bounded_in_depth_and_integers(sample_events_path, value, ok):
+    for name in ("input", "output"):
+        doc = _step_finished(sample_events_path)
+        doc[name] = value
+        result = parse_event(json.dumps(doc).encode())   # orjson cannot write the big integers
+        assert isinstance(result, StepFinished) == ok, result
+        if not ok:
+            assert result.field == name and ("nested deeper than 32 levels" in result.reason
+                                             or "64-bit range" in result.reason)
+
+
+def test_a_big_integer_is_rejected_with_its_path_not_rounded(sample_events_path):
+    line = orjson.dumps(_step_finished(sample_events_path)).replace(
+        b'"input":{', b'"input":{"n":[1,123456789012345678901234567890],', 1)
+    result = parse_event(line)
+    assert isinstance(result, Rejection) and result.field == "input"
+    assert result.reason == "integer outside the 64-bit range (-2**63 .. 2**64-1) at ['n'][1]"
+
+
+@pytest.mark.parametrize("depth", [40, 600, 1000, 5000, 100_000])
+def test_any_nesting_is_a_rejection_never_an_exception(sample_events_path, depth):
+    base = orjson.dumps(_step_finished(sample_events_path))
+    for opener, closer in ((b'{"a":', b"}"), (b"[", b"]")):
+        nested = opener * depth + b"1" + closer * depth
+        in_input = base.replace(b'"input":', b'"input":{"deep":' + nested + b'},"_":', 1)
+        in_unknown_field = base.replace(b'"input":', b'"unknown_field":' + nested + b',"input":', 1)
+        for line, accepted in ((in_input, False), (in_unknown_field, depth <= 600), (nested, False)):
+            result = parse_event(line, max_bytes=2**24)
+            assert isinstance(result, Rejection) != accepted, (depth, result)
+            assert isinstance(decode_event(line, max_bytes=2**24), Rejection) != accepted
+            if isinstance(result, Rejection) and line is not nested:
+                assert result.reason == "JSON nested too deeply" or (
+                    result.field == "input" and result.reason.startswith("nested deeper than 32 levels"))
+
+
+@pytest.mark.parametrize(("ts", "reason_part"), [
+    ("1999-12-31T23:59:59.999Z", "before 2000-01-01"),
+    ("1970-01-01T00:00:00Z", "before 2000-01-01"),
+    ("0001-01-01T00:00:00+01:00", "before 2000-01-01"),      # converting it to UTC would overflow
+    ("9999-12-31T23:59:59-01:00", "after 2299-12-31"),
+    ("2300-01-01T00:00:00Z", "after 2299-12-31"),
+])
+def test_absurd_times_are_rejected_not_raised(sample_events_path, ts, reason_part):
+    for field in ("ts", "started_at"):
+        doc = _valid_doc(sample_events_path)
+        doc[field] = ts
+        result = parse_event(orjson.dumps(doc))
+        assert isinstance(result, Rejection) and result.field == field and reason_part in result.reason
+
+
+def test_started_at_after_ts_is_rejected(sample_events_path):
+    for doc in (_valid_doc(sample_events_path), _step_finished(sample_events_path)):
+        doc["started_at"] = "2026-11-20T10:00:30.301Z"
+        doc["ts"] = "2026-11-20T10:00:30.300Z"
+        result = parse_event(orjson.dumps(doc))
+        assert isinstance(result, Rejection) and "started_at is later than ts" in result.reason
+        doc["started_at"] = doc["ts"]
+        assert not isinstance(parse_event(orjson.dumps(doc)), Rejection)
+
+
+def test_times_that_happened_may_not_be_ahead_of_the_receiving_clock(sample_events_path):
+    not_after = datetime(2026, 11, 20, 10, 5, tzinfo=timezone.utc)
+    doc = _step_finished(sample_events_path)
+    doc.update(ts="2026-11-20T10:05:00Z", started_at="2026-11-20T10:04:00Z")
+    assert isinstance(parse_event(orjson.dumps(doc), not_after=not_after), StepFinished)
+    doc["scheduled_resume_at"] = "2027-06-01T00:00:00Z"    # a plan may be in the future
+    assert isinstance(parse_event(orjson.dumps(doc), not_after=not_after), StepFinished)
+    for field, value in (("ts", "2026-11-20T10:05:00.001Z"), ("resumed_at", "2026-11-20T10:06:00Z")):
+        late = dict(doc, **{field: value})
+        for decode in (parse_event, decode_event):
+            result = decode(orjson.dumps(late), not_after=not_after)
+            assert isinstance(result, Rejection) and result.field == field
+            assert result.reason == "later than the receiver's clock plus the tolerated skew"
+        assert not isinstance(parse_event(orjson.dumps(late)), Rejection)   # no clock, no future bound
+
+
+def test_text_with_lone_surrogates_is_rejected():
+    assert isinstance(parse_event('{"event_id": "\ud800"}'), Rejection)
+    assert isinstance(parse_event(b'{"event_id": "\\ud800"}'), Rejection)
