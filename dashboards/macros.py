@@ -72,13 +72,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
+from schemas.errors import InputError
+
 ALL = "$__all"
 
 VariableValue = str | Sequence[str]
 
 
-class MacroError(ValueError):
+class MacroError(InputError):
     """A query that the plugin could not expand (unknown variable or macro, bad arguments)."""
+
+    code = "macro"
 
 
 @dataclass(frozen=True)

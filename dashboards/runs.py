@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from schemas.errors import InputError
+
 RUN_STATUSES = ("pending", "running", "success", "failed", "stopped")
 WORKFLOW_TYPES = ("card", "site", "contact", "survey", "integration")
 TRIGGERS = ("manual", "automatic", "api", "scheduled")
@@ -68,8 +70,10 @@ def signature_sql(code: str, step: str, normalized: str) -> str:
     return f"lower(hex(cityHash64(ifNull({code}, ''), ifNull({step}, ''), {normalized})))"
 
 
-class QueryError(ValueError):
+class QueryError(InputError):
     """A request that cannot be answered as asked (unknown status, bad sort...). Nothing ran."""
+
+    code = "query"
 
 
 @dataclass

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from schemas.errors import InputError
+
 GRAINS = {
     "minute": "bucket",
     "hour": "toStartOfHour(bucket)",
@@ -40,8 +42,10 @@ STEP_DIMENSIONS = {
 QUANTILES = "0.5, 0.9, 0.95, 0.99"
 
 
-class StatsError(ValueError):
+class StatsError(InputError):
     """A request that cannot be answered as asked (unknown dimension, grain...)."""
+
+    code = "stats"
 
 
 @dataclass

@@ -47,6 +47,8 @@ from urllib.parse import quote
 
 import chdb
 
+from schemas.errors import PoisonError, RunlensError
+
 READER_USER = "runlens_reader"
 
 # Tables of the system database a reader may query: engine metadata that says nothing about
@@ -88,16 +90,21 @@ _QUOTED = re.compile(_STRING_LITERAL + r"|`(?:[^`\\]|\\.)*`")
 _ERROR_CODE = re.compile(r"Code: (\d+)\.")
 
 
-class Refused(Exception):
-    """A request or statement the policy refuses, as ClickHouse would report it."""
+class Refused(PoisonError):
+    """A request or statement the policy refuses, as ClickHouse would report it.
+
+    The instance's ``code`` is ClickHouse's number (the read endpoint answers with it) and
+    shadows the class's short name (``type(exc).code``); ``server_code`` holds the same number."""
+
+    code = "refused"
 
     # ClickHouse's HTTP status for its error codes (the ones this module raises).
     STATUS = {516: 403, 164: 403, 497: 403, 291: 403, 358: 403, 446: 403, 392: 403,
               62: 400, 36: 400, 211: 400, 229: 413, 381: 411, 202: 503, 48: 501}
 
     def __init__(self, code: int, name: str, message: str, status: int | None = None):
-        super().__init__(message)
-        self.code, self.name = code, name
+        super().__init__(message, server_code=code)
+        self.code, self.name = code, name  # type: ignore[assignment]
         self.status = status or self.STATUS.get(code, 500)
         self.text = f"Code: {code}. DB::Exception: {message}. ({name})"
 
@@ -521,12 +528,16 @@ def _execute(conn, sql: str, fmt: str, params: dict[str, str]) -> bytes:
 _IN_SCOPE = re.compile(r"[:.]?\s*In scope SELECT formatQuerySingleLine\(.*\)\.", re.DOTALL)
 
 
-class EngineError(Exception):
-    """ClickHouse refused or failed the statement; ``text`` is its error text, ``code`` its code."""
+class EngineError(RunlensError):
+    """ClickHouse refused or failed the statement; ``text`` is its error text, ``code`` its code
+    (an int shadowing the class's short name ``type(exc).code``, as on ``Refused``)."""
+
+    code = "engine"
 
     def __init__(self, text: str):
         super().__init__(text)
         self.text = text if text.startswith("Code:") else f"Code: 1000. DB::Exception: {text}"
         match = _ERROR_CODE.search(self.text)
-        self.code = int(match.group(1)) if match else 1000
+        self.code = int(match.group(1)) if match else 1000  # type: ignore[assignment]
+        self.server_code = self.code
         self.status = Refused.STATUS.get(self.code, 500)

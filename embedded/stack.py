@@ -28,6 +28,7 @@ from embedded.processes import free_port, spawn, stop, wait_for_port
 from embedded.read_policy import READER_USER, Credentials
 from producers.kafka import TopicSpec, ensure_topics
 from runlens.settings import Settings, redact_url
+from schemas.errors import UnavailableError
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -35,8 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class StackNotRunning(Exception):
+class StackNotRunning(UnavailableError):
     """No running embedded stack was found and no address was configured."""
+
+    code = "stack_not_running"
 
 
 @dataclass(frozen=True)

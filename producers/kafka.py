@@ -19,15 +19,22 @@ from functools import partial
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from schemas.errors import RetryableError, UnavailableError
+
 log = logging.getLogger(__name__)
 
 
-class BrokerUnavailable(Exception):
-    """No Kafka broker answered at the configured address."""
+class BrokerUnavailable(UnavailableError):
+    """No Kafka broker answered at the configured address (or the topic is not there): raised at
+    open, reported to the person, never retried by a caller."""
+
+    code = "broker_unavailable"
 
 
-class DeliveryFailed(Exception):
-    """Some records were not acknowledged by the broker."""
+class DeliveryFailed(RetryableError):
+    """Some records were not acknowledged by the broker; sending them again may succeed."""
+
+    code = "delivery_failed"
 
 
 @dataclass(frozen=True)

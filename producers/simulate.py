@@ -20,14 +20,17 @@ import orjson
 
 from producers.kafka import CheckedProducer, EventBatcher
 from producers.workload import WorkloadConfig, corrupt, generate
+from schemas.errors import InputError
 
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d|w)?\s*$", re.ASCII | re.IGNORECASE)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 MAX_DURATION = timedelta(days=36_500)
 
 
-class DurationOutOfRange(ValueError):
+class DurationOutOfRange(InputError):
     """A well-formed duration longer than MAX_DURATION."""
+
+    code = "duration_out_of_range"
 
 
 def parse_duration(text: str) -> timedelta:

@@ -7,6 +7,7 @@ directory and serves reads for every other process on the read endpoint.
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 
 import faust
 
@@ -17,8 +18,14 @@ from runlens.settings import Settings
 from embedded.stack import resolve_brokers, topic_specs
 from sinks.clickhouse import Faults, Warehouse, connect, migrate
 from streams.app import create_app
+from streams.config import WorkerConfig
 
 log = logging.getLogger(__name__)
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    """What the Faust worker needs of ``settings``: its fields bear the same names there."""
+    return WorkerConfig(**{field.name: getattr(settings, field.name) for field in fields(WorkerConfig)})
 
 
 def run_worker(settings: Settings) -> None:
@@ -41,7 +48,7 @@ def run_worker(settings: Settings) -> None:
                                 credentials=credentials, limits=ReadLimits.from_settings(settings),
                                 port=settings.read_port)
         log.info("read endpoint on %s", endpoint.start())
-    app = create_app(settings, brokers, warehouse)
+    app = create_app(worker_config(settings), brokers, warehouse)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     try:
         worker.execute_from_commandline()

@@ -64,7 +64,7 @@ class DeadLetter:
             pairs.append(("field", self.field))
         return [(HEADER_PREFIX + name, value.encode(errors="replace")) for name, value in pairs]
 
-    def bounded(self) -> "DeadLetter":
+    def bounded(self) -> DeadLetter:
         """This dead letter with ``raw`` cut to ``MAX_RAW_BYTES`` (the reason says so), the key
         to ``MAX_KEY_BYTES`` and the texts to ``MAX_TEXT_CHARS``; itself when all fit."""
         if len(self.raw) <= MAX_RAW_BYTES and (self.key is None or len(self.key) <= MAX_KEY_BYTES) \
@@ -79,7 +79,7 @@ class DeadLetter:
                        key=None if self.key is None else self.key[:MAX_KEY_BYTES])
 
     @classmethod
-    def from_record(cls, value: Any, key: Any, headers: Any) -> "DeadLetter":
+    def from_record(cls, value: Any, key: Any, headers: Any) -> DeadLetter:
         """The dead letter a record of the dead-letter topic carries. Never raises (see the
         module docstring for what odd headers become)."""
         meta: dict[str, str] = {}

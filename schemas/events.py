@@ -23,9 +23,9 @@ stops at ``MAX_JSON_DEPTH``, so deep input cannot exhaust the stack here (decodi
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -101,9 +101,9 @@ class EventType(StrEnum):
 
 _NO_OFFSET = timedelta(0)
 
-MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 """Earliest time an event may carry: an earlier one is a zeroed or garbled clock, not history."""
-MAX_EVENT_TIME = datetime(2299, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc)
+MAX_EVENT_TIME = datetime(2299, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
 """Latest time the warehouse can store (ClickHouse DateTime64 ends in 2299). Times that
 happened (``ts``, ``started_at``, ``resumed_at``) are also bounded by the receiver's clock,
 see ``schemas.validation``; ``scheduled_resume_at`` (a plan) only by this."""
@@ -129,7 +129,7 @@ def _to_utc(value: datetime) -> datetime:
     if problem is not None:
         raise ValueError(problem)
     # Most times arrive as UTC already ("Z"): keep them; convert only other offsets.
-    return value if value.utcoffset() == _NO_OFFSET else value.astimezone(timezone.utc)
+    return value if value.utcoffset() == _NO_OFFSET else value.astimezone(UTC)
 
 
 _INT_RANGE = "integer outside the 64-bit range (-2**63 .. 2**64-1)"
@@ -271,7 +271,7 @@ class RunFinished(RunContext):
     error: ErrorInfo | None = None
 
     @model_validator(mode="after")
-    def _failed_has_error(self) -> "RunFinished":
+    def _failed_has_error(self) -> RunFinished:
         if self.status is RunStatus.FAILED and self.error is None:
             raise ValueError("error is required when status is 'failed'")
         if self.started_at > self.ts:
@@ -306,7 +306,7 @@ class StepFinished(StepContext):
     resumed_at: UtcTime | None = None
 
     @model_validator(mode="after")
-    def _failed_has_error(self) -> "StepFinished":
+    def _failed_has_error(self) -> StepFinished:
         if self.status is StepStatus.FAILED and self.error is None:
             raise ValueError("error is required when status is 'failed'")
         if self.started_at > self.ts:
@@ -315,6 +315,51 @@ class StepFinished(StepContext):
 
 
 Event = Annotated[
-    Union[RunQueued, RunStarted, RunFinished, StepStarted, StepFinished],
+    RunQueued | RunStarted | RunFinished | StepStarted | StepFinished,
     Field(discriminator="type"),
 ]
+
+
+# --------------------------------------------------------------------------- stored form
+# The ``events`` table stores one column per field of the models above, in the order derived
+# here: ``sinks.rows.EVENT_VALUE_COLUMNS`` is this tuple. The forms that must be written out
+# (the msgspec structs in ``schemas.fast``, the DDL in ``sinks/migrations/001_events.sql``) are
+# compared with the models by ``tests/unit/test_event_fields.py``.
+
+NOT_STORED_FIELDS = frozenset({"tags"})
+"""Contract fields on the wire but not in the ``events`` table (``tags``: v2 run labels)."""
+
+ERROR_COLUMN_ORDER = ("code", "class_", "message", "stack_trace", "suggested_fix")
+"""``ErrorInfo``'s fields in the order of their ``error_*`` columns (stored as ``error_<alias>``)."""
+
+
+def _own_fields(model: type[BaseModel], *bases: type[BaseModel]) -> list[str]:
+    inherited = {name for base in bases for name in base.model_fields}
+    return [name for name in model.model_fields
+            if name not in inherited and name != "type" and name not in NOT_STORED_FIELDS]
+
+
+def _stored_event_fields() -> tuple[tuple[str, str], ...]:
+    """(column, attribute path) of every stored event field: the run context (with ``type``
+    after ``schema_version``), what ``run.finished`` adds (its ``error`` flattened), what steps
+    add, then what ``step.finished`` adds beyond those."""
+    context = _own_fields(RunContext)
+    context.insert(context.index("schema_version") + 1, "type")
+    run_end = _own_fields(RunFinished, RunContext)
+    step = _own_fields(StepContext, RunContext)
+    step_end = [name for name in _own_fields(StepFinished, StepContext) if name not in run_end]
+    found: list[tuple[str, str]] = []
+    for name in context + run_end + step + step_end:
+        if name == "error":
+            for part in ERROR_COLUMN_ORDER:
+                alias = ErrorInfo.model_fields[part].alias or part
+                found.append((f"error_{alias}", f"error.{part}"))
+        else:
+            found.append((name, name))
+    return tuple(found)
+
+
+STORED_EVENT_FIELDS = _stored_event_fields()
+"""(``events`` column, event attribute path) for every column whose value comes from the event alone."""
+EVENT_VALUE_COLUMNS = tuple(column for column, _ in STORED_EVENT_FIELDS)
+"""The ``events`` columns whose values come from the event alone, in ``sinks.rows.event_values`` order."""

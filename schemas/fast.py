@@ -36,14 +36,14 @@ from msgspec import Meta, Struct
 from schemas.events import (
     MAX_EVENT_TIME,
     MIN_EVENT_TIME,
+    UINT16_MAX,
+    UINT32_MAX,
     ErrorClass,
     ReplayMode,
     RunStatus,
     StepStatus,
     StepType,
     Trigger,
-    UINT16_MAX,
-    UINT32_MAX,
     WorkflowType,
     json_problem,
 )

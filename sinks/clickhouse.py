@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -31,20 +31,28 @@ from clickhouse_connect.driver.exceptions import (
     OperationalError,
 )
 
-if TYPE_CHECKING:
-    from streams.ledger import PartitionLedger
+from schemas.errors import PoisonError, RetryableError
+from sinks.ledger_state import LedgerState, StoredOpenRun
 
 log = logging.getLogger(__name__)
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
-class WarehouseError(Exception):
-    """The warehouse refused a statement: a bug or bad data. Retrying will not help."""
+class WarehouseError(PoisonError):
+    """The warehouse refused a statement: a bug or bad data. Retrying will not help.
+    ``server_code``: ClickHouse's numeric error code when it sent one."""
+
+    code = "warehouse"
 
 
-class WarehouseUnavailable(WarehouseError):
-    """The warehouse could not be reached or did not answer. Retry later."""
+class WarehouseUnavailable(RetryableError, WarehouseError):
+    """The warehouse could not be reached or did not answer, or answered with a transient code
+    (``TRANSIENT_SERVER_CODES``). Retry later. Still a ``WarehouseError`` so that callers catching
+    every warehouse failure (the CLI, ``streams.app.write_with_retry``) keep catching it: a handler
+    that dispatches by kind must test ``RetryableError`` before ``PoisonError``."""
+
+    code = "warehouse_unavailable"
 
 
 def check_identifier(name: str) -> str:
@@ -81,9 +89,11 @@ def connect(dsn: str, *, database: str | None = None, password: str | None = Non
                 client.set_client_setting("readonly", setting)
         return client
     except OperationalError as exc:
-        raise WarehouseUnavailable(f"cannot reach the warehouse at {_redact(dsn)}: {exc}") from exc
+        raise WarehouseUnavailable(f"cannot reach the warehouse at {_redact(dsn)}: {exc}",
+                                   server_code=server_code(exc)) from exc
     except DatabaseError as exc:
-        raise WarehouseError(f"warehouse at {_redact(dsn)} refused the connection: {exc}") from exc
+        raise WarehouseError(f"warehouse at {_redact(dsn)} refused the connection: {exc}",
+                             server_code=server_code(exc)) from exc
 
 
 def readonly_setting(server_settings: dict[str, Any]) -> str | None:
@@ -207,22 +217,21 @@ class Warehouse:
                 settings={"insert_deduplication_token": token} if self.dedup else _NO_DEDUP,
             )
         except OperationalError as exc:
-            raise WarehouseUnavailable(f"insert into {table} failed: {exc}") from exc
+            raise WarehouseUnavailable(f"insert into {table} failed: {exc}", server_code=server_code(exc)) from exc
         except DatabaseError as exc:
             self._column_types.pop(table, None)   # the table may have changed under us
-            if _looks_transient(exc):
-                raise WarehouseUnavailable(f"insert into {table} failed: {exc}") from exc
-            raise WarehouseError(f"insert into {table} failed: {exc}") from exc
+            code = server_code(exc)
+            kind = WarehouseUnavailable if is_transient(code, exc) else WarehouseError
+            raise kind(f"insert into {table} failed: {exc}", server_code=code) from exc
         self.faults.after()
 
-    def load_ledger(self, partition: int, *, recent_capacity: int = 200_000) -> "PartitionLedger":
-        """Rebuild what the worker must remember about ``partition`` from what is stored: the
+    def load_ledger(self, partition: int, *, recent_capacity: int = 200_000) -> LedgerState:
+        """Read what the worker must remember about ``partition`` from what is stored: the
         position stored last, the last ``recent_capacity`` (account, event id) pairs stored, and
         half-seen runs by (account, run id) (queued but not started, or started with the queued
         event still missing). Ids are unique only within an account, so every key has both.
-        Read-only: loading twice (a rebalance, a retry after a lost reply) gives the same ledger."""
-        from streams.ledger import PartitionLedger
-
+        Read-only: loading twice (a rebalance, a retry after a lost reply) gives the same state;
+        ``streams.ledger.PartitionLedger.from_state`` turns it into a ledger."""
         db = self.database
         self.faults.before()
         try:
@@ -233,20 +242,20 @@ class Warehouse:
                 "WHERE source_partition = {p:UInt32} "
                 "ORDER BY ingested_at DESC, source_offset DESC, source_index DESC LIMIT {n:UInt64}",
                 parameters={"p": partition, "n": recent_capacity}).result_rows
-            ledger = PartitionLedger(partition, recent_capacity=recent_capacity)
             if not recent:
-                return ledger
-            ledger.high_water = (int(recent[0][2]), int(recent[0][3]))
-            for account_id, event_id, _, _ in reversed(recent):   # oldest first: they leave the horizon first
-                ledger.remember_event(account_id, event_id)
+                return LedgerState(partition, recent_capacity)
             half_seen = self.client.query(
                 f"SELECT account_id, run_id, q, s FROM (SELECT account_id, run_id, max(source_partition) AS p, "
                 f"min(queued_at) AS q, min(started_ts) AS s FROM {db}.run_state GROUP BY account_id, run_id) "
                 "WHERE p = {p:UInt32} AND (q IS NULL) != (s IS NULL)",
                 parameters={"p": partition}).result_rows
-            for account_id, run_id, queued_at, started_at in half_seen:
-                ledger.remember_open_run(account_id, run_id, _utc(queued_at), _utc(started_at))
-            return ledger
+            return LedgerState(
+                partition, recent_capacity,
+                high_water=(int(recent[0][2]), int(recent[0][3])),
+                # oldest first: they leave the horizon first
+                recent=tuple((account_id, event_id) for account_id, event_id, _, _ in reversed(recent)),
+                open_runs=tuple(StoredOpenRun(account_id, run_id, _utc(queued_at), _utc(started_at))
+                                for account_id, run_id, queued_at, started_at in half_seen))
         except OperationalError as exc:
             raise WarehouseUnavailable(f"loading partition {partition} state failed: {exc}") from exc
 
@@ -264,11 +273,35 @@ def _utc(moment):
     return None if moment is None else moment.replace(tzinfo=timezone.utc)
 
 
-_TRANSIENT_CODES = ("Code: 159.", "Code: 202.", "Code: 203.", "Code: 209.", "Code: 210.",
-                    "Code: 241.", "Code: 242.", "Code: 252.", "Code: 999.")
+# ClickHouse server error codes worth retrying: the same statement may succeed later.
+TRANSIENT_SERVER_CODES: frozenset[int] = frozenset({
+    159,   # TIMEOUT_EXCEEDED
+    202,   # TOO_MANY_SIMULTANEOUS_QUERIES
+    203,   # NO_FREE_CONNECTION
+    209,   # SOCKET_TIMEOUT
+    210,   # NETWORK_ERROR
+    241,   # MEMORY_LIMIT_EXCEEDED
+    242,   # TABLE_IS_READ_ONLY (a replica lost its keeper session)
+    252,   # TOO_MANY_PARTS (inserts faster than merges)
+    999,   # KEEPER_EXCEPTION
+})
+_SERVER_CODE = re.compile(r"\bCode:\s*(\d+)")
 
 
-def _looks_transient(exc: Exception) -> bool:
-    """Timeouts, too many parts/queries, memory limits, read-only replica: worth retrying."""
-    text = str(exc)
-    return any(code in text for code in _TRANSIENT_CODES) or "Connection" in text
+def server_code(exc: BaseException) -> int | None:
+    """ClickHouse's numeric error code for a driver error: clickhouse-connect's ``code`` attribute
+    (set from the HTTP ``X-ClickHouse-Exception-Code`` header or chDB's message), else the first
+    ``Code: N`` of the message (older drivers, hand-made errors); None for transport errors."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code
+    match = _SERVER_CODE.search(str(exc))
+    return int(match.group(1)) if match else None
+
+
+def is_transient(code: int | None, exc: BaseException) -> bool:
+    """Worth retrying: a server code in ``TRANSIENT_SERVER_CODES``; without a server code, a
+    connection failure (the driver's text names the "Connection")."""
+    if code is not None:
+        return code in TRANSIENT_SERVER_CODES
+    return "Connection" in str(exc)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
+from schemas.errors import InputError
 from sinks.clickhouse import check_identifier
 
 TTL_TABLES: dict[str, str] = {
@@ -37,8 +38,10 @@ CUSTOM_PLAN = "custom"
 MAX_DAYS = 36_500
 
 
-class RetentionError(ValueError):
+class RetentionError(InputError):
     """A retention setting that cannot be applied (unknown plan, bad number of days)."""
+
+    code = "retention"
 
 
 @dataclass(frozen=True)

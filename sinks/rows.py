@@ -18,6 +18,7 @@ import orjson
 
 from schemas.dead_letter import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, UINT32_MAX, DeadLetter
 from schemas.events import (
+    EVENT_VALUE_COLUMNS,  # the columns whose values come from the event alone, in event_values order
     ErrorClass,
     Event,
     ReplayMode,
@@ -28,20 +29,9 @@ from schemas.events import (
     WorkflowType,
 )
 from schemas.fast import FastEvent
-from streams.ledger import Annotation
+from sinks.ledger_state import Annotation
 
 _NEW = Annotation(is_new=True)
-
-EVENT_VALUE_COLUMNS = (
-    "event_id", "schema_version", "type", "ts", "account_id", "run_id", "workflow_id",
-    "workflow_name", "workflow_version", "workflow_version_name", "workflow_type", "trigger",
-    "site_id", "site_name", "card_id", "card_name", "contact_id", "replay_of", "replay_mode",
-    "status", "started_at", "error_code", "error_class", "error_message", "error_stack_trace",
-    "error_suggested_fix", "step_id", "step_index", "step_name", "step_type", "attempt", "input",
-    "output", "condition_result", "branch", "action_kind", "target", "scheduled_resume_at",
-    "resumed_at",
-)
-"""The columns whose values come from the event alone, in ``event_values`` order."""
 
 EVENT_COLUMNS = EVENT_VALUE_COLUMNS + (
     "source_partition", "source_offset", "source_index", "is_new", "queue_wait_ms", "queue_wait_at",

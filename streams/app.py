@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -26,11 +26,11 @@ import orjson
 from faust.types import EventT
 
 from producers.kafka import consumer_lag
-from runlens.settings import Settings
 from schemas.dead_letter import DeadLetter
 from sinks.clickhouse import Warehouse, WarehouseError, WarehouseUnavailable, batch_token
 from sinks.rows import dead_letter_columns, event_columns
 from streams.alerting import FUTURE_TOLERANCE, StreamAlerts, WebhookNotifier, alert_columns, alert_document
+from streams.config import WorkerConfig
 from streams.batch import GROUP_MAX_BYTES, RawRecord, record_groups, split_batch
 from streams.ledger import PartitionLedger
 
@@ -137,100 +137,120 @@ async def write_with_retry(write: Callable[[], None], stats: WorkerStats, what: 
         await asyncio.sleep(delay)
 
 
-def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
-               stats: WorkerStats | None = None) -> faust.App:
-    """Build the worker app for ``settings``; ``warehouse`` is the sink both agents write to."""
-    stats = stats or WorkerStats()
-    _shorten_fetch_wait(FETCH_MAX_WAIT_MS)
-    app = faust.App(
-        settings.consumer_group,
-        broker=faust_broker_url(brokers),
-        store="memory://",
-        datadir=str(settings.data_dir / "faust"),
-        key_serializer="raw",
-        value_serializer="raw",
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
-        broker_session_timeout=6.0,
-        broker_heartbeat_interval=1.0,
-        broker_commit_interval=1.0,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        web_enabled=False,
-    )
-    app.runlens_stats = stats  # type: ignore[attr-defined]
-    events_topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes)
-    dlq_topic = app.topic(settings.dead_letter_topic, key_type=bytes, value_type=bytes)
-    max_batch, within = settings.batch_max_records, settings.batch_max_seconds
+class IngestWorker:
+    """The worker's state and its steps: ``stats``, one ledger per owned partition of the events
+    topic, the stream alerts, the warehouse both agents write to, and the Faust ``app`` whose
+    agents and timer call the steps below."""
 
-    ledgers: dict[int, PartitionLedger] = {}
-    alerts_topic = app.topic(settings.alerts_topic, key_type=bytes, value_type=bytes)
-    # one event-time clock per account, never ahead of the wall clock by more than the tolerance
-    # (and never by more than validation lets an event be ahead)
-    stream_alerts = StreamAlerts(timedelta(seconds=settings.alert_lateness_seconds), future_tolerance=min(
-        FUTURE_TOLERANCE, timedelta(seconds=settings.max_clock_skew_seconds)))
-    webhook = WebhookNotifier(settings.alert_webhook_url) if settings.alert_webhook_url else None
-    app.runlens_alerts = stream_alerts  # type: ignore[attr-defined]
+    def __init__(self, config: WorkerConfig, brokers: str, warehouse: Warehouse,
+                 stats: WorkerStats | None = None):
+        self.config = config
+        self.brokers = brokers
+        self.warehouse = warehouse
+        self.stats = stats or WorkerStats()
+        self.ledgers: dict[int, PartitionLedger] = {}
+        # one event-time clock per account, never ahead of the wall clock by more than the tolerance
+        # (and never by more than validation lets an event be ahead)
+        self.alerts = StreamAlerts(timedelta(seconds=config.alert_lateness_seconds), future_tolerance=min(
+            FUTURE_TOLERANCE, timedelta(seconds=config.max_clock_skew_seconds)))
+        self.webhook = WebhookNotifier(config.alert_webhook_url) if config.alert_webhook_url else None
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        _shorten_fetch_wait(FETCH_MAX_WAIT_MS)
+        self.app = app = faust.App(
+            config.consumer_group,
+            broker=faust_broker_url(brokers),
+            store="memory://",
+            datadir=str(config.data_dir / "faust"),
+            key_serializer="raw",
+            value_serializer="raw",
+            topic_partitions=config.partitions,
+            topic_replication_factor=config.replication_factor,
+            broker_session_timeout=6.0,
+            broker_heartbeat_interval=1.0,
+            broker_commit_interval=1.0,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            web_enabled=False,
+        )
+        app.runlens_stats = self.stats  # type: ignore[attr-defined]
+        app.runlens_alerts = self.alerts  # type: ignore[attr-defined]
+        self.events_topic = app.topic(config.events_topic, key_type=bytes, value_type=bytes)
+        self.dlq_topic = app.topic(config.dead_letter_topic, key_type=bytes, value_type=bytes)
+        self.alerts_topic = app.topic(config.alerts_topic, key_type=bytes, value_type=bytes)
+        self._wire(app)
 
-    @app.on_partitions_revoked.connect
-    async def forget_revoked(sender: Any, revoked: set, **_: Any) -> None:
+    def _wire(self, app: faust.App) -> None:
+        """Connect the steps to ``app``. Faust calls agents with the stream and timers with no
+        argument (it inspects the function it is given), so each is a plain function here."""
+        max_batch, within = self.config.batch_max_records, self.config.batch_max_seconds
+
+        @app.on_partitions_revoked.connect
+        async def forget_revoked(sender: Any, revoked: set, **_: Any) -> None:
+            self.forget_revoked(revoked)
+
+        @app.agent(self.events_topic, name="ingest-events")
+        async def ingest_events(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(max_batch, within=within):
+                await _guarded(self.process_batch, events)
+
+        @app.agent(self.dlq_topic, name="store-dead-letters")
+        async def store_dead_letters(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(max_batch, within=within):
+                await _guarded(self.store_dead_letters, events)
+
+        @app.timer(self.config.metrics_interval_seconds)
+        async def record_metrics() -> None:
+            await self.record_metrics()
+
+    def forget_revoked(self, revoked: set) -> None:
         """Another worker may own these partitions next; reload from the warehouse if they return."""
         for tp in revoked:
-            if tp.topic == settings.events_topic:
-                ledgers.pop(tp.partition, None)
+            if tp.topic == self.config.events_topic:
+                self.ledgers.pop(tp.partition, None)
 
-    async def ledger_for(partition: int) -> PartitionLedger:
-        if partition not in ledgers:
+    async def ledger_for(self, partition: int) -> PartitionLedger:
+        if partition not in self.ledgers:
             loaded: list[PartitionLedger] = []
-            await write_with_retry(lambda: loaded.append(warehouse.load_ledger(partition)),
-                                   stats, f"state of partition {partition}")
-            ledgers[partition] = loaded[0]
-        return ledgers[partition]
+            await write_with_retry(
+                lambda: loaded.append(PartitionLedger.from_state(self.warehouse.load_ledger(partition))),
+                self.stats, f"state of partition {partition}")
+            self.ledgers[partition] = loaded[0]
+        return self.ledgers[partition]
 
-    @app.agent(events_topic, name="ingest-events")
-    async def ingest_events(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(max_batch, within=within):
-            try:
-                await process_batch(events)
-            except asyncio.CancelledError:
-                _hold_back(events)
-                raise
-            except BaseException as exc:
-                _hold_back(events)
-                _die(exc)
-
-    async def process_batch(events: Sequence[EventT]) -> None:
+    async def process_batch(self, events: Sequence[EventT]) -> None:
         """Records in groups of at most ``insert_max_rows`` events, in (partition, offset) order:
         memory stays bounded by the group, not the batch, and a crash between two groups leaves
         each partition's stored events a prefix, so the high-water position stays exact."""
+        stats = self.stats
         records = sorted(_records(events), key=lambda r: (r.partition, r.offset))
         stats.events_in += len(records)
         observed = 0
         received = datetime.now(timezone.utc)   # the clock event times are judged against, once per batch
-        for group in record_groups(records, settings.insert_max_rows, GROUP_MAX_BYTES):
-            observed += await process_records(group, received)
+        for group in record_groups(records, self.config.insert_max_rows, GROUP_MAX_BYTES):
+            observed += await self.process_records(group, received)
         if observed:
-            raised = stream_alerts.advance()
+            raised = self.alerts.advance()
             if raised:
-                await deliver_alerts(raised)
+                await self.deliver_alerts(raised)
         stats.batches += 1
         stats.last_batch_at = time.time()
 
-    async def process_records(records: list[RawRecord], received: datetime) -> int:
+    async def process_records(self, records: list[RawRecord], received: datetime) -> int:
         """Validate, dead-letter, annotate and store one group; returns how many events it stored.
         A line's content cannot make this raise: ``split_batch`` turns every problem of a line
         (decoding, validation, column mapping) into its dead letter before the ledger sees it."""
-        split = split_batch(records, max_event_bytes=settings.max_event_bytes, now=received,
-                            max_clock_skew_seconds=settings.max_clock_skew_seconds)
+        stats, warehouse = self.stats, self.warehouse
+        split = split_batch(records, max_event_bytes=self.config.max_event_bytes, now=received,
+                            max_clock_skew_seconds=self.config.max_clock_skew_seconds)
         if split.dead_letters:
-            await _send_dead_letters(dlq_topic, split.dead_letters)
+            await _send_dead_letters(self.dlq_topic, split.dead_letters)
             stats.dead_lettered += len(split.dead_letters)
         kept, notes = [], []
         ledger, ledger_partition = None, None
         for item in split.events:   # in (partition, offset, index) order
             event, partition, offset, index, _ = item
             if partition != ledger_partition:
-                ledger, ledger_partition = await ledger_for(partition), partition
+                ledger, ledger_partition = await self.ledger_for(partition), partition
             note = ledger.annotate(event, offset, index)
             if note is not None:
                 kept.append(item)
@@ -247,67 +267,74 @@ def create_app(settings: Settings, brokers: str, warehouse: Warehouse,
         stats.events_written += len(kept)
         for (event, *_), note in zip(kept, notes):
             if note.is_new:
-                stream_alerts.observe(event, received)
+                self.alerts.observe(event, received)
         return len(kept)
 
-    async def deliver_alerts(raised: list) -> None:
+    async def deliver_alerts(self, raised: list) -> None:
         """Topic and table before the batch is acknowledged; the webhook in the background."""
-        futures = [await alerts_topic.send(key=a.alert_id.encode(), value=orjson.dumps(alert_document(a)))
+        futures = [await self.alerts_topic.send(key=a.alert_id.encode(), value=orjson.dumps(alert_document(a)))
                    for a in raised]
         await asyncio.gather(*futures)
         columns = alert_columns(raised)
         token = batch_token("alerts", [(a.alert_id, a.state) for a in raised])
-        await write_with_retry(lambda: warehouse.insert_columns("alert_events", columns, token),
-                               stats, f"{len(raised)} alerts")
-        stats.alerts += len(raised)
+        await write_with_retry(lambda: self.warehouse.insert_columns("alert_events", columns, token),
+                               self.stats, f"{len(raised)} alerts")
+        self.stats.alerts += len(raised)
         for alert in raised:
             log.warning("alert %s: %s", alert.state, alert.summary)
-            if webhook is not None:
-                webhook.notify(alert)
+            if self.webhook is not None:
+                self.webhook.notify(alert)
 
-    worker_name = f"{socket.gethostname()}:{os.getpid()}"
-
-    @app.timer(settings.metrics_interval_seconds)
-    async def record_metrics() -> None:
+    async def record_metrics(self) -> None:
         """Pipeline health every few seconds into ``pipeline_metrics`` (best effort: a failed
         write is logged and skipped, never retried, never blocks ingestion)."""
+        config, worker_name = self.config, self.worker_name
         loop = asyncio.get_running_loop()
         try:
             lag = await loop.run_in_executor(None, lambda: consumer_lag(
-                brokers, settings.consumer_group, [settings.events_topic, settings.dead_letter_topic]))
+                self.brokers, config.consumer_group, [config.events_topic, config.dead_letter_topic]))
         except Exception:  # noqa: BLE001 - the broker may be briefly unreachable
             lag = -1
         now = datetime.now(timezone.utc)
-        figures = {**{k: float(v) for k, v in stats.as_dict().items()}, "consumer_lag": float(lag),
-                   "too_late_for_alerts": float(stream_alerts.too_late), "rss_bytes": float(_rss_bytes())}
+        figures = {**{k: float(v) for k, v in self.stats.as_dict().items()}, "consumer_lag": float(lag),
+                   "too_late_for_alerts": float(self.alerts.too_late), "rss_bytes": float(_rss_bytes())}
         columns = {"time": [now] * len(figures), "worker": [worker_name] * len(figures),
                    "metric": list(figures), "value": list(figures.values())}
         try:
-            await loop.run_in_executor(None, lambda: warehouse.insert_columns(
+            await loop.run_in_executor(None, lambda: self.warehouse.insert_columns(
                 "pipeline_metrics", columns, f"metrics-{worker_name}-{now.timestamp()}"))
         except Exception as exc:  # noqa: BLE001
             log.info("skipped a metrics sample: %s", exc)
 
-    @app.agent(dlq_topic, name="store-dead-letters")
-    async def store_dead_letters(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(max_batch, within=within):
-            try:
-                # from_record and dead_letter_columns never raise on content: a record of the
-                # dead-letter topic that runlens did not write is stored with defaults, not fatal
-                items = [(DeadLetter.from_record(e.message.value, e.message.key, e.message.headers),
-                          e.message.partition, e.message.offset) for e in events]
-                columns = dead_letter_columns(items, datetime.now(timezone.utc))
-                token = batch_token("dead_letters", [(p, o) for _, p, o in items])
-                await write_with_retry(lambda: warehouse.insert_columns("dead_letters", columns, token),
-                                       stats, f"{len(items)} dead letters")
-            except asyncio.CancelledError:
-                _hold_back(events)
-                raise
-            except BaseException as exc:
-                _hold_back(events)
-                _die(exc)
+    async def store_dead_letters(self, events: Sequence[EventT]) -> None:
+        """Store one batch of the dead-letter topic. ``from_record`` and ``dead_letter_columns``
+        never raise on content: a record of the dead-letter topic that runlens did not write is
+        stored with defaults, not fatal."""
+        items = [(DeadLetter.from_record(e.message.value, e.message.key, e.message.headers),
+                  e.message.partition, e.message.offset) for e in events]
+        columns = dead_letter_columns(items, datetime.now(timezone.utc))
+        token = batch_token("dead_letters", [(p, o) for _, p, o in items])
+        await write_with_retry(lambda: self.warehouse.insert_columns("dead_letters", columns, token),
+                               self.stats, f"{len(items)} dead letters")
 
-    return app
+
+async def _guarded(step: Callable[[Sequence[EventT]], Awaitable[None]], events: Sequence[EventT]) -> None:
+    """Run an agent's step on one batch. Stopped mid-batch: the batch is held back (delivered
+    again) and the cancellation goes on; any other error: held back, and the worker exits."""
+    try:
+        await step(events)
+    except asyncio.CancelledError:
+        _hold_back(events)
+        raise
+    except BaseException as exc:
+        _hold_back(events)
+        _die(exc)
+
+
+def create_app(config: WorkerConfig, brokers: str, warehouse: Warehouse,
+               stats: WorkerStats | None = None) -> faust.App:
+    """Build the worker app for ``config``; ``warehouse`` is the sink both agents write to."""
+    return IngestWorker(config, brokers, warehouse, stats).app
 
 
 async def _send_dead_letters(topic: faust.TopicT, letters: list[DeadLetter]) -> None:

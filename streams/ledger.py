@@ -23,8 +23,9 @@ Ids are only unique within an account (two tenants may use the same ``event_id``
   same (``account_id``, ``run_id``). Half-seen runs are kept in ``open_runs`` (bounded; the
   oldest are dropped past ``max_open_runs``).
 
-The state is rebuilt from the warehouse when a partition is (re)assigned, see
-``sinks.clickhouse.Warehouse.load_ledger``.
+The state is rebuilt from the warehouse when a partition is (re)assigned:
+``sinks.clickhouse.Warehouse.load_ledger`` reads it as a ``sinks.ledger_state.LedgerState``,
+``PartitionLedger.from_state`` turns that into a ledger.
 """
 
 from __future__ import annotations
@@ -37,18 +38,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas.events import Event
+from sinks.ledger_state import Annotation, LedgerState
+
+__all__ = ["Annotation", "Key", "OpenRun", "PartitionLedger", "RecentKeys", "key_of"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Annotation:
-    """What the ledger decided about one event."""
-
-    is_new: bool
-    queue_wait_ms: int | None = None
-    queue_wait_at: datetime | None = None   # the run's start time: the sample's bucket
-
 
 _NEW = Annotation(is_new=True)
 _DUPLICATE = Annotation(is_new=False)
@@ -107,6 +101,18 @@ class PartitionLedger:
 
     def __post_init__(self) -> None:
         self.recent = RecentKeys(self.recent_capacity)
+
+    @classmethod
+    def from_state(cls, state: LedgerState) -> PartitionLedger:
+        """The ledger of a partition whose stored state is ``state`` (``Warehouse.load_ledger``):
+        its high-water position, its recent (account, event id) pairs in the horizon (oldest
+        first) and its half-seen runs."""
+        ledger = cls(state.partition, high_water=state.high_water, recent_capacity=state.recent_capacity)
+        for account_id, event_id in state.recent:
+            ledger.remember_event(account_id, event_id)
+        for run in state.open_runs:
+            ledger.remember_open_run(run.account_id, run.run_id, run.queued_at, run.started_at)
+        return ledger
 
     def annotate(self, event: Event, offset: int, index: int = 0) -> Annotation | None:
         """Decide about the event at (``offset``, ``index``); None means: already stored, skip it.

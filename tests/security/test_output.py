@@ -13,8 +13,8 @@ import re
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from runlens.cli import OutputFormat, csv_safe, printable, write_rows
-from runlens.explore import CsvGuard
+from runlens.cli.common import OutputFormat, csv_safe, printable, write_rows
+from runlens.cli.export import CsvGuard
 from runlens.settings import Settings, redact_text, redact_url
 
 pytestmark = pytest.mark.security

@@ -1,6 +1,6 @@
 """Read-path clients and credentials, in pure unit form (no stack, no server).
 
-- ``sinks.clickhouse.connect(readonly=True)`` and every reader built by ``_query_client`` ask a
+- ``sinks.clickhouse.connect(readonly=True)`` and every reader built by ``query_client`` ask a
   ClickHouse server for ``readonly=1`` on every query, unless the server user is read-only
   already (a ``readonly=2`` user may not change ``readonly``: sending it would fail every
   query). No ClickHouse server runs here, so clickhouse-connect's client is replaced by a
@@ -72,7 +72,7 @@ def test_readonly_setting_decision():
 
 
 def test_every_query_client_of_the_cli_is_read_only_on_a_server(server, tmp_path):
-    from runlens.cli import _query_client
+    from runlens.cli.common import query_client
 
     calls, _ = server
     for settings, dsn in (
@@ -80,7 +80,7 @@ def test_every_query_client_of_the_cli_is_read_only_on_a_server(server, tmp_path
              "http://runlens:runlens@clickhouse:8123"),
             (Settings(data_dir=tmp_path, query_url="http://analyst:pw@clickhouse:8123", warehouse_password="override"),
              "http://analyst:pw@clickhouse:8123")):
-        _query_client(settings)
+        query_client(settings)
         call = calls[-1]
         assert call["kwargs"]["dsn"] == dsn and call["kwargs"]["database"] == settings.database
         assert call["kwargs"].get("password") == (settings.warehouse_password.get_secret_value()

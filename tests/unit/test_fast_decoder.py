@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import islice
 
 import orjson
@@ -17,7 +17,7 @@ from schemas.events import RunContext, RunFinished, StepFinished
 from schemas.fast import DecodeError, decode_fast
 from schemas.validation import Rejection, decode_event, parse_event
 
-START = datetime(2026, 11, 16, tzinfo=timezone.utc)
+START = datetime(2026, 11, 16, tzinfo=UTC)
 FIELDS = sorted(set(RunFinished.model_fields) | set(StepFinished.model_fields))
 
 
@@ -169,7 +169,7 @@ def test_other_offsets_are_normalised_by_the_contract_path():
              "workflow_version": 1, "workflow_type": "card", "trigger": "manual"}
     parsed = decode_event(orjson.dumps(event))
     assert isinstance(parsed, RunContext)
-    assert parsed.ts == datetime(2026, 11, 16, 10, tzinfo=timezone.utc) and parsed.ts.utcoffset().total_seconds() == 0
+    assert parsed.ts == datetime(2026, 11, 16, 10, tzinfo=UTC) and parsed.ts.utcoffset().total_seconds() == 0
 
 
 @pytest.mark.parametrize("depth", [33, 900, 1000, 5000, 50_000])

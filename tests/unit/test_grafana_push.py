@@ -329,7 +329,7 @@ def test_credentials_in_the_url_are_never_printed(capsys, monkeypatch):
     ("http://localhost:3000", False), ("http://127.0.0.2:3000", False), ("http://[::1]:3000", False),
 ])
 def test_transport_warning(url, warned):
-    from runlens.grafana_cmd import transport_warning
+    from runlens.cli.grafana import transport_warning
 
     assert (transport_warning(url) is not None) == warned
 

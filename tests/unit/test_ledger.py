@@ -111,3 +111,30 @@ def test_a_ledger_seeded_from_storage_keys_by_account():
     assert late.queue_wait_ms is None                                      # not a's queued run
     own = ledger.annotate(_event("s", "r1", "run.started", "2026-11-16T10:00:03Z", account="a"), 12)
     assert own.queue_wait_ms == 3000
+
+
+def test_a_ledger_from_stored_state_is_the_one_seeded_by_hand():
+    """``PartitionLedger.from_state`` (what ``Warehouse.load_ledger`` reads) seeds the high-water
+    position, the horizon oldest first and the half-seen runs, with the capacity it was read with."""
+    from sinks.ledger_state import LedgerState, StoredOpenRun
+
+    queued = _event("x").ts
+    state = LedgerState(3, recent_capacity=2, high_water=(9, 1),
+                        recent=(("a", "old"), ("a", "e1"), ("b", "e2")),
+                        open_runs=(StoredOpenRun("a", "r1", queued, None),))
+    ledger = PartitionLedger.from_state(state)
+    assert (ledger.partition, ledger.high_water, ledger.recent_capacity) == (3, (9, 1), 2)
+    assert ("a", "old") not in ledger.recent and len(ledger.recent) == 2   # the oldest left the horizon
+    assert ledger.annotate(_event("e1", "r9", account="a"), 9, 0) is None  # stored there before
+    assert set(ledger.open_runs) == {("a", "r1")}
+    own = ledger.annotate(_event("s", "r1", "run.started", "2026-11-16T10:00:03Z", account="a"), 12)
+    assert own.queue_wait_ms == 3000
+
+
+def test_the_state_of_an_empty_partition_is_a_fresh_ledger():
+    from sinks.ledger_state import LedgerState
+
+    ledger = PartitionLedger.from_state(LedgerState(5))
+    fresh = PartitionLedger(5)
+    assert (ledger.high_water, ledger.recent_capacity, len(ledger.recent), dict(ledger.open_runs)) == \
+        (fresh.high_water, fresh.recent_capacity, 0, {})

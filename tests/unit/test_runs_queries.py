@@ -301,7 +301,7 @@ def test_csv_records_are_counted_across_chunks_and_quoted_newlines(size):
     import csv
     import io
 
-    from runlens.explore import _Records
+    from runlens.cli.export import _Records
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_NONNUMERIC)

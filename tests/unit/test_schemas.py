@@ -4,7 +4,7 @@ events round-trip through the models and validate against the exported JSON Sche
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -213,7 +213,7 @@ def test_started_at_after_ts_is_rejected(sample_events_path):
 
 
 def test_times_that_happened_may_not_be_ahead_of_the_receiving_clock(sample_events_path):
-    not_after = datetime(2026, 11, 20, 10, 5, tzinfo=timezone.utc)
+    not_after = datetime(2026, 11, 20, 10, 5, tzinfo=UTC)
     doc = _step_finished(sample_events_path)
     doc.update(ts="2026-11-20T10:05:00Z", started_at="2026-11-20T10:04:00Z")
     assert isinstance(parse_event(orjson.dumps(doc), not_after=not_after), StepFinished)

@@ -1,7 +1,7 @@
 """``runlens grafana push|provision`` and ``runlens report``: the dashboards in Grafana, or in one
 HTML page.
 
-Registered on the main app by ``register(app)``. All render ``dashboards.panels``: push uploads
+All render ``dashboards.panels``: push uploads
 the generated Grafana JSON and alert rules through grafana-client, provision writes a tenant's
 provisioning files, report runs the same SQL and draws it with plotly.
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -23,25 +22,18 @@ from urllib.parse import urlparse
 
 import typer
 
+from runlens.cli.common import UserError, add_secret, err, out, query_client, settings_of, since_or_none
+from runlens.cli.reporting import reason, write_report
+
 grafana_app = typer.Typer(help="Grafana: upload runlens' datasource, dashboards and alert rules.",
                           no_args_is_help=True)
 
 WEBHOOK_ENV = "RUNLENS_GRAFANA_WEBHOOK_URL"
 TOKEN_ENVS = ("RUNLENS_GRAFANA_TOKEN", "GRAFANA_TOKEN")
 
-def _cli():
-    """runlens.cli, imported on first use (it imports this module while it registers commands)."""
-    import runlens.cli
-
-    return runlens.cli
-
-
-def _user_error(message: str) -> Exception:
-    return _cli().UserError(message)
-
 
 def _warn(text: str) -> None:
-    _cli().err.print(f"runlens: warning: {text}", highlight=False, markup=False, soft_wrap=True)
+    err.print(f"runlens: warning: {text}", highlight=False, markup=False, soft_wrap=True)
 
 
 def safe_url(url: str) -> str:
@@ -90,9 +82,9 @@ def resolve_token(ctx: typer.Context | None, given: str | None, token_file: Path
         try:
             token = token_file.read_text().strip()
         except OSError as exc:
-            raise _user_error(f"--token-file: cannot read {token_file}: {exc.strerror or exc}") from None
+            raise UserError(f"--token-file: cannot read {token_file}: {exc.strerror or exc}") from None
         if not token:
-            raise _user_error(f"--token-file: {token_file} is empty")
+            raise UserError(f"--token-file: {token_file} is empty")
     elif given:
         token = given
         if ctx is not None and _from_command_line(ctx, "token"):
@@ -101,12 +93,10 @@ def resolve_token(ctx: typer.Context | None, given: str | None, token_file: Path
     else:
         token = next((os.environ[name] for name in TOKEN_ENVS if os.environ.get(name)), "")
         if not token:
-            raise _user_error("no Grafana token: set RUNLENS_GRAFANA_TOKEN (or GRAFANA_TOKEN), or use --token-file")
-    secrets = getattr(_cli(), "_SECRETS", None)
-    if isinstance(secrets, set):
-        secrets.add(token)          # scrubbed from any error line
-        if ":" in token:
-            secrets.add(token.split(":", 1)[1])
+            raise UserError("no Grafana token: set RUNLENS_GRAFANA_TOKEN (or GRAFANA_TOKEN), or use --token-file")
+    add_secret(token)               # scrubbed from any error line
+    if ":" in token:
+        add_secret(token.split(":", 1)[1])
     return token
 
 
@@ -130,20 +120,20 @@ class GrafanaPush:
             health = self.api.client.GET("/health")
         except GrafanaException as exc:
             if exc.status_code == 0:
-                raise _user_error(f"cannot reach Grafana at {url}: {_reason(exc)}") from None
-            raise _user_error(f"{url} does not answer like Grafana (GET /api/health: HTTP {exc.status_code})") from None
+                raise UserError(f"cannot reach Grafana at {url}: {reason(exc)}") from None
+            raise UserError(f"{url} does not answer like Grafana (GET /api/health: HTTP {exc.status_code})") from None
         except (OSError, ValueError) as exc:
-            raise _user_error(f"cannot reach Grafana at {url}: {_reason(exc)}") from None
+            raise UserError(f"cannot reach Grafana at {url}: {reason(exc)}") from None
         if not isinstance(health, dict) or "database" not in health:
-            raise _user_error(f"{url} does not answer like Grafana (no health report at /api/health)")
+            raise UserError(f"{url} does not answer like Grafana (no health report at /api/health)")
         try:
             org = self.api.organization.get_current_organization()
         except GrafanaUnauthorizedError:
-            raise _user_error(f"Grafana at {url} rejected the token (401 Unauthorized): check RUNLENS_GRAFANA_TOKEN"
+            raise UserError(f"Grafana at {url} rejected the token (401 Unauthorized): check RUNLENS_GRAFANA_TOKEN"
                               ) from None
         except GrafanaClientError as exc:
             if exc.status_code == 403:
-                raise _user_error(f"the token is not allowed to read the organisation at {url} (403): "
+                raise UserError(f"the token is not allowed to read the organisation at {url} (403): "
                                   "use a service account token with the Admin role (of that organisation)") from None
             raise
         return str(health.get("version", "?")), org.get("name", "?")
@@ -220,23 +210,6 @@ class GrafanaPush:
             raise
 
 
-_CONNECTION_REASONS = (
-    ("refused", "connection refused"), ("Name or service not known", "unknown host"),
-    ("nodename nor servname", "unknown host"), ("Temporary failure in name resolution", "unknown host"),
-    ("timed out", "timed out"), ("Timeout", "timed out"), ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
-    ("SSL", "TLS handshake failed"),
-)
-
-
-def _reason(exc: Exception) -> str:
-    """One short line for a request failure (connection errors carry a whole traceback of text)."""
-    text = str(exc).strip() or exc.__class__.__name__
-    for needle, reason in _CONNECTION_REASONS:
-        if needle in text:
-            return reason
-    return text.split("\n")[0][:200]
-
-
 def datasource_body(clickhouse_url: str | None, reader_user: str | None, reader_password: str | None,
                     database: str | None, tenant: str | None = None) -> dict[str, Any]:
     """The provisioned datasource (dashboards/provisioning/datasources/clickhouse.yaml, or for a
@@ -257,7 +230,7 @@ def datasource_body(clickhouse_url: str | None, reader_user: str | None, reader_
     if clickhouse_url:
         parsed = urlparse(clickhouse_url if "//" in clickhouse_url else f"http://{clickhouse_url}")
         if not parsed.hostname:
-            raise _user_error(f"--clickhouse-url: no host in {clickhouse_url!r}")
+            raise UserError(f"--clickhouse-url: no host in {clickhouse_url!r}")
         json_data.update(host=parsed.hostname, port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
                          protocol="http", secure=parsed.scheme == "https")
     if reader_user:
@@ -321,7 +294,7 @@ def _api(url: str, token: str | None, timeout: float, org_id: int | None = None)
 
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise _user_error(f"--url: {safe_url(url)!r} is not an http(s) URL (e.g. http://localhost:3000)")
+        raise UserError(f"--url: {safe_url(url)!r} is not an http(s) URL (e.g. http://localhost:3000)")
     credential: Any = token
     if token and ":" in token and not token.startswith("glsa_"):
         credential = tuple(token.split(":", 1))   # user:password (basic auth)
@@ -371,7 +344,7 @@ def grafana_push(
         try:
             tenancy.check_account(tenant)
         except ValueError as exc:
-            raise _user_error(f"--tenant: {exc}") from None
+            raise UserError(f"--tenant: {exc}") from None
     if urlparse(url).password:
         _warn("--url carries a password, visible to other users of this machine (ps, /proc); "
               "set RUNLENS_GRAFANA_TOKEN instead")
@@ -382,16 +355,15 @@ def grafana_push(
     warning = transport_warning(url)
     if warning:
         _warn(warning)
-    out = _cli().out
     api = _api(url, secret, timeout, org_id)
     try:
         push(api, url, clickhouse_url=clickhouse_url, reader_user=reader_user, reader_password=reader_password,
              database=database, webhook_url=webhook_url, tenant=tenant,
              out=lambda text: out.print(text, highlight=False))
     except GrafanaException as exc:
-        raise _user_error(f"Grafana refused the upload: {_reason(exc)}") from None
+        raise UserError(f"Grafana refused the upload: {reason(exc)}") from None
     except OSError as exc:
-        raise _user_error(f"lost the connection to Grafana at {safe_url(url)}: {_reason(exc)}") from None
+        raise UserError(f"lost the connection to Grafana at {safe_url(url)}: {reason(exc)}") from None
 
 
 @grafana_app.command("provision")
@@ -417,23 +389,22 @@ def grafana_provision(
     if clickhouse_url:
         parsed = urlparse(clickhouse_url if "//" in clickhouse_url else f"http://{clickhouse_url}")
         if not parsed.hostname or parsed.scheme not in ("http", "https"):
-            raise _user_error(f"--clickhouse-url: no http(s) host in {safe_url(clickhouse_url)!r}")
+            raise UserError(f"--clickhouse-url: no http(s) host in {safe_url(clickhouse_url)!r}")
         host, secure = parsed.hostname, parsed.scheme == "https"
         port = parsed.port or (8443 if secure else 8123)
     try:
         files = G.tenant_files(tenant, org_id=org_id, dashboards_path=dashboards_path, database=database,
                                host=host, port=port, secure=secure)
     except ValueError as exc:
-        raise _user_error(f"--tenant: {exc}" if "account" in str(exc) else str(exc)) from None
+        raise UserError(f"--tenant: {exc}" if "account" in str(exc) else str(exc)) from None
     root = out_dir or Path(f"grafana-{tenant}")
-    out = _cli().out
     for relative, text in files.items():
         path = root / relative
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
         except OSError as exc:
-            raise _user_error(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
         out.print(f"wrote {path}", highlight=False)
 
 
@@ -454,60 +425,14 @@ def report(
     card: Annotated[Optional[str], typer.Option(help="Card id(s), comma-separated.")] = None,
 ) -> None:
     """Render every dashboard panel into one self-contained HTML page (no Grafana needed)."""
-    cli = _cli()
-    start = cli._since(since)
-    end = cli._since(until) if until else datetime.now(timezone.utc)
+    start = since_or_none(since)
+    end = since_or_none(until) if until else datetime.now(timezone.utc)
     if end <= start:
-        raise _user_error(f"--since {since} is not before --until {until or 'now'}")
+        raise UserError(f"--since {since} is not before --until {until or 'now'}")
     variables = {"account": account, "workflow": workflow, "version": version, "type": type_,
                  "trigger": trigger, "site": site, "card": card}
-    client = cli._query_client(cli.settings_of(ctx))
+    client = query_client(settings_of(ctx))
     path = write_report(client, out_file, start, end, {k: v for k, v in variables.items() if v},
-                        warn=lambda text: cli.err.print(f"runlens: warning: {text}", highlight=False, markup=False,
+                        warn=lambda text: err.print(f"runlens: warning: {text}", highlight=False, markup=False,
                                                         soft_wrap=True))
-    cli.out.print(f"wrote {path.resolve()}", highlight=False)
-
-
-def write_report(client, out_path, since, until, variables=None, warn=None) -> Path:
-    """Write the report (``dashboards.report``) for ``[since, until]`` and these variable values
-    (name -> value, comma-separated values or list; missing = All) and return its path.
-
-    Raises the CLI's one-line error when the time range or a variable is unusable, when no panel
-    could be queried (warehouse unreachable) or the file cannot be written; ``warn(text)`` is
-    told about panels whose query failed when others worked."""
-    from dashboards import report as R
-
-    try:
-        since, until = R._utc(since), R._utc(until)
-        if until <= since:
-            raise ValueError("the report's time range is empty (until is not after since)")
-        items = R.collect(client, since, until, variables)
-        page = R.render_html(items, since, until, R.variable_values(variables))
-    except ValueError as exc:
-        raise _user_error(str(exc)) from None
-    failed = [i for i in items if i.result.error]
-    if failed and len(failed) == len(items):
-        raise _user_error(f"no panel could be queried: {failed[0].result.error}")
-    if failed and warn:
-        warn(f"{len(failed)} of {len(items)} panels failed, e.g. {failed[0].panel.title!r}: {failed[0].result.error}")
-    path = Path(out_path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(page, encoding="utf-8")
-    except OSError as exc:
-        raise _user_error(f"cannot write {out_path}: {_reason(exc)}") from None
-    return path
-
-
-def register(app: typer.Typer) -> None:
-    """Add `grafana push` and `report` to runlens' command line (called at the end of runlens.cli)."""
-    global _cli_module
-    for module in list(sys.modules.values()):
-        try:
-            if getattr(module, "app", None) is app:
-                _cli_module = module
-                break
-        except Exception:  # noqa: BLE001 - a lazy module may fail on attribute access
-            continue
-    app.add_typer(grafana_app, name="grafana")
-    app.command("report")(report)
+    out.print(f"wrote {path.resolve()}", highlight=False)

@@ -11,11 +11,24 @@ from typing import Annotated, Optional
 
 import typer
 
-from runlens.cli import (CSV_GUARD_HELP, MAX_PATH_CHARS, OutputFormat, RawCsvOpt, UserError, _clickhouse_message,
-                         _query_client, check_text, out, settings_of, text_values, write_rows)
+from runlens.cli.common import (
+    MAX_PATH_CHARS,
+    FormatOpt,
+    OutputFormat,
+    RawCsvOpt,
+    UserError,
+    check_text,
+    out,
+    query_client,
+    run_and_report,
+    run_query,
+    settings_of,
+    text_values,
+)
 
 dlq_app = typer.Typer(help="The dead-letter store: list rejected events, re-publish them after a fix.",
                       no_args_is_help=True)
+
 
 def _source(ctx: typer.Context, param: typer.CallbackParam, value: Optional[str]) -> Optional[str]:
     if value is not None:
@@ -46,24 +59,15 @@ def dlq_list(
     source: SourceOpt = None,
     reason_contains: ReasonOpt = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="Most rows to show (1..100,000).")] = 50,
-    format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format. " + CSV_GUARD_HELP)
-                      ] = OutputFormat.table,
+    format: FormatOpt = OutputFormat.table,
     raw_csv: RawCsvOpt = False,
 ) -> None:
     """Dead letters, newest first: where each came from and why it was rejected."""
-    from clickhouse_connect.driver.exceptions import DatabaseError
-
     where, params = _where(source, reason_contains)
-    client = _query_client(settings_of(ctx))
-    try:
-        result = client.query(
-            "SELECT received_at, source, source_partition, source_offset, source_index, field, reason, "
-            f"substring(raw, 1, 120) AS raw_start FROM rejected_events WHERE {where} "
-            "ORDER BY received_at DESC, source, source_offset, source_index LIMIT {limit:UInt32}",
-            parameters={**params, "limit": limit})
-    except DatabaseError as exc:
-        raise UserError(_clickhouse_message(exc)) from None
-    write_rows(list(result.column_names), result.result_rows, format, raw_csv=raw_csv)
+    run_and_report(ctx, "SELECT received_at, source, source_partition, source_offset, source_index, field, reason, "
+                        f"substring(raw, 1, 120) AS raw_start FROM rejected_events WHERE {where} "
+                        "ORDER BY received_at DESC, source, source_offset, source_index LIMIT {limit:UInt32}",
+                   {**params, "limit": limit}, format, raw_csv)
 
 
 @dlq_app.command("replay")
@@ -73,20 +77,14 @@ def dlq_replay(
     reason_contains: ReasonOpt = None,
 ) -> None:
     """Re-publish the selected dead letters to the events topic (after fixing what rejected them)."""
-    from clickhouse_connect.driver.exceptions import DatabaseError
-
     from embedded.stack import resolve_brokers
     from producers.kafka import CheckedProducer
     from producers.publish import publish_lines
 
     settings = settings_of(ctx)
     where, params = _where(source, reason_contains)
-    client = _query_client(settings)
-    try:
-        rows = client.query(f"SELECT raw FROM rejected_events WHERE {where} ORDER BY source, source_offset, "
-                            "source_index", parameters=params).result_rows
-    except DatabaseError as exc:
-        raise UserError(_clickhouse_message(exc)) from None
+    rows = run_query(query_client(settings), f"SELECT raw FROM rejected_events WHERE {where} ORDER BY source, "
+                     "source_offset, source_index", params).result_rows
     if not rows:
         raise UserError("no dead letters match")
     producer = CheckedProducer(resolve_brokers(settings))
@@ -96,7 +94,3 @@ def dlq_replay(
                            max_clock_skew_seconds=settings.max_clock_skew_seconds)
     out.print(f"replayed {len(rows)} dead letters: {report.published} published, "
               f"{len(report.rejected)} still invalid (dead-lettered again)", highlight=False)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(dlq_app, name="dlq")

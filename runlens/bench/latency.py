@@ -1,0 +1,195 @@
+"""Event -> queryable latency at fixed rates, the soak, and the resources summary."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from datetime import datetime
+
+import orjson
+
+from runlens.bench.common import (
+    UTC,
+    cycled,
+    delta_of,
+    encoded,
+    live_events,
+    percentile,
+    proc_cpu_seconds,
+    ratio_of,
+    rounded,
+    rss_mb,
+    slope_of,
+    stats_group,
+)
+from runlens.bench.probes import KafkaHop, Visibility
+
+
+class Latency:
+    """Bench phase parts: latency at fixed shares of the maximum rate, soak, resources."""
+
+    def probe_overhead(self, stack, reader, seconds: float = 3.0) -> dict:
+        """Worker CPU while the visibility poller runs against an idle worker with a full set of
+        pending (never visible) probes: the load the latency measurement itself adds."""
+        watcher = Visibility(reader)
+        bucket = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:00")
+        for i in range(watcher.batch):
+            group = (bucket, "acme", f"wf-bench-{i % 20}", 1, "card", "manual", "", "")
+            watcher.add((f"run_bench_absent_{i:06d}", "acme", group, 1), time.monotonic())
+        pid = stack.worker.pid
+        c0, t0 = proc_cpu_seconds(pid), time.monotonic()
+        watcher.start()
+        time.sleep(seconds)
+        watcher.stop()
+        cpu = delta_of(proc_cpu_seconds(pid), c0)
+        elapsed = time.monotonic() - t0
+        return {"what": f"worker CPU while the probe poller queried {watcher.batch} pending probes every "
+                        f"{watcher.interval:g}s against an otherwise idle worker",
+                "worker_cores": rounded(cpu / elapsed if cpu is not None else None, 3), "polls": watcher.polls,
+                "runs_query_ms_p50": rounded(percentile(watcher.poll_ms["runs"], 50)),
+                "run_stats_query_ms_p50": rounded(percentile(watcher.poll_ms["stats"], 50))}
+
+    def latency(self, stack, sink, reader, share: float, rate: float, groups: Counter) -> dict:
+        n = max(200, int(rate * self.plan.latency_s))
+        self.show(f"generating {n:,} live events")
+        events: list[tuple[str, bytes, tuple | None]] = []
+        probe_every = max(1, round(rate * 0.1 / 100))  # ~100 probes/s (about 1 event in 10 finishes a run)
+        finished = 0
+        for event in live_events(self.plan.seed + int(share * 10) + 1, datetime.now(UTC), max(1.0, rate / 10)):
+            probe = None
+            if event["type"] == "run.finished":
+                group = stats_group(event)
+                groups[group] += 1
+                finished += 1
+                if finished % probe_every == 0:
+                    probe = (event["run_id"], event["account_id"], group, groups[group], event["event_id"])
+            events.append((event["run_id"], orjson.dumps(event), probe))
+            if len(events) >= n:
+                break
+        watcher = Visibility(reader)
+        hop = KafkaHop(stack.brokers, stack.settings.events_topic)
+        worker_pid = stack.worker.pid
+        w0 = proc_cpu_seconds(worker_pid)
+        watcher.start()
+        hop.start()
+        try:
+            t0 = time.monotonic()
+            i, last_show = 0, 0.0
+            push = getattr(sink, "push", None)
+            while i < n:
+                now = time.monotonic()
+                due = min(n, int((now - t0) * rate) + 1)
+                while i < due:
+                    key, value, probe = events[i]
+                    sink.send(key, value)
+                    if probe is not None:
+                        stamp = time.monotonic()
+                        watcher.add(probe, stamp)
+                        hop.expect(probe[4], stamp)
+                    i += 1
+                if push is not None:
+                    push()
+                if now - last_show > 0.5:
+                    last_show = now
+                    self._sample_rss(stack, f"latency-{share:g}")
+                    self.show(f"latency {share:g}%: {i:,} sent", i, n)
+                if i < n:
+                    time.sleep(max(0.0, min(0.005, t0 + i / rate - time.monotonic())))
+            t_sent = time.monotonic()
+            sink.flush()
+            hop.wait_empty(timeout=15)
+            watcher.wait_empty(timeout=60)
+        finally:
+            watcher.stop()
+            hop.stop()
+        lag, t_done = self._wait_lag_zero(stack, 120 + n / 1000)
+        worker_cpu = delta_of(proc_cpu_seconds(worker_pid), w0)
+        seconds = t_sent - t0
+        busy = t_done - t0
+        row = {
+            "target_pct_of_max": share, "target_events_per_s": round(rate),
+            "achieved_events_per_s": round(n / seconds) if seconds > 0 else None,
+            "events": n, "seconds": round(seconds, 2), "probes": watcher.added,
+            "runs_view": watcher.summary("runs"), "run_stats": watcher.summary("stats"),
+            "kafka_hop": hop.summary(),
+            "runs_p50_ratio_to_kafka_hop": None,
+            "poll_interval_ms": round(watcher.interval * 1000), "final_lag": lag,
+            "worker_cpu_s_per_million": rounded(worker_cpu / n * 1e6 if worker_cpu is not None else None, 2),
+            "worker_cores": rounded(worker_cpu / busy if worker_cpu is not None and busy > 0 else None, 2),
+            "producer_push_every_ms": 5,
+        }
+        row["runs_p50_ratio_to_kafka_hop"] = ratio_of(row["runs_view"]["p50_ms"], row["kafka_hop"]["p50_ms"])
+        return row
+
+    def soak(self, stack, sink, rate: float) -> dict:
+        duration = self.plan.soak_s
+        interval = 2.0 if duration <= 120 else 5.0
+        source = cycled(encoded(live_events(self.plan.seed + 7, datetime.now(UTC), max(1.0, rate / 10)),
+                                 min(200_000, max(1_000, int(rate * 20)))))
+        worker_pid = stack.worker.pid
+        w0 = proc_cpu_seconds(worker_pid)
+        samples: list[tuple[float, float]] = []
+        push = getattr(sink, "push", None)
+        t0 = time.monotonic()
+        next_sample = t0
+        sent = 0
+        while True:
+            now = time.monotonic()
+            if now >= next_sample:
+                value = rss_mb(stack.worker.pid) if stack.worker is not None else None
+                if value is not None:
+                    samples.append((round(now - t0, 1), round(value, 1)))
+                    self.rss_samples.append(("soak", now - self.t_start, value))
+                next_sample += interval
+                self.show(f"soak: {sent:,} sent, worker RSS {value or 0:,.0f} MiB", now - t0, duration)
+                stack.check_worker()
+            if now - t0 >= duration:
+                break
+            due = int((now - t0) * rate) + 1
+            while sent < due:
+                key, value = next(source)
+                sink.send(key, value)
+                sent += 1
+            if push is not None:
+                push()
+            time.sleep(max(0.0, min(0.005, t0 + sent / rate - time.monotonic())))
+        seconds = time.monotonic() - t0
+        sink.flush()
+        lag, _ = self._wait_lag_zero(stack, 120 + sent / 1000)
+        worker_cpu = delta_of(proc_cpu_seconds(worker_pid), w0)
+        values = [mb for _, mb in samples]
+        half = samples[len(samples) // 2:] if len(samples) >= 4 else samples
+        return {
+            "what": "paced traffic at 50% of the maximum for the soak duration (a pool of 20 s of live events, "
+                    "sent again under new ids each pass); worker RSS sampled every "
+                    f"{interval:g}s from /proc/<pid>/status",
+            "seconds": round(seconds, 1), "target_events_per_s": round(rate), "events": sent,
+            "achieved_events_per_s": round(sent / seconds) if seconds else None,
+            "rss_mb_start": values[0] if values else None, "rss_mb_end": values[-1] if values else None,
+            "rss_mb_median": rounded(statistics.median(values)) if values else None,
+            "rss_mb_max": max(values) if values else None,
+            "growth_mb": rounded(values[-1] - values[0]) if values else None,
+            "growth_mb_per_min_second_half": rounded(slope_of(half) * 60, 2) if len(half) >= 2 else None,
+            "worker_cpu_s_per_million": rounded(worker_cpu / sent * 1e6 if worker_cpu is not None and sent else None,
+                                                2),
+            "final_lag": lag, "samples": samples,
+        }
+
+    def _resources_summary(self) -> None:
+        resources = self.result["resources"]
+        pipeline = self.result.get("pipeline", {})
+        soak = resources.get("soak")
+        if soak and soak.get("rss_mb_median") is not None:
+            resources["worker_rss_mb_steady"] = soak["rss_mb_median"]
+            resources["steady_state_from"] = "median of the soak's samples"
+        else:
+            latency_samples = [mb for phase, _, mb in self.rss_samples if phase.startswith("latency")]
+            resources["worker_rss_mb_steady"] = rounded(statistics.median(latency_samples)) if latency_samples else None
+            resources["steady_state_from"] = "median of the samples during the fixed-rate runs"
+        throughput = pipeline.get("throughput", {})
+        b2 = self.result.get("baselines", {}).get("B2", {})
+        resources["worker_cpu_s_per_million_at_max"] = throughput.get("worker_cpu_s_per_million")
+        resources["cpu_per_million_ratio_to_B2"] = ratio_of(throughput.get("worker_cpu_s_per_million"),
+                                                          b2.get("cpu_s_per_million"))
+        resources["rss_timeline"] = [(phase, round(t, 1), round(mb, 1)) for phase, t, mb in self.rss_samples]

@@ -1,0 +1,232 @@
+"""The bench's results as markdown (bench.md) and a chart (bench.png)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _x(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    m = result.get("machine", {})
+    opts = result.get("options", {})
+    lines = [f"# runlens bench — {result.get('started_at', '')}", ""]
+    lines.append(f"Machine: {m.get('cpus')} CPUs ({m.get('cpu_model')}), {m.get('ram_gib')} GiB RAM, "
+                 f"Python {m.get('python')}, {m.get('platform')}. "
+                 + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()) + ".")
+    w = result.get("workload", {})
+    lines.append(f"Workload: {_fmt(w.get('events'))} events of {_fmt(w.get('avg_event_bytes'), 0)} bytes on average, "
+                 f"{w.get('partitions')} partitions, worker settings "
+                 + ", ".join(f"{k}={v}" for k, v in (w.get("worker_settings") or {}).items())
+                 + f"; mode {'quick' if opts.get('quick') else 'full'}, producer "
+                 f"{opts.get('producer')}; total {result.get('seconds')} s ("
+                 + ", ".join(f"{k} {v} s" for k, v in (result.get("phase_seconds") or {}).items()) + ").")
+    lines.append("")
+    base = result.get("baselines", {})
+    tp = result.get("pipeline", {}).get("throughput", {})
+    lines += ["## Throughput", "",
+              "The fixed-rate runs below use the **bold** pipeline figure as the maximum.", "",
+              "| measure | events | seconds | events/s | CPU s / M events | pipeline (bold) ÷ this |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for name, title in (("B0", "B0 bare produce"), ("B1", "B1 bare consume (count)"),
+                        ("B2", "B2 bare consume + decode + insert")):
+        b = base.get(name)
+        if b:
+            lines.append(f"| {title} | {_fmt(b['events'])} | {b['seconds']:.2f} | {_fmt(b['events_per_s'])} | "
+                         f"{_fmt(b.get('cpu_s_per_million'), 2)} | {_x(tp.get('ratio_to', {}).get(name))} |")
+    by_producer = result.get("pipeline", {}).get("throughput_by_producer") or ({"": tp} if tp else {})
+    for mode, run in by_producer.items():
+        title = {"emitter": "RunEmitter (multi-event records, 20 ms linger)",
+                 "sink": "EventSink, as publish/simulate send",
+                 "single": "one record per event, as RunEmitter(one_record_per_event=True) sends"}.get(mode, mode)
+        bold = "**" if run.get("producer") == tp.get("producer") else ""
+        ratios = " / ".join(f"{_x(run.get('ratio_to', {}).get(n))} {n}" for n in ("B0", "B1", "B2"))
+        lines.append(f"| {bold}pipeline{bold}: {title} ({_fmt(run.get('records'))} records), until lag 0 | "
+                     f"{_fmt(run['events'])} | {run['seconds']:.2f} | {bold}{_fmt(run['events_per_s'])}{bold} | "
+                     f"{_fmt(run.get('worker_cpu_s_per_million'), 2)} (worker) | {ratios} |")
+    poison = result.get("pipeline", {}).get("poison")
+    if poison:
+        lines.append(f"| pipeline with 1 % poison lines ({_fmt(poison['bad_lines'])} bad lines of every kind the "
+                     f"contract rejects, all dead-lettered), EventSink, valid events until lag 0 | "
+                     f"{_fmt(poison['valid_events'])} | {poison['seconds']:.2f} | {_fmt(poison['valid_events_per_s'])} | "
+                     f"{_fmt(poison.get('worker_cpu_s_per_million'), 2)} (worker) | "
+                     f"{_x(poison.get('ratio_to_clean_run'))} the clean EventSink run |")
+    lines.append("")
+    lat = result.get("pipeline", {}).get("latency", [])
+    if lat:
+        lines += ["## Event → queryable latency (ms)", "",
+                  "| rate | events/s (achieved) | probes | Kafka hop p50 | p99 | `runs` p50 | p95 | p99 | "
+                  "`run_stats` p50 | p95 | p99 | `runs` p50 ÷ hop p50 | worker CPU s / M | worker cores |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in lat:
+            r, s, h = row["runs_view"], row["run_stats"], row.get("kafka_hop") or {}
+            lines.append(f"| {row['target_pct_of_max']:g}% of max | {_fmt(row['target_events_per_s'])} "
+                         f"({_fmt(row['achieved_events_per_s'])}) | {row['probes']} | {_fmt(h.get('p50_ms'))} | "
+                         f"{_fmt(h.get('p99_ms'))} | {_fmt(r['p50_ms'])} | "
+                         f"{_fmt(r['p95_ms'])} | {_fmt(r['p99_ms'])} | {_fmt(s['p50_ms'])} | {_fmt(s['p95_ms'])} | "
+                         f"{_fmt(s['p99_ms'])} | {_x(row.get('runs_p50_ratio_to_kafka_hop'))} | "
+                         f"{_fmt(row.get('worker_cpu_s_per_million'), 2)} | "
+                         f"{_fmt(row.get('worker_cores'), 2)} |")
+        overhead = result.get("pipeline", {}).get("probe_overhead") or {}
+        lines.append(f"\nProbes: run.finished events, stamped when handed to the producer, seen at the start of the "
+                     f"first poll that finds them (every {lat[0]['poll_interval_ms']} ms); the producer pushes every "
+                     f"{lat[0].get('producer_push_every_ms', 5)} ms. Missing probes (runs/run_stats): "
+                     + ", ".join(f"{row['runs_view']['missing']}/{row['run_stats']['missing']}" for row in lat)
+                     + f". The poller alone costs the worker {_fmt(overhead.get('worker_cores'), 2)} cores "
+                     f"(runs query p50 {_fmt(overhead.get('runs_query_ms_p50'), 1)} ms, run_stats query p50 "
+                     f"{_fmt(overhead.get('run_stats_query_ms_p50'), 1)} ms).")
+        lines.append("")
+    res = result.get("resources", {})
+    if res:
+        soak = res.get("soak") or {}
+        lines += ["## Resources (worker process)", "", "| measure | value |", "|---|---:|",
+                  f"| RSS idle after warm-up | {_fmt(res.get('worker_rss_mb_idle'), 0)} MiB |",
+                  f"| RSS after the max-rate run | {_fmt(res.get('worker_rss_mb_after_throughput'), 0)} MiB |",
+                  f"| RSS at steady state ({res.get('steady_state_from')}) | "
+                  f"{_fmt(res.get('worker_rss_mb_steady'), 0)} MiB |",
+                  f"| peak RSS (VmHWM) up to the end of the soak | {_fmt(res.get('worker_rss_mb_peak'), 0)} MiB |"]
+        for key, value in res.items():
+            match = re.match(r"worker_rss_mb_(peak_)?after_(\w+)_max_rate_run$", key)
+            if match:
+                what = "peak RSS (VmHWM)" if match.group(1) else "RSS"
+                lines.append(f"| {what} after the {match.group(2)} producer's max-rate run (last) | "
+                             f"{_fmt(value, 0)} MiB |")
+        lines += [
+                  f"| CPU s per million events at max rate | {_fmt(res.get('worker_cpu_s_per_million_at_max'), 2)} "
+                  f"({_x(res.get('cpu_per_million_ratio_to_B2'))} B2) |"]
+        if soak:
+            slope = (f"; {_fmt(soak['growth_mb_per_min_second_half'], 2)} MiB/min over the second half"
+                     if soak["seconds"] >= 120 else "")
+            lines += [f"| soak: {soak['seconds']:g} s at {_fmt(soak['achieved_events_per_s'])} events/s | "
+                      f"RSS {_fmt(soak['rss_mb_start'], 0)} → {_fmt(soak['rss_mb_end'], 0)} MiB "
+                      f"({_fmt(soak['growth_mb'], 1)} MiB{slope}) |",
+                      f"| soak: CPU s per million events | {_fmt(soak.get('worker_cpu_s_per_million'), 2)} |"]
+        lines.append("")
+    q = result.get("queries", {})
+    sizes = q.get("sizes", [])
+    if sizes:
+        labels = [s["label"] for s in sizes]
+        lines += [f"## Query speed (ms, {q.get('repeat')} timed runs each, through the read endpoint)", "",
+                  "History: " + "; ".join(f"{s['label']}: {_fmt(s['events_stored'])} events, {_fmt(s['runs'])} runs "
+                                          f"(backfilled through the pipeline at "
+                                          f"{_fmt(s['backfill'].get('events_per_s'))} events/s; worker peak RSS "
+                                          f"{_fmt(s['backfill'].get('worker_rss_mb_peak'), 0)} MiB)"
+                                          for s in sizes) + ".", ""]
+        head = "| query | " + " | ".join(f"{lab} p50 | {lab} p95" for lab in labels)
+        head += " | growth p50 |" if len(sizes) > 1 else " |"
+        lines.append(head)
+        lines.append("|---|" + "---:|" * (2 * len(labels) + (1 if len(sizes) > 1 else 0)))
+        growth = {(g["kind"], g["name"]): g for g in q.get("growth", [])}
+        for i, entry in enumerate(sizes[0]["queries"]):
+            key = (entry["kind"], entry["name"])
+            cells = []
+            for s in sizes:
+                e = s["queries"][i] if i < len(s["queries"]) else {}
+                if "error" in e:
+                    cells += ["error", ""]
+                else:
+                    cells += [_fmt(e.get("p50_ms"), 1), _fmt(e.get("p95_ms"), 1)]
+            row = f"| {entry['kind']}: {entry['name']} | " + " | ".join(cells)
+            row += f" | {_x(growth.get(key, {}).get('p50_ratio'))} |" if len(sizes) > 1 else " |"
+            lines.append(row)
+        failed = [(s["label"], e["name"], e["error"]) for s in sizes for e in s["queries"] if "error" in e]
+        if failed:
+            lines.append("")
+            lines += [f"- {lab} {name}: {err}" for lab, name, err in failed[:20]]
+        lines.append("")
+    if result.get("errors"):
+        lines += ["## Errors", ""] + [f"- {e['phase']}: {e['error']}" for e in result["errors"]] + [""]
+    return "\n".join(lines)
+
+
+def render_chart(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    ax = axes[0][0]
+    base = result.get("baselines", {})
+    names, rates = [], []
+    for name in ("B0", "B1", "B2"):
+        if name in base:
+            names.append(name)
+            rates.append(base[name]["events_per_s"])
+    colors = ["#9aa7b8"] * len(names)
+    tp = result.get("pipeline", {}).get("throughput")
+    by_producer = result.get("pipeline", {}).get("throughput_by_producer") or ({"": tp} if tp else {})
+    for mode, run in by_producer.items():
+        names.append(f"pipeline\n{mode}".strip())
+        rates.append(run["events_per_s"])
+        colors.append("#d9822b" if run.get("producer") == tp.get("producer") else "#f0c08a")
+    ax.bar(names, rates, color=colors)
+    ax.set_yscale("log")
+    ax.set_title("Throughput (events/s, log scale)")
+    for i, v in enumerate(rates):
+        ax.text(i, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=9)
+
+    ax = axes[0][1]
+    lat = result.get("pipeline", {}).get("latency", [])
+    if lat:
+        width = 0.11
+        xs = range(len(lat))
+        series = [("Kafka hop", "kafka_hop", "p50_ms"), ("runs", "runs_view", "p50_ms"), ("runs", "runs_view", "p95_ms"), ("runs", "runs_view", "p99_ms"),
+                  ("run_stats", "run_stats", "p50_ms"), ("run_stats", "run_stats", "p95_ms"),
+                  ("run_stats", "run_stats", "p99_ms")]
+        for k, (label, key, pct) in enumerate(series):
+            ax.bar([x + (k - 3) * width for x in xs], [(row.get(key) or {}).get(pct) or 0 for row in lat], width,
+                   label=f"{label} {pct[:3]}")
+        ax.set_xticks(list(xs), [f"{row['target_pct_of_max']:g}%\n{row['target_events_per_s']:,}/s" for row in lat])
+        ax.set_yscale("log")
+        top = max([(row.get(key) or {}).get(pct) or 1 for row in lat for _, key, pct in series])
+        ax.set_ylim(top=top * 12)
+        ax.legend(fontsize=7, ncol=4, loc="upper center")
+    ax.set_title("Event → queryable latency (ms, log scale) at % of max rate")
+
+    ax = axes[1][0]
+    timeline = result.get("resources", {}).get("rss_timeline", [])
+    if timeline:
+        phases: dict[str, list] = {}
+        for phase, t, mb in timeline:
+            phases.setdefault(phase if phase.startswith("throughput") else phase.split("-")[0], []).append((t, mb))
+        for phase, points in phases.items():
+            ax.plot([t for t, _ in points], [mb for _, mb in points], ".-", label=phase, markersize=3)
+        ax.legend(fontsize=8)
+    ax.set_title("Worker RSS (MiB) over the run (s)")
+
+    ax = axes[1][1]
+    sizes = result.get("queries", {}).get("sizes", [])
+    if sizes:
+        last = sizes[-1]["queries"]
+        ranked = sorted([e for e in last if e.get("p50_ms") is not None], key=lambda e: e["p50_ms"])[-15:]
+        names = [e["name"][:38] for e in ranked]
+        height = 0.8 / len(sizes)
+        for k, s in enumerate(sizes):
+            by_name = {e["name"]: e for e in s["queries"]}
+            ax.barh([i + k * height for i in range(len(ranked))],
+                    [by_name.get(e["name"], {}).get("p50_ms") or 0 for e in ranked], height, label=s["label"])
+        ax.set_yticks([i + height * (len(sizes) - 1) / 2 for i in range(len(ranked))], names, fontsize=7)
+        ax.set_xscale("log")
+        ax.legend(fontsize=8)
+    ax.set_title("Slowest queries, p50 ms (log scale)")
+    machine = result.get("machine", {})
+    fig.suptitle(f"runlens bench {result.get('started_at', '')} — {machine.get('cpus')} CPUs, "
+                 f"{machine.get('ram_gib')} GiB, Python {machine.get('python')}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

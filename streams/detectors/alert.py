@@ -1,0 +1,121 @@
+"""What every detector shares: the ``Alert`` it reports, the watermark it is advanced by, and
+the helpers for event times (integer milliseconds), alert ids, readable numbers and the
+per-account LRU. Pure, no I/O."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_MINUTE_MS = 60_000
+
+
+def _ms(value: datetime, what: str = "time") -> int:
+    """Milliseconds since the epoch of an aware datetime (exact integer arithmetic)."""
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be a timezone-aware datetime, got {value!r}")
+    return (value - _EPOCH) // _MS
+
+
+def _dt(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+Watermark = datetime | Mapping[str, datetime]  # one time for every account, or one per account
+
+
+def _targets(watermark: Watermark, known: Mapping[str, object]) -> tuple[list[tuple[str, int]], int | None]:
+    """(account, watermark ms) pairs to advance, and the common watermark in ms when one time
+    was given for every account (None for a per-account mapping)."""
+    if isinstance(watermark, Mapping):
+        return [(account, _ms(w, "watermark")) for account, w in watermark.items()], None
+    w = _ms(watermark, "watermark")
+    return [(account, w) for account in list(known)], w
+
+
+def _common_floor(floor: int | None, candidate: int, accounts) -> int | None:
+    """After a watermark common to every account (the single-clock mode): where accounts not
+    started yet start, and accounts seen later, so that late data below it counts as late
+    exactly as with one clock. Set once any account has started."""
+    if floor is None and all(a.next is None for a in accounts):
+        return None
+    floor = candidate if floor is None else max(floor, candidate)
+    for a in accounts:
+        if a.next is None:
+            a.next = floor
+    return floor
+
+
+def _alert_id(kind: str, account_id: str, subject: str, started_at: datetime) -> str:
+    return f"{kind}:{account_id}:{subject}:{started_at:%Y%m%dT%H%M}"
+
+
+def _fmt_minutes(minutes: float) -> str:
+    if minutes >= 60 and minutes % 60 == 0:
+        return f"{int(minutes // 60)}h"
+    return f"{minutes:g} min"
+
+
+def _fmt_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "forever"
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 3570:
+        return f"{seconds / 60:.0f} min"
+    hours, rest = divmod(int(round(seconds / 60)), 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+def _fmt_chance(p: float) -> str:
+    """1e-4 -> "1 in 10,000"."""
+    if 0 < p < 1:
+        inv = 1 / p
+        if abs(inv - round(inv)) < 1e-6 * inv:
+            return f"1 in {round(inv):,}"
+    return f"{p:g}"
+
+
+def _fmt_pct(rate: float) -> str:
+    pct = 100.0 * rate
+    if pct >= 10 or pct == 0:
+        return f"{pct:.0f}%"
+    return f"{pct:.1f}%"
+
+
+@dataclass(frozen=True)
+class Alert:
+    alert_id: str  # f"{kind}:{account_id}:{subject}:{started_at:%Y%m%dT%H%M}", same when firing and resolved
+    kind: str  # "failure_spike" | "stuck_run" | "queue_growing"
+    account_id: str
+    subject: str  # workflow_id (failure_spike; account_id with scope="account"), run_id (stuck_run), account_id (queue_growing)
+    subject_name: str  # workflow name / the run's workflow name / account id, for humans
+    state: str  # "firing" | "resolved"
+    severity: str  # "warning" | "critical"
+    started_at: datetime  # event time the condition began (aware UTC)
+    resolved_at: datetime | None
+    summary: str  # one readable sentence with the numbers
+    numbers: dict[str, float] = field(default_factory=dict)  # the figures behind it
+
+
+def _lru_account(accounts: OrderedDict[str, Any], account_id: str, cap: int, idle: Callable[[Any], bool],
+                 forget: Callable[[Any], None], new: Callable[[], Any]) -> Any:
+    """``accounts[account_id]``, most recently used last; a new one evicts the least recently
+    used idle account (or, if none is idle, the least recently used) once ``cap`` are held."""
+    acct = accounts.get(account_id)
+    if acct is not None:
+        accounts.move_to_end(account_id)
+        return acct
+    if len(accounts) >= cap:
+        old_id = next((key for key, old in accounts.items() if idle(old)), next(iter(accounts)))
+        forget(accounts.pop(old_id))
+    acct = accounts[account_id] = new()
+    return acct

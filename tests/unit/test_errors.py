@@ -1,0 +1,119 @@
+"""One exception root: every error runlens raises on purpose is a RunlensError of one kind, with a
+stable short ``code``; the warehouse's transient rule decides on ClickHouse's numeric code."""
+
+from __future__ import annotations
+
+import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+from dashboards.macros import MacroError
+from dashboards.runs import QueryError
+from dashboards.stats import StatsError
+from embedded.read_policy import EngineError, Refused
+from embedded.stack import StackNotRunning
+from producers.kafka import BrokerUnavailable, DeliveryFailed
+from producers.simulate import DurationOutOfRange, parse_duration
+from schemas.errors import InputError, PoisonError, RetryableError, RunlensError, UnavailableError
+from sinks.clickhouse import (
+    TRANSIENT_SERVER_CODES,
+    Warehouse,
+    WarehouseError,
+    WarehouseUnavailable,
+    is_transient,
+    server_code,
+)
+from sinks.retention import RetentionError
+
+TREE = {
+    BrokerUnavailable: UnavailableError,
+    DeliveryFailed: RetryableError,
+    WarehouseError: PoisonError,
+    WarehouseUnavailable: RetryableError,
+    RetentionError: InputError,
+    MacroError: InputError,
+    StatsError: InputError,
+    QueryError: InputError,
+    DurationOutOfRange: InputError,
+    StackNotRunning: UnavailableError,
+    Refused: PoisonError,
+    EngineError: RunlensError,
+}
+
+
+@pytest.mark.parametrize("cls,kind", TREE.items(), ids=lambda c: getattr(c, "__name__", ""))
+def test_every_error_has_one_kind_and_a_code(cls, kind):
+    assert issubclass(cls, kind) and issubclass(cls, RunlensError)
+    assert isinstance(cls.code, str) and cls.code and cls.code != kind.code
+
+
+def test_codes_are_unique():
+    codes = [cls.code for cls in TREE]
+    assert len(codes) == len(set(codes))
+
+
+def test_input_errors_are_still_value_errors():
+    for cls, kind in TREE.items():
+        if kind is InputError:
+            assert issubclass(cls, ValueError)
+    with pytest.raises(ValueError):
+        parse_duration("36501d")
+    with pytest.raises(InputError):
+        parse_duration("36501d")
+
+
+def test_warehouse_unavailable_is_still_a_warehouse_error_and_retryable_first():
+    exc = WarehouseUnavailable("down", server_code=159)
+    assert isinstance(exc, WarehouseError) and exc.server_code == 159
+    # kind dispatch must test RetryableError before PoisonError (as write_with_retry does)
+    assert WarehouseUnavailable.__mro__.index(RetryableError) < WarehouseUnavailable.__mro__.index(PoisonError)
+
+
+def test_read_path_errors_keep_their_clickhouse_number():
+    refused = Refused(497, "ACCESS_DENIED", "no")
+    assert refused.code == 497 and refused.server_code == 497 and refused.status == 403
+    engine = EngineError("Code: 60. DB::Exception: Unknown table")
+    assert engine.code == 60 and engine.server_code == 60
+    assert EngineError("boom").code == 1000
+
+
+@pytest.mark.parametrize("exc,code", [
+    (DatabaseError("whatever", code=252), 252),
+    (DatabaseError("Code: 159. DB::Exception: Timeout exceeded"), 159),
+    (DatabaseError("Received ClickHouse exception, code: 241, server response: Code: 241. DB::Exception"), 241),
+    (OperationalError("Connection refused"), None),
+])
+def test_server_code_from_attribute_or_message(exc, code):
+    assert server_code(exc) == code
+
+
+def test_transient_rule_is_on_the_numeric_code():
+    assert {159, 202, 203, 209, 210, 241, 242, 252, 999} == TRANSIENT_SERVER_CODES
+    assert is_transient(159, DatabaseError("x"))
+    assert not is_transient(60, DatabaseError("Code: 60. Unknown table; Connection in the text"))
+    assert not is_transient(24, DatabaseError("x"))   # not 241 by prefix
+    assert is_transient(None, DatabaseError("Connection reset by peer"))
+    assert not is_transient(None, DatabaseError("something else"))
+
+
+class _Client:
+    def __init__(self, exc):
+        self.exc = exc
+
+    def insert(self, *args, **kwargs):
+        raise self.exc
+
+    def query(self, *args, **kwargs):
+        class _Result:
+            result_rows = [("a", "String")]
+        return _Result()
+
+
+@pytest.mark.parametrize("exc,kind,code", [
+    (DatabaseError("Code: 252. DB::Exception: Too many parts", code=252), WarehouseUnavailable, 252),
+    (DatabaseError("Code: 60. DB::Exception: Unknown table", code=60), WarehouseError, 60),
+    (OperationalError("HTTPConnectionPool: Connection refused"), WarehouseUnavailable, None),
+])
+def test_insert_wraps_driver_errors_by_kind(exc, kind, code):
+    with pytest.raises(WarehouseError) as caught:
+        Warehouse(_Client(exc), "runlens").insert_columns("events", {"a": ["x"]}, "tok")
+    assert type(caught.value) is kind and caught.value.server_code == code

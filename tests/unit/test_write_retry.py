@@ -1,0 +1,105 @@
+"""``streams.app.write_with_retry``: the worker's retry loop around a blocking warehouse write.
+Transient failures are retried with growing, capped backoff; a refusal is retried too (the
+batch must not be lost) after the longest wait; anything else is not the loop's to handle.
+The write here is a fake that fails a given number of times; sleeps are recorded, not slept."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from sinks.clickhouse import WarehouseError, WarehouseUnavailable
+from streams.app import RETRY_BACKOFF, WorkerStats, write_with_retry
+
+
+class FlakyWrite:
+    """Raises ``failures`` times, then succeeds; notes the worker's health seen at each call."""
+
+    def __init__(self, stats: WorkerStats, failures: int, error: Exception):
+        self.stats, self.failures, self.error = stats, failures, error
+        self.calls = 0
+        self.healthy_at_call: list[bool] = []
+
+    def __call__(self) -> None:
+        self.calls += 1
+        self.healthy_at_call.append(self.stats.warehouse_healthy)
+        if self.calls <= self.failures:
+            raise self.error
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    slept: list[float] = []
+
+    async def no_sleep(delay: float) -> None:
+        slept.append(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", no_sleep)
+    return slept
+
+
+def _run(write: FlakyWrite, stats: WorkerStats) -> None:
+    asyncio.run(write_with_retry(write, stats, "a batch"))
+
+
+def test_a_write_that_succeeds_is_not_retried(sleeps):
+    stats = WorkerStats()
+    write = FlakyWrite(stats, 0, WarehouseUnavailable("down"))
+    _run(write, stats)
+    assert (write.calls, sleeps, stats.warehouse_retries, stats.warehouse_healthy) == (1, [], 0, True)
+
+
+def test_transient_failures_are_retried_with_growing_backoff_until_the_write_succeeds(sleeps, caplog):
+    stats = WorkerStats()
+    write = FlakyWrite(stats, 3, WarehouseUnavailable("down"))
+    with caplog.at_level(logging.WARNING, logger="streams.app"):
+        _run(write, stats)
+    assert write.calls == 4 and sleeps == list(RETRY_BACKOFF[:3])
+    assert stats.warehouse_retries == 3 and stats.warehouse_healthy
+    assert write.healthy_at_call == [True, False, False, False]   # unhealthy while it fails
+    assert "warehouse is back after 3 retries" in caplog.text
+
+
+def test_the_backoff_stops_growing_at_its_last_step(sleeps):
+    stats = WorkerStats()
+    failures = len(RETRY_BACKOFF) + 3
+    _run(FlakyWrite(stats, failures, WarehouseUnavailable("down")), stats)
+    assert sleeps == list(RETRY_BACKOFF) + [RETRY_BACKOFF[-1]] * 3
+    assert stats.warehouse_retries == failures
+
+
+def test_a_refusal_is_retried_after_the_longest_wait_and_logged_as_an_error(sleeps, caplog):
+    """Retrying a refused write will not help, but dropping it would lose the batch: the worker
+    stalls on it (and says so) rather than skip it."""
+    stats = WorkerStats()
+    write = FlakyWrite(stats, 2, WarehouseError("Code: 60. Unknown table"))
+    with caplog.at_level(logging.ERROR, logger="streams.app"):
+        _run(write, stats)
+    assert write.calls == 3 and sleeps == [RETRY_BACKOFF[-1] * 2] * 2
+    assert stats.warehouse_retries == 2 and stats.warehouse_healthy
+    assert sum("warehouse refused a batch" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_transient_failure_after_a_refusal_starts_from_the_next_backoff_step(sleeps):
+    """The backoff counts attempts of this write, whatever failed: a refusal then an outage
+    waits the longest, then the second step."""
+    stats = WorkerStats()
+    errors = iter([WarehouseError("refused"), WarehouseUnavailable("down")])
+
+    def write() -> None:
+        error = next(errors, None)
+        if error is not None:
+            raise error
+
+    asyncio.run(write_with_retry(write, stats, "a batch"))
+    assert sleeps == [RETRY_BACKOFF[-1] * 2, RETRY_BACKOFF[1]]
+
+
+def test_an_error_that_is_not_the_warehouses_is_raised_at_once(sleeps):
+    stats = WorkerStats()
+    write = FlakyWrite(stats, 5, ValueError("a bug"))
+    with pytest.raises(ValueError, match="a bug"):
+        _run(write, stats)
+    assert write.calls == 1 and sleeps == [] and stats.warehouse_retries == 0
