@@ -69,7 +69,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from schemas.errors import InputError
@@ -127,7 +127,7 @@ class Context:
 
 
 def _epoch_ms(moment: datetime) -> int:
-    return (moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
 
 
 def _is_all(value: VariableValue | None) -> bool:
@@ -363,7 +363,7 @@ def _milli(ms: int) -> str:
 
 
 def _date(moment: datetime) -> str:
-    return f"toDate('{moment.astimezone(timezone.utc):%Y-%m-%d}')"
+    return f"toDate('{moment.astimezone(UTC):%Y-%m-%d}')"
 
 
 def _backend_macros(time: TimeRange):
@@ -393,9 +393,9 @@ def _backend_macros(time: TimeRange):
             _date_time(start_s), _date_time(end_s)),
         "dt": lambda a: "({0} >= {2} AND {0} <= {3}) AND ({1} >= {4} AND {1} <= {5})".format(
             *one(a, 2, "dt"), _date(time.start), _date(time.end), _date_time(start_s), _date_time(end_s)),
-        "timeInterval": lambda a: "toStartOfInterval(toDateTime({0}), INTERVAL {1} second)".format(
+        "timeInterval": lambda a: "toStartOfInterval(toDateTime({}), INTERVAL {} second)".format(
             one(a, 1, "timeInterval")[0], interval_s),
-        "timeInterval_ms": lambda a: "toStartOfInterval(toDateTime64({0}, 3), INTERVAL {1} millisecond)".format(
+        "timeInterval_ms": lambda a: "toStartOfInterval(toDateTime64({}, 3), INTERVAL {} millisecond)".format(
             one(a, 1, "timeInterval_ms")[0], interval_ms),
         "interval_s": lambda a: str(interval_s),
     }
@@ -480,5 +480,5 @@ def used_macros(sql: str) -> set[str]:
     return {m.group(1) for m in _BACKEND_MACRO.finditer(sql)} - {"conditionalAll"}
 
 
-BACKEND_MACROS = frozenset(_backend_macros(TimeRange(datetime(2000, 1, 1, tzinfo=timezone.utc),
-                                                     datetime(2000, 1, 1, tzinfo=timezone.utc))))
+BACKEND_MACROS = frozenset(_backend_macros(TimeRange(datetime(2000, 1, 1, tzinfo=UTC),
+                                                     datetime(2000, 1, 1, tzinfo=UTC))))

@@ -273,10 +273,14 @@ OVERVIEW = Dashboard(
             description="Share of finished runs that succeeded (stopped runs count as not succeeded)."),
         Panel(7, "Failure rate by workflow type and trigger", "barchart", _sql(f"""
             SELECT workflow_type,
-                   round(100 * sumIf(failed, trigger = 'manual') / nullIf(sumIf(finished, trigger = 'manual'), 0), 2) AS manual,
-                   round(100 * sumIf(failed, trigger = 'automatic') / nullIf(sumIf(finished, trigger = 'automatic'), 0), 2) AS automatic,
-                   round(100 * sumIf(failed, trigger = 'api') / nullIf(sumIf(finished, trigger = 'api'), 0), 2) AS api,
-                   round(100 * sumIf(failed, trigger = 'scheduled') / nullIf(sumIf(finished, trigger = 'scheduled'), 0), 2) AS scheduled
+                   round(100 * sumIf(failed, trigger = 'manual')
+                         / nullIf(sumIf(finished, trigger = 'manual'), 0), 2) AS manual,
+                   round(100 * sumIf(failed, trigger = 'automatic')
+                         / nullIf(sumIf(finished, trigger = 'automatic'), 0), 2) AS automatic,
+                   round(100 * sumIf(failed, trigger = 'api')
+                         / nullIf(sumIf(finished, trigger = 'api'), 0), 2) AS api,
+                   round(100 * sumIf(failed, trigger = 'scheduled')
+                         / nullIf(sumIf(finished, trigger = 'scheduled'), 0), 2) AS scheduled
             FROM run_stats_state
             WHERE $__timeFilter(bucket) AND {RUNS}
             GROUP BY workflow_type HAVING sum(finished) > 0 ORDER BY workflow_type"""),
@@ -350,7 +354,8 @@ WORKFLOW = Dashboard(
     panels=(
         Panel(1, "Step bottlenecks (share of run time)", "barchart", _sql(f"""
             SELECT concat(workflow_id, ' / ', step_name) AS step,
-                   round(100 * sum(duration_sum_ms) / sum(sum(duration_sum_ms)) OVER (PARTITION BY workflow_id), 1) AS share_pct
+                   round(100 * sum(duration_sum_ms) / sum(sum(duration_sum_ms)) OVER (PARTITION BY workflow_id), 1)
+                       AS share_pct
             FROM {STEP_STATS}
             WHERE step_type != 'delay' AND {STEPS}
             GROUP BY workflow_id, step_name

@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -306,7 +306,7 @@ def _stat(panel: P.Panel, res: Result) -> go.Figure:
 
 
 def _table(panel: P.Panel, res: Result) -> go.Figure:
-    columns = list(zip(*res.rows)) if res.rows else [[] for _ in res.columns]
+    columns = list(zip(*res.rows, strict=False)) if res.rows else [[] for _ in res.columns]
     fig = go.Figure(go.Table(
         header=dict(values=[f"<b>{html.escape(c)}</b>" for c in res.columns], fill_color="#eef1f5", align="left",
                     font=dict(size=11)),
@@ -389,7 +389,7 @@ def _describe_values(values: Mapping[str, Sequence[str] | str]) -> str:
 
 def render_html(items: list[RenderedPanel], since: datetime, until: datetime,
                 values: Mapping[str, Sequence[str] | str], generated: datetime | None = None) -> str:
-    generated = generated or datetime.now(timezone.utc)
+    generated = generated or datetime.now(UTC)
     by_dashboard: dict[str, list[RenderedPanel]] = {}
     for item in items:
         by_dashboard.setdefault(item.dashboard.uid, []).append(item)
@@ -415,7 +415,7 @@ def render_html(items: list[RenderedPanel], since: datetime, until: datetime,
 def _utc(moment: datetime | date) -> datetime:
     if not isinstance(moment, datetime):
         moment = datetime(moment.year, moment.month, moment.day)
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def collect(client, since: datetime, until: datetime, variables: Mapping[str, Any] | None = None,
@@ -431,7 +431,7 @@ def write_report(client, out_path: Path | str, since: datetime, until: datetime 
     these variable values (name -> value or list; missing = All) and write one HTML file.
     Returns the path written. Panels whose query fails show the error instead of a chart."""
     since = _utc(since)
-    until = _utc(until) if until is not None else datetime.now(timezone.utc)
+    until = _utc(until) if until is not None else datetime.now(UTC)
     if until <= since:
         raise ValueError("the report's time range is empty (until <= since)")
     items = collect(client, since, until, variables, dashboards)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -146,7 +146,7 @@ def parse_time(text: str, now: datetime, what: str = "time") -> datetime:
     if lowered == "now":
         return now
     if lowered in ("today", "yesterday"):
-        midnight = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         return midnight - timedelta(days=1) if lowered == "yesterday" else midnight
     match = _DURATION.match(lowered)
     if match:
@@ -156,7 +156,7 @@ def parse_time(text: str, now: datetime, what: str = "time") -> datetime:
     except ValueError:
         raise QueryError(f"{what}: invalid time {text!r} (use now, today, a duration like 24h or 7d, "
                          "or RFC 3339 such as 2026-11-16T10:00:00Z)") from None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def convert(param: Param, text: str, now: datetime) -> Any:

@@ -266,7 +266,8 @@ def _bottlenecks_one_pass(select: list[str], keys: list[str], table: str, where:
                p50_vs_prev_version >= 1.5 AS regressed
         FROM (
             SELECT {', '.join([*select, 'account_id AS acct', 'workflow_id AS wf', 'step_id AS sid'])},
-                   max((workflow_version, name, type)) AS label, tupleElement(label, 2) AS step_name, tupleElement(label, 3) AS step_type,
+                   max((workflow_version, name, type)) AS label, tupleElement(label, 2) AS step_name,
+                   tupleElement(label, 3) AS step_type,
                    sum(n) AS runs, sum(bad) AS failures,
                    round(100 * failures / runs, 2) AS failure_pct,
                    sum(tms) AS time_ms,
@@ -286,7 +287,8 @@ def _bottlenecks_one_pass(select: list[str], keys: list[str], table: str, where:
                            max(workflow_version) OVER (PARTITION BY account_id, workflow_id) AS latest
                     FROM (
                         SELECT account_id, workflow_id, step_id, workflow_version,
-                               max((step_name, step_type)) AS version_label, tupleElement(version_label, 1) AS name, tupleElement(version_label, 2) AS type,
+                               max((step_name, step_type)) AS version_label,
+                               tupleElement(version_label, 1) AS name, tupleElement(version_label, 2) AS type,
                                sum(executions) AS n, sum(failed) AS bad, sum(duration_sum_ms) AS tms,
                                quantilesTDigestMergeState({QUANTILES})(duration_digest) AS dstate,
                                sum(delays_late) AS late, sum(lateness_sum_ms) AS lsum

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from embedded.processes import free_port, spawn, stop, wait_for_port
 
-
 MEMORY_STORAGE = "memory://tansu/"
 
 

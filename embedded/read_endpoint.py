@@ -128,7 +128,8 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # noqa: BLE001 - a bug here must not kill the connection silently
             log.exception("read endpoint: request failed")
             self.close_connection = True
-            self._error(500, 1000, "Code: 1000. DB::Exception: internal error of the read endpoint. (UNKNOWN_EXCEPTION)")
+            self._error(500, 1000,
+                        "Code: 1000. DB::Exception: internal error of the read endpoint. (UNKNOWN_EXCEPTION)")
 
     def _check_browser(self) -> None:
         """Refuse what only a browser sends: an Origin header (cross-origin or a form post from a

@@ -124,7 +124,7 @@ class ReadLimits:
     max_concurrent_queries: int = 4
 
     @classmethod
-    def from_settings(cls, settings) -> "ReadLimits":
+    def from_settings(cls, settings) -> ReadLimits:
         return cls(max_execution_seconds=settings.read_max_execution_seconds,
                    max_memory_bytes=settings.read_max_memory_bytes,
                    max_result_rows=settings.read_max_result_rows,
@@ -156,7 +156,7 @@ class Credentials:
     password: str = field(repr=False)
 
     @classmethod
-    def generate(cls, user: str = READER_USER) -> "Credentials":
+    def generate(cls, user: str = READER_USER) -> Credentials:
         return cls(user, secrets.token_urlsafe(32))
 
     def matches(self, user: str, password: str) -> bool:
@@ -221,8 +221,8 @@ class Node:
 
     kind: str
     text: str
-    children: list["Node"] = field(default_factory=list)
-    parent: "Node | None" = field(default=None, repr=False)
+    children: list[Node] = field(default_factory=list)
+    parent: Node | None = field(default=None, repr=False)
 
     def walk(self):
         yield self

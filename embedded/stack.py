@@ -54,7 +54,7 @@ class StackInfo:
     reader_password: str = field(default="", repr=False)
 
     @classmethod
-    def read(cls, path: Path) -> "StackInfo | None":
+    def read(cls, path: Path) -> StackInfo | None:
         try:
             doc = json.loads(path.read_text())
             info = cls(doc["brokers"], doc["query_url"], int(doc["pid"]),
@@ -89,7 +89,7 @@ class Reader:
     url: str = field(repr=False)
     password: str | None = field(default=None, repr=False)
 
-    def connect(self, database: str | None = None) -> "Client":
+    def connect(self, database: str | None = None) -> Client:
         """A clickhouse-connect client that cannot write (``sinks.clickhouse.connect(readonly=True)``)."""
         from sinks.clickhouse import connect
 
@@ -178,7 +178,7 @@ class EmbeddedStack:
                    RUNLENS_READ_PORT=str(self.read_port), RUNLENS_READ_PASSWORD=self.reader.password)
         return env
 
-    def start(self) -> "EmbeddedStack":
+    def start(self) -> EmbeddedStack:
         if not self.data_dir.exists():
             self.data_dir.mkdir(mode=0o700, parents=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -232,7 +232,7 @@ class EmbeddedStack:
             if info is not None and info.pid == os.getpid():
                 self.settings.stack_file.unlink(missing_ok=True)
 
-    def __enter__(self) -> "EmbeddedStack":
+    def __enter__(self) -> EmbeddedStack:
         try:
             return self.start()
         except BaseException:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -67,7 +67,7 @@ class StepRef:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 LINGER_SECONDS = 0.02
@@ -119,7 +119,7 @@ class RunEmitter:
             self._batcher.close()
         self.flush()
 
-    def __enter__(self) -> "RunEmitter":
+    def __enter__(self) -> RunEmitter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from producers.kafka import CheckedProducer, EventBatcher
 from schemas.dead_letter import DeadLetter
@@ -49,7 +49,7 @@ def publish_lines(
     clock when called) plus ``max_clock_skew_seconds`` is the latest event time accepted."""
     report = PublishReport()
     batcher = EventBatcher(producer, events_topic)
-    not_after = (now or datetime.now(timezone.utc)) + timedelta(seconds=max_clock_skew_seconds)
+    not_after = (now or datetime.now(UTC)) + timedelta(seconds=max_clock_skew_seconds)
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line:

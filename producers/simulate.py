@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
 import orjson
@@ -101,7 +101,7 @@ def run_simulation(
     """Send runs queued in [now - backfill, now + duration). Events before ``now`` go out at
     once; later ones when the wall clock reaches their time (unless ``pace`` is False).
     ``bad_line_rate`` adds that share of invalid lines (a misbehaving engine) after events."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     start, end = now - backfill, now + duration
     wall_start, report = time.monotonic(), SimulationReport()
     corrupter = random.Random(config.seed ^ 0xBAD)

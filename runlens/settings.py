@@ -72,7 +72,7 @@ def url_secrets(url: str, *, keep_path: bool = True) -> set[str]:
     return {f for f in found if f}
 
 
-def redact_text(text: str, secrets: "tuple[str, ...] | frozenset[str]" = ()) -> str:
+def redact_text(text: str, secrets: tuple[str, ...] | frozenset[str] = ()) -> str:
     """``text`` (an error message, a log line) with every URL in it redacted (``redact_url``)
     and every literal occurrence of ``secrets`` replaced by ``***``."""
     text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)

@@ -13,9 +13,9 @@ import faust
 
 from embedded.read_endpoint import ReadEndpoint
 from embedded.read_policy import READER_USER, Credentials, ReadLimits
+from embedded.stack import resolve_brokers, topic_specs
 from producers.kafka import ensure_topics
 from runlens.settings import Settings
-from embedded.stack import resolve_brokers, topic_specs
 from sinks.clickhouse import Faults, Warehouse, connect, migrate
 from streams.app import create_app
 from streams.config import WorkerConfig

@@ -20,8 +20,8 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
@@ -268,9 +268,9 @@ class Warehouse:
 
 
 def _utc(moment):
-    from datetime import timezone
+    from datetime import UTC
 
-    return None if moment is None else moment.replace(tzinfo=timezone.utc)
+    return None if moment is None else moment.replace(tzinfo=UTC)
 
 
 # ClickHouse server error codes worth retrying: the same statement may succeed later.

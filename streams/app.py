@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -30,8 +30,8 @@ from schemas.dead_letter import DeadLetter
 from sinks.clickhouse import Warehouse, WarehouseError, WarehouseUnavailable, batch_token
 from sinks.rows import dead_letter_columns, event_columns
 from streams.alerting import FUTURE_TOLERANCE, StreamAlerts, WebhookNotifier, alert_columns, alert_document
-from streams.config import WorkerConfig
 from streams.batch import GROUP_MAX_BYTES, RawRecord, record_groups, split_batch
+from streams.config import WorkerConfig
 from streams.ledger import PartitionLedger
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ class IngestWorker:
         records = sorted(_records(events), key=lambda r: (r.partition, r.offset))
         stats.events_in += len(records)
         observed = 0
-        received = datetime.now(timezone.utc)   # the clock event times are judged against, once per batch
+        received = datetime.now(UTC)   # the clock event times are judged against, once per batch
         for group in record_groups(records, self.config.insert_max_rows, GROUP_MAX_BYTES):
             observed += await self.process_records(group, received)
         if observed:
@@ -265,7 +265,7 @@ class IngestWorker:
         await write_with_retry(lambda: warehouse.insert_columns("events", columns, token),
                                stats, f"{len(kept)} events")
         stats.events_written += len(kept)
-        for (event, *_), note in zip(kept, notes):
+        for (event, *_), note in zip(kept, notes, strict=True):
             if note.is_new:
                 self.alerts.observe(event, received)
         return len(kept)
@@ -295,7 +295,7 @@ class IngestWorker:
                 self.brokers, config.consumer_group, [config.events_topic, config.dead_letter_topic]))
         except Exception:  # noqa: BLE001 - the broker may be briefly unreachable
             lag = -1
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         figures = {**{k: float(v) for k, v in self.stats.as_dict().items()}, "consumer_lag": float(lag),
                    "too_late_for_alerts": float(self.alerts.too_late), "rss_bytes": float(_rss_bytes())}
         columns = {"time": [now] * len(figures), "worker": [worker_name] * len(figures),
@@ -312,7 +312,7 @@ class IngestWorker:
         stored with defaults, not fatal."""
         items = [(DeadLetter.from_record(e.message.value, e.message.key, e.message.headers),
                   e.message.partition, e.message.offset) for e in events]
-        columns = dead_letter_columns(items, datetime.now(timezone.utc))
+        columns = dead_letter_columns(items, datetime.now(UTC))
         token = batch_token("dead_letters", [(p, o) for _, p, o in items])
         await write_with_retry(lambda: self.warehouse.insert_columns("dead_letters", columns, token),
                                self.stats, f"{len(items)} dead letters")

@@ -103,7 +103,7 @@ def _build_workflow(a: _Account, t: dict, r: random.Random) -> _Workflow:
     wf.triggers = dict(t["triggers"])
     total = sum(wf.triggers.values())
     cum, acc = [], 0.0
-    for trig, w in wf.triggers.items():
+    for w in wf.triggers.values():
         acc += w / total
         cum.append(acc)
     cum[-1] = 1.0

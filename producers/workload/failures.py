@@ -74,16 +74,22 @@ def _msg(code: str, r: random.Random, e: _ErrEnv) -> str:
         which = r.randrange(3)
         if which == 0:
             return (f"Field 'phone' value '+{r.randrange(1, 99)} ({r.randrange(100, 999)}) "
-                    f"{r.randrange(10, 99)}x-{r.randrange(1000, 9999)}' is not a valid E.164 number (contact {e.contact})")
+                    f"{r.randrange(10, 99)}x-{r.randrange(1000, 9999)}' is not a valid E.164 number "
+                    f"(contact {e.contact})")
         if which == 1:
-            return f"Field 'birthday' value '{r.randrange(30, 32)}/02/{r.randrange(1950, 2008)}' is not a valid date"
-        return f"Payload field 'order.total' value '{r.randrange(1, 999)},{r.randrange(10, 99)}' is not a decimal number"
+            return (f"Field 'birthday' value '{r.randrange(30, 32)}/02/{r.randrange(1950, 2008)}' "
+                    "is not a valid date")
+        return (f"Payload field 'order.total' value '{r.randrange(1, 999)},{r.randrange(10, 99)}' "
+                "is not a decimal number")
     if code == "NULL_VALUE":
-        path = r.choice(("contact.company", "contact.email", "entry.answers[2]", "order.customer.id", "form.fields.country"))
+        path = r.choice(("contact.company", "contact.email", "entry.answers[2]", "order.customer.id",
+                         "form.fields.country"))
         return f"Value of '{path}' is null at step {e.index + 1} ('{e.step}') in run {e.run_id}"
     if code == "TYPE_MISMATCH":
-        field, value = r.choice((("nps_score", f"{r.randrange(0, 11)}/10"), ("order.total", f"${r.randrange(5, 900)}"),
-                                 ("entry.score", f"{r.randrange(0, 100)}%"), ("lead.employees", f"{r.randrange(10, 500)}+")))
+        field, value = r.choice((("nps_score", f"{r.randrange(0, 11)}/10"),
+                                 ("order.total", f"${r.randrange(5, 900)}"),
+                                 ("entry.score", f"{r.randrange(0, 100)}%"),
+                                 ("lead.employees", f"{r.randrange(10, 500)}+")))
         return f"Expected number for '{field}' but got string '{value}'"
     if code == "EMAIL_SERVICE_UNAVAILABLE":
         return (f"Email provider {e.system or 'SendGrid'} returned HTTP 503 Service Unavailable "
@@ -95,13 +101,15 @@ def _msg(code: str, r: random.Random, e: _ErrEnv) -> str:
             path = r.choice((f"PATCH /crm/v3/objects/contacts/{r.randrange(10**6, 10**8)}",
                              "POST /crm/v3/objects/contacts/batch/upsert"))
         elif e.system == "Pipedrive":
-            path = r.choice((f"GET /v1/persons/search?term={e.contact}", f"PUT /v1/persons/{r.randrange(1000, 999999)}"))
+            path = r.choice((f"GET /v1/persons/search?term={e.contact}",
+                             f"PUT /v1/persons/{r.randrange(1000, 999999)}"))
         elif e.system == "Mailchimp":
             path = f"PUT /3.0/lists/{_hexs(r, 10)}/members/{_hexs(r, 32)}"
         else:
             path = r.choice(("POST /services/data/v59.0/sobjects/Lead",
                              f"PATCH /services/data/v59.0/sobjects/Contact/003{_hexs(r, 12)}",
-                             f"GET /services/data/v59.0/query?q=SELECT+Id+FROM+Contact+LIMIT+{r.choice((200, 500, 2000))}"))
+                             "GET /services/data/v59.0/query?q=SELECT+Id+FROM+Contact+LIMIT+"
+                             f"{r.choice((200, 500, 2000))}"))
         return f"{e.system or 'CRM'} API did not answer within 30s ({path})"
     if code == "CRM_SYNC_FAILED":
         status, detail = r.choice(((409, f"duplicate record {r.randrange(10**6, 10**8)}"), (429, "rate limit exceeded"),
@@ -110,7 +118,8 @@ def _msg(code: str, r: random.Random, e: _ErrEnv) -> str:
         return f"{e.system or 'CRM'} sync failed for contact {e.contact}: HTTP {status} {reason} ({detail})"
     if code == "WEBHOOK_DELIVERY_FAILED":
         status = r.choice((500, 502, 502, 503, 504, 429, 404, 410))
-        return f"Webhook POST {e.url} failed with HTTP {status} {_HTTP_REASONS[status]} after {r.randrange(80, 4000)} ms"
+        return (f"Webhook POST {e.url} failed with HTTP {status} {_HTTP_REASONS[status]} "
+                f"after {r.randrange(80, 4000)} ms")
     if code == "INFINITE_LOOP":
         return f"Loop limit exceeded: step '{e.step}' ran {r.randrange(100, 120)} times in run {e.run_id} (limit 100)"
     if code == "MISSING_BRANCH":
@@ -173,13 +182,17 @@ _TRACE_FRAMES = {
 }
 _EXCEPTIONS = {
     "MISSING_REQUIRED_FIELD": "flowengine.errors.ConfigError", "INVALID_EMAIL": "flowengine.errors.InvalidEmail",
-    "INVALID_API_CREDENTIALS": "flowengine.clients.http.Unauthorized", "DELETED_RESOURCE": "flowengine.errors.ResourceDeleted",
-    "MISSING_CONTACT_PROPERTY": "flowengine.errors.MissingProperty", "INVALID_DATA_FORMAT": "flowengine.errors.InvalidFormat",
+    "INVALID_API_CREDENTIALS": "flowengine.clients.http.Unauthorized",
+    "DELETED_RESOURCE": "flowengine.errors.ResourceDeleted",
+    "MISSING_CONTACT_PROPERTY": "flowengine.errors.MissingProperty",
+    "INVALID_DATA_FORMAT": "flowengine.errors.InvalidFormat",
     "NULL_VALUE": "flowengine.errors.NullValue", "TYPE_MISMATCH": "TypeError",
     "EMAIL_SERVICE_UNAVAILABLE": "flowengine.providers.ProviderUnavailable", "API_TIMEOUT": "asyncio.TimeoutError",
     "CRM_TIMEOUT": "flowengine.clients.crm.CrmTimeout", "CRM_SYNC_FAILED": "flowengine.clients.crm.CrmSyncError",
-    "WEBHOOK_DELIVERY_FAILED": "flowengine.clients.http.HTTPStatusError", "INFINITE_LOOP": "flowengine.errors.LoopLimitExceeded",
-    "MISSING_BRANCH": "flowengine.errors.UnhandledBranch", "INVALID_VARIABLE_REFERENCE": "flowengine.errors.UnknownVariable",
+    "WEBHOOK_DELIVERY_FAILED": "flowengine.clients.http.HTTPStatusError",
+    "INFINITE_LOOP": "flowengine.errors.LoopLimitExceeded",
+    "MISSING_BRANCH": "flowengine.errors.UnhandledBranch",
+    "INVALID_VARIABLE_REFERENCE": "flowengine.errors.UnknownVariable",
     "INTERNAL_ERROR": "flowengine.engine.leases.LeaseLost",
 }
 

@@ -80,7 +80,8 @@ class _Versions:
             s = r.choice([s for s in editable if s.fails] or editable)
             idx = s.index
             if s.fails and r.random() < 0.65:
-                codes = [c for c, _ in s.fails if _ERRORS[c][0] in ("config", "data", "logic")] or [c for c, _ in s.fails]
+                codes = ([c for c, _ in s.fails if _ERRORS[c][0] in ("config", "data", "logic")]
+                         or [c for c, _ in s.fails])
                 extra = (r.choice(codes), r.uniform(0.04, 0.15))
             else:
                 mult = r.uniform(2.5, 5.0)
@@ -133,7 +134,8 @@ class _Versions:
 # --------------------------------------------------------------------------- generation
 
 
-def generate(config: WorkloadConfig, start: datetime, end: datetime, live_from: datetime | None = None) -> Iterator[dict]:
+def generate(config: WorkloadConfig, start: datetime, end: datetime,
+             live_from: datetime | None = None) -> Iterator[dict]:
     """Events (JSON-ready dicts per the contract) of runs queued in [start, end), yielded in
     nondecreasing `ts` order; events whose ts >= end are not yielded (runs in flight at `end` stay open).
 
@@ -175,7 +177,8 @@ def _attach_spikes(accounts: list[_Account], spikes: tuple[Spike, ...]) -> None:
                     matched = True
         if not matched:
             names = sorted({wf.id for a in accounts for wf in a.workflows})
-            raise ValueError(f"spike: workflow {sp.workflow!r} matches no workflow id or name (ids: {', '.join(names)})")
+            raise ValueError(f"spike: workflow {sp.workflow!r} matches no workflow id or name "
+                             f"(ids: {', '.join(names)})")
 
 
 _LN_DISPATCH = math.log(120.0)
@@ -252,7 +255,8 @@ class _Generator:
                 self._push_arrival(int(nxt), 0, (a, nxt))
             for wf in a.workflows:
                 if wf.schedule is not None:
-                    self._push_arrival(self._next_fire(wf, start), 1, (wf, random.Random(f"{seed}:{start}:sched:{wf.key}")))
+                    self._push_arrival(self._next_fire(wf, start), 1,
+                                       (wf, random.Random(f"{seed}:{start}:sched:{wf.key}")))
         heap, arrivals = self.heap, self.arrivals
         heappop, heapreplace = heapq.heappop, heapq.heapreplace
         run_poisson, run_sched, run_replay = self._arrive_poisson, self._arrive_scheduled, self._arrive_replay
@@ -301,7 +305,8 @@ class _Generator:
         a = wf.account
         share = wf.schedule[2]
         if share > 0:
-            per_hour = (a.rate_l * 1000 * 3600) if (self.live_ms is not None and t >= self.live_ms) else a.rate_b * _HOUR_MS
+            is_live = self.live_ms is not None and t >= self.live_ms
+            per_hour = (a.rate_l * 1000 * 3600) if is_live else a.rate_b * _HOUR_MS
             count = max(1, round(per_hour * share * srng.uniform(0.8, 1.2)))
         else:
             count = 1
@@ -554,7 +559,8 @@ class _Generator:
         elif kind == "crm_sync":
             extra["input"] = {"system": st.system, "record": target}
             if ok:
-                extra["output"] = {"crm_id": f"{r.getrandbits(40):010x}", "operation": "update" if r.random() < 0.7 else "create"}
+                extra["output"] = {"crm_id": f"{r.getrandbits(40):010x}",
+                                   "operation": "update" if r.random() < 0.7 else "create"}
         elif kind == "webhook":
             extra["input"] = {"method": "POST", "url": target}
             if ok:

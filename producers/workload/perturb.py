@@ -78,7 +78,8 @@ def _ts_ms(value) -> int | None:
 
 
 def perturb(events: Iterable[dict], *, seed: int, duplicate_rate: float = 0.0, reorder_rate: float = 0.0,
-            late_rate: float = 0.0, late_by: timedelta = timedelta(minutes=5), bad_line_rate: float = 0.0) -> Iterator[bytes]:
+            late_rate: float = 0.0, late_by: timedelta = timedelta(minutes=5),
+            bad_line_rate: float = 0.0) -> Iterator[bytes]:
     """Encode events as NDJSON lines (orjson, no trailing newline in each item) with delivery faults:
     exact duplicates (same event_id, same bytes), local reordering (swap within a small window),
     late delivery (an event emitted up to `late_by` of event time after its position), and bad lines

@@ -7,9 +7,9 @@ import math
 import re
 import time as _time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-UTC = timezone.utc
+UTC = UTC
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _HOUR_MS = 3_600_000
@@ -39,7 +39,7 @@ def _fmt(ms: int) -> str:
     if prefix is None:
         if len(_MINUTE_PREFIX) > 50_000:
             _MINUTE_PREFIX.clear()
-        prefix = "%04d-%02d-%02dT%02d:%02d" % _time.gmtime(minute * 60)[:5]
+        prefix = "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}".format(*_time.gmtime(minute * 60)[:5])
         _MINUTE_PREFIX[minute] = prefix
     sec, milli = divmod(rest, 1000)
     return f"{prefix}:{sec:02d}.{milli:03d}Z"
@@ -133,7 +133,7 @@ class Spike:
             raise ValueError(f"spike: bad minutes={self.minutes!r} (expected a number > 0)")
 
     @classmethod
-    def parse(cls, text: str, now: datetime) -> "Spike":
+    def parse(cls, text: str, now: datetime) -> Spike:
         """``workflow=wf-welcome,at=2026-11-20T10:00:00Z,rate=0.6[,minutes=10]``; ``at`` may be
         relative to ``now`` (``+5m``, ``-2h``, ``+30s``). ValueError names the bad part."""
         f = _parse_fields("spike", text, ("workflow", "at", "rate", "minutes"), ("workflow", "at", "rate"))
@@ -164,7 +164,7 @@ class Backlog:
             raise ValueError(f"backlog: bad capacity={self.capacity_factor!r} (expected a number in 0..1)")
 
     @classmethod
-    def parse(cls, text: str, now: datetime) -> "Backlog":
+    def parse(cls, text: str, now: datetime) -> Backlog:
         """``at=+10m,minutes=5[,account=acme][,capacity=0.2]``. ValueError names the bad part."""
         f = _parse_fields("backlog", text, ("at", "minutes", "account", "capacity"), ("at", "minutes"))
         account = f.get("account")

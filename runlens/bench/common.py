@@ -8,13 +8,13 @@ import platform
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def count_label(n: int) -> str:
@@ -155,7 +155,7 @@ def cycled(pool: tuple[list[str], list[bytes]]) -> Iterator[tuple[str, bytes]]:
     keys, values = pool
     for cycle in itertools.count():
         tag = f"s{cycle}_"
-        for key, value in zip(keys, values):
+        for key, value in zip(keys, values, strict=True):
             yield tag + key, value.replace(b':"run_', b':"' + tag.encode() + b"run_")
 
 
@@ -201,7 +201,7 @@ def slope_of(points: list[tuple[float, float]]) -> float:
     ys = [y for _, y in points]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     den = sum((x - mx) ** 2 for x in xs)
-    return 0.0 if den == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den
+    return 0.0 if den == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den
 
 
 def growth_of(sizes: list[dict]) -> list[dict]:

@@ -124,7 +124,7 @@ class Pipeline:
             warm_keys, warm_values = encoded(live_events(self.plan.seed + 100, datetime.now(UTC) - timedelta(days=2)),
                                              2000)
             sink = self._sink(stack, self.plan.producer)
-            for key, value in zip(warm_keys, warm_values):
+            for key, value in zip(warm_keys, warm_values, strict=True):
                 sink.send(key, value)
             sink.flush()
             lag, _ = self._wait_lag_zero(stack, 180, label="warm-up")
@@ -205,7 +205,7 @@ class Pipeline:
         rng = random.Random(self.plan.seed)
         tag = f"x{number}_"
         mixed_keys, mixed_values, bad = [], [], 0
-        for i, (key, value) in enumerate(zip(keys, values)):
+        for i, (key, value) in enumerate(zip(keys, values, strict=True)):
             key, value = key.replace("run_", tag + "run_"), value.replace(b':"run_', b':"' + tag.encode() + b"run_")
             mixed_keys.append(key)
             mixed_values.append(value)

@@ -62,7 +62,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     if poison:
         lines.append(f"| pipeline with 1 % poison lines ({_fmt(poison['bad_lines'])} bad lines of every kind the "
                      f"contract rejects, all dead-lettered), EventSink, valid events until lag 0 | "
-                     f"{_fmt(poison['valid_events'])} | {poison['seconds']:.2f} | {_fmt(poison['valid_events_per_s'])} | "
+                     f"{_fmt(poison['valid_events'])} | {poison['seconds']:.2f} | "
+                     f"{_fmt(poison['valid_events_per_s'])} | "
                      f"{_fmt(poison.get('worker_cpu_s_per_million'), 2)} (worker) | "
                      f"{_x(poison.get('ratio_to_clean_run'))} the clean EventSink run |")
     lines.append("")
@@ -185,7 +186,8 @@ def render_chart(result: dict[str, Any], path: Path) -> None:
     if lat:
         width = 0.11
         xs = range(len(lat))
-        series = [("Kafka hop", "kafka_hop", "p50_ms"), ("runs", "runs_view", "p50_ms"), ("runs", "runs_view", "p95_ms"), ("runs", "runs_view", "p99_ms"),
+        series = [("Kafka hop", "kafka_hop", "p50_ms"), ("runs", "runs_view", "p50_ms"),
+                  ("runs", "runs_view", "p95_ms"), ("runs", "runs_view", "p99_ms"),
                   ("run_stats", "run_stats", "p50_ms"), ("run_stats", "run_stats", "p95_ms"),
                   ("run_stats", "run_stats", "p99_ms")]
         for k, (label, key, pct) in enumerate(series):

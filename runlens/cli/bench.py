@@ -6,7 +6,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import orjson
 import typer
@@ -98,16 +98,16 @@ def bench_command(
                                                           "per query.")] = False,
     out_path: Annotated[str, typer.Option("--out", help="Results folder; each run writes <out>/<timestamp>/.",
                                           callback=path_value)] = "results",
-    events: Annotated[Optional[str], typer.Option(help="Events for the baselines and the max-rate run "
+    events: Annotated[str | None, typer.Option(help="Events for the baselines and the max-rate run "
                                                        "(default 1m; quick 100k).")] = None,
     rates: Annotated[str, typer.Option(help="Fixed rates for latency, in % of the measured maximum.")] = "25,50,80",
-    latency_duration: Annotated[Optional[str], typer.Option(
+    latency_duration: Annotated[str | None, typer.Option(
         "--latency-duration", help="Traffic per fixed rate (default 60s; quick 5s).")] = None,
-    soak: Annotated[Optional[str], typer.Option(help="Soak at 50% of max: e.g. 10m; 0 skips "
+    soak: Annotated[str | None, typer.Option(help="Soak at 50% of max: e.g. 10m; 0 skips "
                                                      "(default 10m; quick 15s).")] = None,
-    history: Annotated[Optional[str], typer.Option(help="History sizes for query speed, e.g. 1m,10m; 0 skips "
+    history: Annotated[str | None, typer.Option(help="History sizes for query speed, e.g. 1m,10m; 0 skips "
                                                         "(default 1m,10m; quick 100k).")] = None,
-    repeat: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Timed runs per query, 1..1000 "
+    repeat: Annotated[int | None, typer.Option(min=1, max=1000, help="Timed runs per query, 1..1000 "
                                                                       "(default 10; quick 3).")] = None,
     seed: Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Workload seed (0..2^63-1).")] = 7,
     producer: Annotated[str, typer.Option(

@@ -18,9 +18,9 @@ import logging
 import re
 import signal
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import orjson
 import typer
@@ -104,8 +104,8 @@ RawCsvOpt = Annotated[bool, typer.Option(
 MAX_ARGUMENT_CHARS = 65_536
 MAX_VALUE_CHARS = 512
 MAX_PATH_CHARS = 4096
-TIME_MIN = datetime(1900, 1, 1, tzinfo=timezone.utc)
-TIME_MAX = datetime(2300, 1, 1, tzinfo=timezone.utc)   # exclusive
+TIME_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+TIME_MAX = datetime(2300, 1, 1, tzinfo=UTC)   # exclusive
 _ARGUMENT_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
@@ -181,7 +181,7 @@ def parse_when(text: str, option: str = "time", now: datetime | None = None) -> 
     from dashboards.sqllib import QueryError, parse_time
     from producers.simulate import DurationOutOfRange, parse_duration
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     check_text(text, option, 64)
     if not text.isascii():
         raise BadArgument(f"{option}: invalid time {shown(text)} (use ASCII digits: a duration like 24h or 7d, "
@@ -299,7 +299,8 @@ def write_rows(columns: list[str], rows, fmt: OutputFormat, stream=None, *, raw_
             writer.writerow(["" if v is None else cell(v) for v in row])
     elif fmt is OutputFormat.json:
         for row in rows:
-            stream.write(orjson.dumps(dict(zip(columns, map(plain_cell, row))), default=str).decode() + "\n")
+            record = dict(zip(columns, map(plain_cell, row), strict=False))
+            stream.write(orjson.dumps(record, default=str).decode() + "\n")
     else:
         table = Table(show_lines=False)
         for column in columns:
@@ -360,20 +361,20 @@ DURATION_HELP = " At most 36,500 days."
 
 # --------------------------------------------------------------------------- stats filter options
 
-SinceOpt = Annotated[Optional[str], typer.Option(help=f"From this time: {TIME_FORMS}.")]
-UntilOpt = Annotated[Optional[str], typer.Option(help="Until this time (same forms as --since).")]
+SinceOpt = Annotated[str | None, typer.Option(help=f"From this time: {TIME_FORMS}.")]
+UntilOpt = Annotated[str | None, typer.Option(help="Until this time (same forms as --since).")]
 # The nine filters of the stats commands, defined once, in the order they are listed in --help.
 STATS_FILTERS: dict[str, Any] = {
     "since": SinceOpt,
     "until": UntilOpt,
-    "account": Annotated[Optional[str], typer.Option(help="Only this account.", callback=text_values)],
-    "workflow": Annotated[Optional[str], typer.Option(help="Only this workflow id.", callback=text_values)],
-    "version": Annotated[Optional[int], typer.Option(min=0, max=2**32 - 1, help="Only this workflow version.")],
-    "type_": Annotated[Optional[str], typer.Option("--type", help="Workflow type: card, site, contact, survey, "
+    "account": Annotated[str | None, typer.Option(help="Only this account.", callback=text_values)],
+    "workflow": Annotated[str | None, typer.Option(help="Only this workflow id.", callback=text_values)],
+    "version": Annotated[int | None, typer.Option(min=0, max=2**32 - 1, help="Only this workflow version.")],
+    "type_": Annotated[str | None, typer.Option("--type", help="Workflow type: card, site, contact, survey, "
                                                                     "integration.")],
-    "trigger": Annotated[Optional[str], typer.Option(help="Trigger: manual, automatic, api, scheduled.")],
-    "site": Annotated[Optional[str], typer.Option(help="Only this site id.", callback=text_values)],
-    "card": Annotated[Optional[str], typer.Option(help="Only this card id.", callback=text_values)],
+    "trigger": Annotated[str | None, typer.Option(help="Trigger: manual, automatic, api, scheduled.")],
+    "site": Annotated[str | None, typer.Option(help="Only this site id.", callback=text_values)],
+    "card": Annotated[str | None, typer.Option(help="Only this card id.", callback=text_values)],
 }
 
 

@@ -7,7 +7,7 @@ store (as new entries, with the events topic as their source) and nothing is los
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -30,15 +30,15 @@ dlq_app = typer.Typer(help="The dead-letter store: list rejected events, re-publ
                       no_args_is_help=True)
 
 
-def _source(ctx: typer.Context, param: typer.CallbackParam, value: Optional[str]) -> Optional[str]:
+def _source(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
     if value is not None:
         check_text(value, "--source", MAX_PATH_CHARS + len("file:"))
     return value
 
 
-SourceOpt = Annotated[Optional[str], typer.Option(help="Only dead letters from this source (topic or file:PATH).",
+SourceOpt = Annotated[str | None, typer.Option(help="Only dead letters from this source (topic or file:PATH).",
                                                   callback=_source)]
-ReasonOpt = Annotated[Optional[str], typer.Option("--reason-contains", help="Only reasons containing this text "
+ReasonOpt = Annotated[str | None, typer.Option("--reason-contains", help="Only reasons containing this text "
                                                   "(at most 512 characters).", callback=text_values)]
 
 

@@ -10,7 +10,7 @@ runs.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -297,7 +297,7 @@ def runs_compare(
 def runs_replays(
     ctx: typer.Context,
     account: AccountOpt,
-    workflow: Annotated[Optional[str], typer.Option("--workflow", "-w", help="Workflow id or name.",
+    workflow: Annotated[str | None, typer.Option("--workflow", "-w", help="Workflow id or name.",
                                                     callback=text_values)] = None,
     since: SinceOpt = None, until: UntilOpt = None,
     pairs: Annotated[bool, typer.Option("--pairs", help="One row per replay and its original.")] = False,

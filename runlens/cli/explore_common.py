@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -43,12 +43,13 @@ AccountOpt = Annotated[str, typer.Option(
     "--account", "-a", envvar="RUNLENS_ACCOUNT", show_envvar=True, callback=text_values,
     help="The account (tenant) to read. Every command reads exactly one.")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format. " + CSV_GUARD_HELP)]
-SinceOpt = Annotated[Optional[str], typer.Option(
+SinceOpt = Annotated[str | None, typer.Option(
     help="Runs started from: now, today, yesterday, 24h / 7d / 30d (ago), a date or an RFC 3339 time "
          "(1900..2299).")]
-UntilOpt = Annotated[Optional[str], typer.Option(help="Runs started before (same forms as --since).")]
+UntilOpt = Annotated[str | None, typer.Option(help="Runs started before (same forms as --since).")]
 StatusOpt = Annotated[list[str], typer.Option(
-    "--status", "-s", callback=text_values, help="success, failed, running, pending, stopped. Repeat or comma-separate.")]
+    "--status", "-s", callback=text_values,
+    help="success, failed, running, pending, stopped. Repeat or comma-separate.")]
 TypeOpt = Annotated[list[str], typer.Option(
     "--type", callback=text_values, help="Workflow type: card, site, contact, survey, integration. Repeatable.")]
 WorkflowOpt = Annotated[list[str], typer.Option("--workflow", "-w", callback=text_values,
@@ -60,10 +61,11 @@ CardOpt = Annotated[list[str], typer.Option("--card", callback=text_values, help
 TriggerOpt = Annotated[list[str], typer.Option(
     "--trigger", callback=text_values, help="manual, automatic, api, scheduled. Repeatable.")]
 ContactOpt = Annotated[list[str], typer.Option("--contact", callback=text_values, help="Contact id. Repeatable.")]
-ErrorCodeOpt = Annotated[list[str], typer.Option("--error-code", callback=text_values, help="Run error code. Repeatable.")]
+ErrorCodeOpt = Annotated[list[str], typer.Option(
+    "--error-code", callback=text_values, help="Run error code. Repeatable.")]
 ErrorClassOpt = Annotated[list[str], typer.Option(
     "--error-class", callback=text_values, help="config, data, external_service, logic, internal. Repeatable.")]
-ReplaysOpt = Annotated[Optional[str], typer.Option(
+ReplaysOpt = Annotated[str | None, typer.Option(
     "--replays", callback=text_values, help="only: replays only; exclude: original runs only.")]
 SortOpt = Annotated[str, typer.Option(
     callback=text_values,
@@ -75,7 +77,7 @@ RunIdArg = Annotated[str, typer.Argument(help="The run id.", callback=text_value
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _values(items: list[str]) -> tuple[str, ...]:
@@ -139,7 +141,7 @@ def run_rows(client, query: rq.Query) -> tuple[list[str], list[tuple]]:
 def rfc3339(value: datetime) -> str:
     """A UTC time as RFC 3339 with milliseconds and Z (naive times from the warehouse are UTC)."""
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
@@ -162,7 +164,7 @@ def write_table(columns: list[str], rows, fmt: Format, raw_csv: bool = False) ->
 
 
 def as_records(columns: list[str], rows) -> list[dict]:
-    return [dict(zip(columns, row)) for row in rows]
+    return [dict(zip(columns, row, strict=False)) for row in rows]
 
 
 def _jsonable(value: Any) -> Any:

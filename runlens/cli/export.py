@@ -7,7 +7,7 @@ import re
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -158,8 +158,8 @@ def export_command(
     error_class: ErrorClassOpt = [], replays: ReplaysOpt = None,  # noqa: B006
     sort: Annotated[str, typer.Option(help="Run sort key (runs only), as in `runs list`.",
                                       callback=text_values)] = "started_at:asc",
-    limit: Annotated[Optional[int], typer.Option(help=f"At most this many rows (1..{MAX_EXPORT_ROWS:,}).")] = None,
-    out_file: Annotated[Optional[str], typer.Option("--out", "-o", help="CSV file to write; - or omitted: stdout.",
+    limit: Annotated[int | None, typer.Option(help=f"At most this many rows (1..{MAX_EXPORT_ROWS:,}).")] = None,
+    out_file: Annotated[str | None, typer.Option("--out", "-o", help="CSV file to write; - or omitted: stdout.",
                                                     callback=path_value)] = None,
     raw_csv: RawCsvOpt = False,
 ) -> None:
@@ -228,14 +228,15 @@ def _export_to(client, query, sink, progress, raw: bool = False) -> int:
 
 def sql_command(
     ctx: typer.Context,
-    name: Annotated[Optional[str], typer.Argument(help="Library query to run; omit to list the library.",
+    name: Annotated[str | None, typer.Argument(help="Library query to run; omit to list the library.",
                                                   callback=text_values)] = None,
-    account: Annotated[Optional[str], typer.Option(
+    account: Annotated[str | None, typer.Option(
         "--account", "-a", envvar="RUNLENS_ACCOUNT", show_envvar=True, callback=text_values,
         help="The account (tenant) to read (required to run a query).")] = None,
     param: Annotated[list[str], typer.Option("--param", "-p", help="NAME=VALUE for a query parameter. Repeatable. "
                                              "Numbers and times in ASCII; times as --since of `runs list`.")] = [],  # noqa: B006
-    print_sql: Annotated[bool, typer.Option("--print", help="Print the query and its bound parameters; run nothing.")] = False,
+    print_sql: Annotated[bool, typer.Option(
+        "--print", help="Print the query and its bound parameters; run nothing.")] = False,
     format: FormatOpt = Format.table,
     raw_csv: RawCsvOpt = False,
 ) -> None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import typer
@@ -310,25 +310,26 @@ def grafana_push(
     ctx: typer.Context,
     url: Annotated[str, typer.Option(help="Grafana's URL, e.g. https://grafana.example.",
                                      envvar="RUNLENS_GRAFANA_URL")],
-    token: Annotated[Optional[str], typer.Option(
+    token: Annotated[str | None, typer.Option(
         help="Deprecated (visible in the process list): set RUNLENS_GRAFANA_TOKEN (or GRAFANA_TOKEN) to a "
              "service account token (Admin role) or user:password.",
         envvar=list(TOKEN_ENVS), show_envvar=False)] = None,
-    token_file: Annotated[Optional[Path], typer.Option(
+    token_file: Annotated[Path | None, typer.Option(
         help="Read the token from this file (first line) instead of the environment.")] = None,
-    tenant: Annotated[Optional[str], typer.Option(
+    tenant: Annotated[str | None, typer.Option(
         help="Upload one account's dashboards on its own datasource (its ClickHouse reader) into its folder; "
              "no alert rules. Use with --org-id: the tenant's own organisation.")] = None,
-    org_id: Annotated[Optional[int], typer.Option(
+    org_id: Annotated[int | None, typer.Option(
         min=1, help="Grafana organisation to upload into (default: the token's).")] = None,
-    clickhouse_url: Annotated[Optional[str], typer.Option(
+    clickhouse_url: Annotated[str | None, typer.Option(
         help="Where Grafana reaches ClickHouse (http://host:8123). Default: as provisioned "
              "(http://clickhouse:8123, the compose service).")] = None,
-    reader_user: Annotated[Optional[str], typer.Option(help="ClickHouse user for Grafana (read-only).")] = None,
-    reader_password: Annotated[Optional[str], typer.Option(
-        help="Its password (default: RUNLENS_GRAFANA_READER_PASSWORD).", envvar="RUNLENS_GRAFANA_READER_PASSWORD")] = None,
-    database: Annotated[Optional[str], typer.Option(help="Database the dashboards read (default: runlens).")] = None,
-    webhook_url: Annotated[Optional[str], typer.Option(
+    reader_user: Annotated[str | None, typer.Option(help="ClickHouse user for Grafana (read-only).")] = None,
+    reader_password: Annotated[str | None, typer.Option(
+        help="Its password (default: RUNLENS_GRAFANA_READER_PASSWORD).",
+        envvar="RUNLENS_GRAFANA_READER_PASSWORD")] = None,
+    database: Annotated[str | None, typer.Option(help="Database the dashboards read (default: runlens).")] = None,
+    webhook_url: Annotated[str | None, typer.Option(
         help="Webhook for alert notifications; also creates the contact point and the team=runlens "
              "notification route (grouped by account and workflow).", envvar=WEBHOOK_ENV)] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each request.")] = 10.0,
@@ -370,12 +371,12 @@ def grafana_push(
 def grafana_provision(
     tenant: Annotated[str, typer.Option(help="The account whose Grafana files to write.")],
     org_id: Annotated[int, typer.Option(min=1, help="The tenant's Grafana organisation (create it first).")] = 1,
-    out_dir: Annotated[Optional[Path], typer.Option(
+    out_dir: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Directory to write into (default: grafana-ACCOUNT).")] = None,
-    clickhouse_url: Annotated[Optional[str], typer.Option(
+    clickhouse_url: Annotated[str | None, typer.Option(
         help="Where Grafana reaches ClickHouse (http://host:8123; default: http://clickhouse:8123).")] = None,
     database: Annotated[str, typer.Option(help="Database the dashboards read.")] = "runlens",
-    dashboards_path: Annotated[Optional[str], typer.Option(
+    dashboards_path: Annotated[str | None, typer.Option(
         help="Where Grafana will find the dashboards directory (default: "
              "/var/lib/grafana/dashboards/runlens-tenants/ACCOUNT).")] = None,
 ) -> None:
@@ -415,18 +416,18 @@ def report(
     ctx: typer.Context,
     out_file: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
     since: Annotated[str, typer.Option(help="From: 24h, 7d (ago) or RFC 3339.")] = "24h",
-    until: Annotated[Optional[str], typer.Option(help="Until: duration ago or RFC 3339 (default: now).")] = None,
-    account: Annotated[Optional[str], typer.Option(help="Account(s), comma-separated (default: all).")] = None,
-    workflow: Annotated[Optional[str], typer.Option(help="Workflow id(s), comma-separated.")] = None,
-    version: Annotated[Optional[str], typer.Option(help="Workflow version(s), comma-separated.")] = None,
-    type_: Annotated[Optional[str], typer.Option("--type", help="Workflow type(s), comma-separated.")] = None,
-    trigger: Annotated[Optional[str], typer.Option(help="Trigger(s), comma-separated.")] = None,
-    site: Annotated[Optional[str], typer.Option(help="Site id(s), comma-separated.")] = None,
-    card: Annotated[Optional[str], typer.Option(help="Card id(s), comma-separated.")] = None,
+    until: Annotated[str | None, typer.Option(help="Until: duration ago or RFC 3339 (default: now).")] = None,
+    account: Annotated[str | None, typer.Option(help="Account(s), comma-separated (default: all).")] = None,
+    workflow: Annotated[str | None, typer.Option(help="Workflow id(s), comma-separated.")] = None,
+    version: Annotated[str | None, typer.Option(help="Workflow version(s), comma-separated.")] = None,
+    type_: Annotated[str | None, typer.Option("--type", help="Workflow type(s), comma-separated.")] = None,
+    trigger: Annotated[str | None, typer.Option(help="Trigger(s), comma-separated.")] = None,
+    site: Annotated[str | None, typer.Option(help="Site id(s), comma-separated.")] = None,
+    card: Annotated[str | None, typer.Option(help="Card id(s), comma-separated.")] = None,
 ) -> None:
     """Render every dashboard panel into one self-contained HTML page (no Grafana needed)."""
     start = since_or_none(since)
-    end = since_or_none(until) if until else datetime.now(timezone.utc)
+    end = since_or_none(until) if until else datetime.now(UTC)
     if end <= start:
         raise UserError(f"--since {since} is not before --until {until or 'now'}")
     variables = {"account": account, "workflow": workflow, "version": version, "type": type_,

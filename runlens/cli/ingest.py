@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import orjson
 import typer
@@ -73,7 +73,7 @@ def publish(
 
 def _parse_now(text: str | None) -> datetime:
     if text is None:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     check_text(text, "--now", 64)
     try:
         if not text.isascii():
@@ -85,7 +85,7 @@ def _parse_now(text: str | None) -> datetime:
         raise BadArgument(f"--now: {shown(text)} has no timezone (add Z or an offset)")
     if not TIME_MIN <= moment < TIME_MAX:
         raise BadArgument(f"--now: {shown(text)} is outside 1900-01-01 .. 2299-12-31")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def simulate(
@@ -99,11 +99,11 @@ def simulate(
     backfill_rate: BackfillRateOpt = 120.0,
     spike: SpikeOpt = [],  # noqa: B006 - typer reads the default
     backlog: BacklogOpt = [],  # noqa: B006
-    out_path: Annotated[Optional[str], typer.Option("--out", help="Write NDJSON here instead of publishing.",
+    out_path: Annotated[str | None, typer.Option("--out", help="Write NDJSON here instead of publishing.",
                                                     callback=path_value)] = None,
     no_pace: Annotated[bool, typer.Option("--no-pace", help="Send live events at once, not in real time.")] = False,
     bad_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of invalid lines to mix in.")] = 0.0,
-    now: Annotated[Optional[str], typer.Option(help="Pretend the current time is this (RFC 3339, "
+    now: Annotated[str | None, typer.Option(help="Pretend the current time is this (RFC 3339, "
                                                     "1900..2299).")] = None,
 ) -> None:
     """Generate a realistic synthetic workload: backfilled history, then live traffic."""
@@ -140,7 +140,7 @@ def simulate(
 
 @schema_app.command("export")
 def schema_export(
-    output: Annotated[Optional[str], typer.Option("--out", "-o", help="File to write; stdout if omitted.",
+    output: Annotated[str | None, typer.Option("--out", "-o", help="File to write; stdout if omitted.",
                                                   callback=path_value)] = None,
 ) -> None:
     """Write the JSON Schema of one event."""

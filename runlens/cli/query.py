@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -98,7 +98,7 @@ class AlertState(StrEnum):
 
 @stats_command(stats_app, "alerts", ("since", "account"))
 def stats_alerts(
-    f=None, state: Annotated[Optional[AlertState], typer.Option(help="Only firing or resolved alerts.")] = None,
+    f=None, state: Annotated[AlertState | None, typer.Option(help="Only firing or resolved alerts.")] = None,
 ):
     """Failure spikes, stuck runs and growing queues the stream detected."""
     from dashboards import stats

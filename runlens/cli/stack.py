@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -77,7 +77,7 @@ def demo(
     base = settings_of(ctx)
     settings = base.model_copy(update={"data_dir": (base.data_dir / "demo").resolve()})
     shutil.rmtree(settings.data_dir, ignore_errors=True)
-    moment = datetime.now(timezone.utc)
+    moment = datetime.now(UTC)
     config = workload_options(seed, accounts, rate, backfill_rate, [], [], moment)
     spiked = catalog(config)[0]
     config = config.__class__(**{**config.__dict__, "spikes": (

@@ -8,10 +8,10 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-UTC = timezone.utc
+UTC = UTC
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _MINUTE_MS = 60_000
@@ -96,7 +96,8 @@ class Alert:
     alert_id: str  # f"{kind}:{account_id}:{subject}:{started_at:%Y%m%dT%H%M}", same when firing and resolved
     kind: str  # "failure_spike" | "stuck_run" | "queue_growing"
     account_id: str
-    subject: str  # workflow_id (failure_spike; account_id with scope="account"), run_id (stuck_run), account_id (queue_growing)
+    # workflow_id (failure_spike; account_id with scope="account"), run_id (stuck_run), account_id (queue_growing)
+    subject: str
     subject_name: str  # workflow name / the run's workflow name / account id, for humans
     state: str  # "firing" | "resolved"
     severity: str  # "warning" | "critical"

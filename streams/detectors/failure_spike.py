@@ -176,10 +176,9 @@ class FailureSpikeDetector:
         self.stats["evicted_accounts"] += 1
 
     def _evict_one(self) -> None:
-        for key, st in self._keys.items():
-            if st.firing is None:
-                break
-        else:
+        # the first key not firing, else the oldest
+        key = next((k for k, st in self._keys.items() if st.firing is None), None)
+        if key is None:
             key = next(iter(self._keys))
         del self._keys[key]
         acct = self._accounts.get(key[0])

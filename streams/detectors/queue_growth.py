@@ -83,10 +83,9 @@ class QueueGrowthDetector:
         q = accounts.get(account_id)
         if q is None:
             if len(accounts) >= self.max_accounts:
-                for key, old in accounts.items():
-                    if old.firing is None:
-                        break
-                else:
+                # the first account not firing, else the oldest
+                key = next((k for k, old in accounts.items() if old.firing is None), None)
+                if key is None:
                     key = next(iter(accounts))
                 evicted = accounts.pop(key)
                 if evicted.next is not None:

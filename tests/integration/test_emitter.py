@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from embedded.processes import free_port
 from producers.emitter import RunContext, RunEmitter, StepRef
 from producers.kafka import BrokerUnavailable
-from embedded.processes import free_port
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def test_emitted_lifecycle_becomes_one_run_with_steps(embedded_stack, stack_settings, reader):
-    t0 = datetime(2026, 11, 21, 9, 0, tzinfo=timezone.utc)
+    t0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
     run = RunContext(account_id="emit-acct", run_id="emit-r1", workflow_id="wf-sync",
                      workflow_name="Lead sync", workflow_version=2, workflow_type="integration",
                      trigger="api", site_id="s9")
@@ -61,7 +61,7 @@ def _lifecycle(emit: RunEmitter, run: RunContext, t0: datetime) -> None:
 
 
 def test_a_lone_event_goes_out_within_the_linger_without_a_flush(embedded_stack, stack_settings, reader):
-    t0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
+    t0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
     run = RunContext(account_id="emit-acct", run_id="emit-linger", workflow_id="wf-sync",
                      workflow_name="Lead sync", workflow_version=2, workflow_type="integration", trigger="api")
     emit = RunEmitter(embedded_stack.brokers, stack_settings.events_topic, linger=0.05)
@@ -77,7 +77,7 @@ def test_a_lone_event_goes_out_within_the_linger_without_a_flush(embedded_stack,
 
 
 def test_one_record_per_event_mode_sends_each_event_as_its_own_record(embedded_stack, stack_settings, reader):
-    t0 = datetime(2026, 11, 21, 11, 0, tzinfo=timezone.utc)
+    t0 = datetime(2026, 11, 21, 11, 0, tzinfo=UTC)
     run = RunContext(account_id="emit-acct", run_id="emit-single", workflow_id="wf-sync",
                      workflow_name="Lead sync", workflow_version=2, workflow_type="integration", trigger="api")
     with RunEmitter(embedded_stack.brokers, stack_settings.events_topic, one_record_per_event=True) as emit:

@@ -9,7 +9,7 @@ import io
 import json
 import re
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -79,7 +79,7 @@ def _jsonl(result) -> list[dict]:
 def _time(text: str | None):
     if not text:
         return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc).replace(tzinfo=None)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC).replace(tzinfo=None)
 
 
 # --------------------------------------------------------------------------- runs list
@@ -192,7 +192,8 @@ def _last_attempts(steps, account, run_id) -> dict:
 def test_compare_a_replay_with_its_original(published, stack_settings, runs, steps):
     pairs = sorted((k[0], r["replay_of"], k[1]) for k, r in runs.items()
                    if r["replay_of"] and (k[0], r["replay_of"]) in runs and r["status"] in ("success", "failed"))
-    fixed = next(p for p in pairs if runs[(p[0], p[1])]["status"] == "failed" and runs[(p[0], p[2])]["status"] == "success")
+    fixed = next(p for p in pairs
+                 if runs[(p[0], p[1])]["status"] == "failed" and runs[(p[0], p[2])]["status"] == "success")
     others = [p for p in pairs if p != fixed and runs[(p[0], p[2])]["status"] == "failed"]
     for account, original, replay in [fixed, *others[:1]]:
         doc = json.loads(_ok(run_cli(stack_settings, "runs", "compare", original, replay, "-a", account, "-f", "json")))
@@ -221,7 +222,7 @@ def test_replay_outcomes_equal_the_recomputation(published, stack_settings, runs
             assert int(totals[mode]["replays"]) == len(group)
             assert int(totals[mode]["succeeded"]) == sum(r["status"] == "success" for r in group)
             assert int(totals[mode]["fixed"]) == sum(r["status"] == "success" and o["status"] == "failed"
-                                                     for r, o in zip(group, originals))
+                                                     for r, o in zip(group, originals, strict=True))
 
 
 # --------------------------------------------------------------------------- failure patterns
@@ -269,7 +270,7 @@ def test_error_signatures_equal_an_independent_grouping(published, stack_setting
 
 def test_new_since_version_keeps_signatures_first_seen_on_that_version_or_later(published, reader):
     query = sqllib.load("error_signatures")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     def signatures(version: int) -> dict:
         bound = sqllib.bind(query, "acme", {"new_since_version": str(version), "limit": "10000"}, now)
@@ -324,7 +325,7 @@ def test_every_library_query_answers_for_one_account_only(published, reader, run
     if name == "run_steps":
         given = {"run_id": next(k[1] for k, r in runs.items() if k[0] == "acme" and r["status"] == "failed")}
     given = {k: v for k, v in given.items() if query.param(k)}
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     bound = sqllib.bind(query, "acme", given, now)
     result = reader.query(bound.sql, parameters=bound.params)
     assert result.result_rows, name
@@ -374,7 +375,8 @@ def test_export_failures_keeps_quotes_commas_and_newlines(published, stack_setti
         e = expected[(row["run_id"], row["step_id"], int(row["attempt"]))]
         assert row["error_message"] == e.error.message and row["error_stack_trace"] == e.error.stack_trace
         assert row["message_normalized"] == normalise(e.error.message)
-        tricky += "\n" in row["error_stack_trace"] and '"' in row["error_stack_trace"] and "," in row["error_stack_trace"]
+        trace = row["error_stack_trace"]
+        tricky += "\n" in trace and '"' in trace and "," in trace
     assert tricky == len(rows) > 0
 
 

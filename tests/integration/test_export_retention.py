@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from tests.helpers import cli_env
 from runlens.settings import Settings
+from tests.helpers import cli_env
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +92,8 @@ def test_retention_expires_old_runs_by_plan_and_keeps_names(tmp_path, run_prefix
                   "initech-400d"]
     for table in ("runs", "steps", "events"):
         assert sorted(seen["before"][table]) == everything, table
-        assert sorted(seen["after"][table]) == ["acme-2d", "globex-10d", "globex-2d", "initech-2d", "initech-400d"], table
+        assert sorted(seen["after"][table]) == ["acme-2d", "globex-10d", "globex-2d", "initech-2d",
+                                                "initech-400d"], table
         assert sorted(seen["with_default"][table]) == ["acme-2d", "globex-10d", "globex-2d", "initech-2d"], table
     assert all(events == 3 for events in seen["after"]["events"].values())
     assert {(site, card) for _, site, card in seen["after"]["names"]} == {("A deleted site", "A deleted card")}

@@ -4,13 +4,22 @@ from the raw lines, row by row."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from tests.integration.oracle_window import END, START
-from tests.oracle import (actual_runs, actual_steps, diff, expected_queue_depth, expected_run_stats, expected_runs,
-                          expected_step_stats, expected_steps, rank_error, run_ids_mentioned, valid_events)
+from tests.oracle import (
+    actual_runs,
+    actual_steps,
+    diff,
+    expected_queue_depth,
+    expected_run_stats,
+    expected_runs,
+    expected_step_stats,
+    expected_steps,
+    rank_error,
+    run_ids_mentioned,
+    valid_events,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +101,7 @@ def test_run_stats_percentiles_are_within_digest_error(perturbed_file, published
         values = durations[(account, workflow)]
         if len(values) < 50:
             continue
-        for q, estimate in zip((0.5, 0.9, 0.95, 0.99), estimates):
+        for q, estimate in zip((0.5, 0.9, 0.95, 0.99), estimates, strict=True):
             assert rank_error(values, estimate, q) <= 0.02, (account, workflow, q, estimate)
         checked += 1
     assert checked >= 5

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,8 @@ from tests.helpers import run_cli
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2026, 11, 16, 0, 0, tzinfo=timezone.utc)
-T1 = datetime(2026, 11, 16, 6, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 16, 0, 0, tzinfo=UTC)
+T1 = datetime(2026, 11, 16, 6, 0, tzinfo=UTC)
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars"]

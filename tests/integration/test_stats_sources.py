@@ -95,6 +95,6 @@ def test_run_stats_over_hours_equal_the_minutes(reader, published, window, quest
     for row in got:
         other = by_key[tuple(map(str, row[:keys]))]
         assert row[keys] == other[keys]                                   # runs_finished exactly
-        for a, b in zip(row[keys + 1:], other[keys + 1:]):                 # percentiles (s) within 5 %
+        for a, b in zip(row[keys + 1:], other[keys + 1:], strict=False):                 # percentiles (s) within 5 %
             if b is not None and a == a and b == b:                        # NaN: no samples in either
                 assert abs(a - b) <= 0.05 * max(abs(b), 0.05), (row, other)

@@ -3,7 +3,7 @@ queue backlog raise alerts on the alerts topic and in the `alerts` view; nothing
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -17,7 +17,7 @@ from tests.helpers import run_cli, wait_caught_up
 
 pytestmark = pytest.mark.integration
 
-DAY = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)   # after every other test's event times
+DAY = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)   # after every other test's event times
 SPIKE_AT = DAY + timedelta(hours=2, minutes=30)
 BACKLOG_AT = DAY + timedelta(hours=3, minutes=15)
 # At ~2 runs a minute of a workflow whose runs take ~2 minutes, the first failures finish ~2 min
@@ -76,7 +76,7 @@ def test_injected_spike_fires_in_time_and_resolves(spiky_day, reader):
     assert len(spikes) == 1, spikes
     alert = spikes[0]
     assert alert["account_id"] == "acme"
-    started = alert["started_at"].replace(tzinfo=timezone.utc)
+    started = alert["started_at"].replace(tzinfo=UTC)
     assert SPIKE_AT <= started <= SPIKE_AT + DETECTION_BOUND
     assert alert["state"] == "resolved" and "Welcome email" in alert["summary"]
 
@@ -90,7 +90,7 @@ def test_no_false_positive_spikes_elsewhere(spiky_day, reader):
 def test_backlog_raises_a_growing_queue_alert(spiky_day, reader):
     queue = [a for a in _alerts(reader) if a["kind"] == "queue_growing"]
     assert [a["account_id"] for a in queue] == ["globex"], queue
-    started = queue[0]["started_at"].replace(tzinfo=timezone.utc)
+    started = queue[0]["started_at"].replace(tzinfo=UTC)
     assert BACKLOG_AT <= started <= BACKLOG_AT + timedelta(minutes=25)
 
 

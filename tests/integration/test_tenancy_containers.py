@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ USERS_D = Path(__file__).resolve().parents[2] / "sinks" / "server" / "users.d"
 def _events():
     from schemas import parse_event
 
-    at = datetime.now(timezone.utc) - timedelta(hours=1)
+    at = datetime.now(UTC) - timedelta(hours=1)
     stamp = lambda moment: moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"  # noqa: E731
     out = []
     for account in ("acme", "globex", "initech"):

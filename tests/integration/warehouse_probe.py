@@ -28,7 +28,8 @@ SELECT
     'integration', 'api', 'site-1', 'Site, one', if(number % 10 = 0, 'failed', 'success'),
     toDateTime64('2026-01-01 00:00:00', 3, 'UTC') + toIntervalMillisecond(number * 10 - 500),
     if(number % 10 = 0, 'API_TIMEOUT', NULL), if(number % 10 = 0, 'external_service', NULL),
-    if(number % 10 = 0, concat('Request to "https://api.example.com/v2", timed out;\\nretry #', toString(number)), NULL),
+    if(number % 10 = 0,
+       concat('Request to "https://api.example.com/v2", timed out;\\nretry #', toString(number)), NULL),
     0, number, 0
 FROM numbers({rows:UInt64})
 """
@@ -79,7 +80,7 @@ def export(report: str, argv: list[str]) -> None:
 def retention(path: str, db: str, report: str) -> None:
     """Old and recent runs of three accounts on different plans; counts before and after the
     TTL merge. acme: free (7 days), globex: 30 days custom, initech: no plan (kept forever)."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import UTC, datetime, timedelta
 
     from schemas import parse_event
     from sinks import retention as ret
@@ -87,7 +88,7 @@ def retention(path: str, db: str, report: str) -> None:
     from sinks.rows import event_columns
 
     client = _warehouse(path, db)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ages = {"acme": (2, 10, 40), "globex": (2, 10, 40), "initech": (2, 400)}
     events = []
     for account, days_list in ages.items():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,11 +15,21 @@ from embedded.stack import EmbeddedStack
 from producers.workload import WorkloadConfig, generate, perturb
 from runlens.settings import Settings
 from sinks.clickhouse import connect
-from tests.oracle import (actual_runs, actual_steps, diff, expected_queue_depth, expected_run_stats, expected_runs,
-                          expected_step_stats, expected_steps, run_ids_mentioned, valid_events)
+from tests.oracle import (
+    actual_runs,
+    actual_steps,
+    diff,
+    expected_queue_depth,
+    expected_run_stats,
+    expected_runs,
+    expected_step_stats,
+    expected_steps,
+    run_ids_mentioned,
+    valid_events,
+)
 
 FULL = os.environ.get("RUNLENS_RELIABILITY") == "full"
-START = datetime(2026, 11, 12, 0, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 12, 0, 0, tzinfo=UTC)
 
 
 def pytest_collection_modifyitems(items):
@@ -82,12 +92,14 @@ def oracle_problems(client, workload: Workload) -> list[str]:
                       for k, v in expected_run_stats(events).items()}
     rows = client.query("SELECT bucket, account_id, workflow_id, workflow_version, workflow_type, trigger, site_id, "
                         "card_id, finished, succeeded, failed, stopped, queue_samples FROM run_stats").result_rows
-    problems += [f"run_stats: {p}" for p in diff(expected_stats, {tuple(r[:8]): {"counts": tuple(r[8:])} for r in rows})]
+    problems += [f"run_stats: {p}"
+                 for p in diff(expected_stats, {tuple(r[:8]): {"counts": tuple(r[8:])} for r in rows})]
     expected_steps_ = {k: {"counts": (v["executions"], v["failed"], v["skipped"], v["retries"])}
                        for k, v in expected_step_stats(events).items()}
     rows = client.query("SELECT bucket, account_id, workflow_id, workflow_version, step_id, step_name, step_type, "
                         "executions, failed, skipped, retries FROM step_stats").result_rows
-    problems += [f"step_stats: {p}" for p in diff(expected_steps_, {tuple(r[:7]): {"counts": tuple(r[7:])} for r in rows})]
+    problems += [f"step_stats: {p}"
+                 for p in diff(expected_steps_, {tuple(r[:7]): {"counts": tuple(r[7:])} for r in rows})]
     depth = {(a, t): (p, r) for a, t, p, r in
              client.query("SELECT account_id, time, pending, running FROM queue_depth").result_rows}
     problems += [f"queue_depth: {p}" for p in diff({k: {"v": v} for k, v in expected_queue_depth(events).items()},

@@ -80,7 +80,8 @@ class TrackedProducer:
         def on_delivery(err, _msg, line=line):
             if err is None:
                 self.acked.append(line)
-                self.positions[line] = (_msg.partition(), _msg.offset() if _msg.offset() is not None else -1, time.monotonic())
+                self.positions[line] = (_msg.partition(), _msg.offset() if _msg.offset() is not None else -1,
+                                        time.monotonic())
             else:
                 self.failed.append((line, err.str()))
 

@@ -7,7 +7,7 @@ import random
 import signal
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.helpers import run_cli, wait_caught_up, wait_for
@@ -109,7 +109,7 @@ def test_control_without_dedup_tokens_the_lost_reply_test_fails(tmp_path, stack_
     from dashboards.panels import ALERT_RULES
 
     rule = next(r for r in ALERT_RULES if r.uid == "runlens-aggregate-drift")
-    window = TimeRange(datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2027, 1, 1, tzinfo=timezone.utc), 60.0)
+    window = TimeRange(datetime(2026, 11, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), 60.0)
     with reader_of(stack) as client:
         drift = client.query(expand(rule.sql, window)).result_rows
     assert drift and sum(value for _, value in drift) > rule.threshold

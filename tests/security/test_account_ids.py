@@ -17,21 +17,28 @@ paired with C's run.queued (wrong waits for A, none for C).
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from producers.workload import WorkloadConfig, generate, perturb
 from tests.helpers import run_cli, wait_caught_up
-from tests.oracle import (actual_runs, actual_steps, diff, expected_run_stats, expected_runs, expected_steps,
-                          valid_events)
+from tests.oracle import (
+    actual_runs,
+    actual_steps,
+    diff,
+    expected_run_stats,
+    expected_runs,
+    expected_steps,
+    valid_events,
+)
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
 TOKEN = secrets.token_hex(3)
 A, B, C = f"ids-a-{TOKEN}", f"ids-b-{TOKEN}", f"ids-c-{TOKEN}"
 ACCOUNTS = [A, B, C]
-START = datetime(2026, 10, 5, 15, 0, tzinfo=timezone.utc)   # a busy hour no other test writes to
+START = datetime(2026, 10, 5, 15, 0, tzinfo=UTC)   # a busy hour no other test writes to
 RUN_KEY = ("bucket", "account_id", "workflow_id", "workflow_version", "workflow_type", "trigger", "site_id",
            "card_id")   # the grouping key of run_stats_state
 

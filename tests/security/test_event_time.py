@@ -18,7 +18,7 @@ nothing published after it was stored (the bounded waits below time out).
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -29,7 +29,7 @@ from tests.helpers import run_cli, wait_caught_up, wait_for
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
-UTC = timezone.utc
+UTC = UTC
 TOKEN = secrets.token_hex(3)
 VICTIM, MALLORY = f"acme-{TOKEN}", f"mallory-{TOKEN}"   # accounts of this test only (shared stack)
 NOW = datetime.now(UTC).replace(microsecond=0)           # the victim's traffic runs up to the wall clock

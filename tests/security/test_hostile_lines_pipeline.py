@@ -8,7 +8,7 @@ once, and every hostile line must be in `rejected_events` with a reason."""
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -18,7 +18,7 @@ from tests.helpers import run_cli, wait_caught_up, wait_for
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 def _ts(moment: datetime) -> str:

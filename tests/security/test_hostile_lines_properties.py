@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -30,7 +30,7 @@ from tests.unit.test_fast_decoder import _values
 
 pytestmark = pytest.mark.security
 
-NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
 SKEW = 300.0
 NOT_AFTER = NOW + timedelta(seconds=SKEW)
 MAX_EVENT_BYTES = 64 * 1024
@@ -74,10 +74,10 @@ def deep(draw) -> bytes:
 
 times = st.one_of(
     st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
-                 timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=14)),
+                 timezones=st.sampled_from([UTC, timezone(timedelta(hours=14)),
                                             timezone(timedelta(hours=-12))])).map(lambda t: t.isoformat()),
     st.datetimes(min_value=datetime(2026, 11, 30), max_value=datetime(2026, 12, 2),
-                 timezones=st.just(timezone.utc)).map(lambda t: t.isoformat().replace("+00:00", "Z")),
+                 timezones=st.just(UTC)).map(lambda t: t.isoformat().replace("+00:00", "Z")),
     st.sampled_from(["2026-12-01T00:05:00Z", "2026-12-01T00:05:00.001Z", "1999-12-31T23:59:59Z",
                      "2299-12-31T23:59:59.999Z", "2300-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00",
                      "9999-12-31T23:59:59-01:00", "2026-11-20T10:00:00.1234567Z"]),

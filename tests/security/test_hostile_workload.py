@@ -11,7 +11,7 @@ from __future__ import annotations
 import http.client
 import threading
 from base64 import b64encode
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -24,13 +24,21 @@ from producers.workload import Spike, WorkloadConfig, generate, perturb
 from runlens.settings import Settings
 from sinks.clickhouse import connect
 from tests.helpers import run_cli, wait_caught_up
-from tests.oracle import (actual_runs, actual_steps, diff, expected_run_stats, expected_runs, expected_steps,
-                          run_ids_mentioned, valid_events)
+from tests.oracle import (
+    actual_runs,
+    actual_steps,
+    diff,
+    expected_run_stats,
+    expected_runs,
+    expected_steps,
+    run_ids_mentioned,
+    valid_events,
+)
 from tests.security.test_hostile_lines_pipeline import _hostile
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 START, END = NOW - timedelta(hours=3, minutes=30), NOW - timedelta(minutes=20)
 SPIKE_AT = START + timedelta(minutes=90)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote
 
 import pytest
@@ -28,7 +28,7 @@ from tests.helpers import wait_caught_up
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
-UTC = timezone.utc
+UTC = UTC
 # This module's own data: three accounts, a failure spike and replays, in a window of event time
 # no other test uses (so it adds nothing to what other tests count).
 W0 = datetime(2025, 3, 3, 0, 0, tzinfo=UTC)

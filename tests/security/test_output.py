@@ -11,7 +11,9 @@ import io
 import re
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from runlens.cli.common import OutputFormat, csv_safe, printable, write_rows
 from runlens.cli.export import CsvGuard

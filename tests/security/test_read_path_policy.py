@@ -71,7 +71,7 @@ def test_another_database_is_unreadable_whichever_way_it_is_named(policy):
                 "DESCRIBE TABLE other.secrets", "SHOW CREATE TABLE other.secrets", "SHOW TABLES FROM other",
                 "EXPLAIN SELECT * FROM other.secrets", "SELECT * FROM `other`.`secrets`",
                 "SELECT * FROM `other.secrets`", "SELECT * FROM runs UNION ALL SELECT s, 0 FROM other.secrets"):
-        assert code_of(lambda: run(policy, sql)) == 497, sql
+        assert code_of(lambda sql=sql: run(policy, sql)) == 497, sql
     assert code_of(lambda: run(policy, "SELECT * FROM {t:Identifier}", t="other.secrets")) == 497
     assert code_of(lambda: run(policy, "SELECT * FROM {d:Identifier}.secrets", d="other")) == 497
     # controls: the same shapes over runlens' own table
@@ -88,7 +88,7 @@ def test_the_limits_hold_and_are_enforced_by_clickhouse(policy):
     assert code_of(lambda: run(policy, "SELECT groupArray(number) FROM numbers(50000000)")) == 241   # memory
     assert code_of(lambda: run(policy, "SELECT sum(cityHash64(number)) FROM numbers(100000000000)")) == 159  # time
     for clause in ("max_result_rows = 0", "max_memory_usage = 0", "max_execution_time = 0", "readonly = 0"):
-        assert code_of(lambda: run(policy, f"SELECT 1 SETTINGS {clause}")) == 164, clause
+        assert code_of(lambda clause=clause: run(policy, f"SELECT 1 SETTINGS {clause}")) == 164, clause
 
 
 def test_readonly_is_clickhouses_first_wall_and_the_check_covers_what_it_lets_through(policy, tmp_path):
@@ -110,7 +110,7 @@ def test_readonly_is_clickhouses_first_wall_and_the_check_covers_what_it_lets_th
     outfile.unlink()
     for sql, code in ((f"SELECT 1 INTO OUTFILE '{outfile}'", 358), ("SELECT file('/etc/passwd')", 446),
                       ("KILL QUERY WHERE 1", 164), ("SYSTEM STOP MERGES", 164)):
-        assert code_of(lambda: run(policy, sql)) == code, sql
+        assert code_of(lambda sql=sql: run(policy, sql)) == code, sql
     assert not outfile.exists()
 
 
@@ -118,7 +118,7 @@ def test_session_state_never_outlives_a_request(policy):
     assert run(policy, "SELECT getSetting('join_use_nulls') SETTINGS join_use_nulls = 1") == b"true\n"
     assert run(policy, "SELECT getSetting('join_use_nulls'), currentDatabase()") == f"false\t{DB}\n".encode()
     for sql in ("USE other", "SET limit = 1", "CREATE TEMPORARY TABLE runs (x UInt8)"):
-        assert code_of(lambda: run(policy, sql)) == 164
+        assert code_of(lambda sql=sql: run(policy, sql)) == 164
     assert run(policy, "SELECT count() FROM runs") == b"2\n"
 
 

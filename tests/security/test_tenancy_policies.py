@@ -29,7 +29,7 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -50,7 +50,7 @@ TENANT = "acme"
 
 def _build(path: str, out: str) -> None:
     """Child: a fresh warehouse with the data of three accounts; writes its catalogue to ``out``."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from producers.workload import Spike, WorkloadConfig, generate
     from schemas import parse_event
@@ -59,7 +59,7 @@ def _build(path: str, out: str) -> None:
 
     client = connect(f"chdb://{path}")
     migrate(client, DB)
-    start = datetime(2025, 5, 5, tzinfo=timezone.utc)
+    start = datetime(2025, 5, 5, tzinfo=UTC)
     spikes = tuple(Spike(workflow=w, at=start + timedelta(minutes=20), rate=0.6, minutes=60)
                    for w in ("acme/wf-welcome", "initech/wf-lead-sync-hubspot", "globex/wf-prize-draw"))
     config = WorkloadConfig(seed=5, accounts=3, backfill_runs_per_hour=300, spikes=spikes, replay_probability=1.0)
@@ -186,8 +186,8 @@ def _read_as(warehouse, tmp_path: Path, users_xml: str | None, queries: dict[str
 
 
 # the data's window (see _build)
-T0 = datetime(2025, 5, 5, 0, 0, tzinfo=timezone.utc)
-T1 = datetime(2025, 5, 5, 3, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 5, 5, 0, 0, tzinfo=UTC)
+T1 = datetime(2025, 5, 5, 3, 0, tzinfo=UTC)
 
 
 def _panel_queries(dashboards, account) -> dict[str, str]:
@@ -219,7 +219,7 @@ def _comparable(sql: str, rows: list) -> list:
         if isinstance(value, list):
             return [cell(v) for v in value]
         return value
-    return sorted((json.dumps([cell(v) for v in row]) for row in rows))
+    return sorted(json.dumps([cell(v) for v in row]) for row in rows)
 
 
 ACCESS_DENIED = 497
@@ -250,7 +250,8 @@ def test_every_table_and_view_is_classified(warehouse):
         assert objects[name]["engine"] == "View", f"{name} is not a plain view"
         assert "account_id" in columns[name], f"{name}: a tenant view must show account_id"
         sources = set(re.findall(rf"\b{DB}\.(\w+)", objects[name]["create"])) - {name}
-        assert sources and sources <= set(tenancy.POLICY_TABLES), f"view {name} reads {sources - set(tenancy.POLICY_TABLES)}"
+        assert sources and sources <= set(tenancy.POLICY_TABLES), \
+            f"view {name} reads {sources - set(tenancy.POLICY_TABLES)}"
     for name, info in objects.items():
         if info["engine"] == "MaterializedView":
             assert name in tenancy.NOT_TENANT_READABLE, f"materialized view {name} must not be granted"

@@ -8,7 +8,7 @@ import http.server
 import logging
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +16,7 @@ import pytest
 from streams.alerting import StreamAlerts, WebhookNotifier, redact_url, scrub
 from streams.detectors import Alert
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 LATENESS = timedelta(minutes=2)
 

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -225,10 +225,10 @@ def _grafana(path: str, body: dict | None = None, password: str = ""):
 @pytest.mark.docker
 @pytest.mark.skipif(not _docker_compose_available(), reason="no Docker engine with the compose plugin reachable")
 def test_event_reaches_a_grafana_panel(tmp_path, run_prefix):
-    from dashboards.macros import TimeRange, expand_frontend
-    from dashboards.report import variable_specs, variable_values
     import orjson
 
+    from dashboards.macros import TimeRange, expand_frontend
+    from dashboards.report import variable_specs, variable_values
     from producers.workload import WorkloadConfig, generate
     from tests.helpers import run_cli
 
@@ -241,7 +241,7 @@ def test_event_reaches_a_grafana_panel(tmp_path, run_prefix):
     grafana = lambda path, body=None: _grafana(path, body, fresh["GRAFANA_ADMIN_PASSWORD"])  # noqa: E731
     try:
         assert up.returncode == 0, up.stderr.decode()[-3000:]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         events = generate(WorkloadConfig(seed=5, accounts=1, backfill_runs_per_hour=600),
                           now - timedelta(minutes=20), now - timedelta(minutes=1))
         path = tmp_path / "events.ndjson"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from pathlib import Path
 
@@ -15,13 +15,20 @@ import yaml
 from dashboards import grafana as G
 from dashboards import panels as P
 from dashboards.macros import (
-    ALL, BACKEND_MACROS, MacroError, TimeRange, Variable, apply_conditional_all, expand, used_macros,
+    ALL,
+    BACKEND_MACROS,
+    MacroError,
+    TimeRange,
+    Variable,
+    apply_conditional_all,
+    expand,
+    used_macros,
     used_variables,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVISIONING = ROOT / "dashboards" / "provisioning"
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 11, 16, 0, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 16, 6, 0, tzinfo=UTC)
 
@@ -298,9 +305,10 @@ def test_percentencode_refuses_what_javascript_cannot_encode():
 
 
 def test_percentencode_output_cannot_end_or_escape_a_literal():
+    from urllib.parse import unquote
+
     from hypothesis import given, settings
     from hypothesis import strategies as st
-    from urllib.parse import unquote
 
     texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 
@@ -391,7 +399,7 @@ def test_report_renders_every_panel_once_with_plotly_inlined(tmp_path):
     page = path.read_text()
     panels = P.all_panels()
     assert len(client.queries) == len(panels)
-    filtered = [(q, p) for q, p in zip(client.queries, client.parameters) if "account_id IN" in q]
+    filtered = [(q, p) for q, p in zip(client.queries, client.parameters, strict=True) if "account_id IN" in q]
     assert filtered, "no panel filtered on the account"
     for sql, params in filtered:   # the value travels as a bound parameter, never in the SQL text
         assert "acme" not in sql and "{var_account:String}" in sql

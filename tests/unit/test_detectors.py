@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -28,7 +28,7 @@ from streams.detectors import (
     describe,
 )
 
-UTC = timezone.utc
+UTC = UTC
 MIN = timedelta(minutes=1)
 # Before 2026-08-03 the generator keeps every workflow at version 1: the traffic is pure
 # noise (seasonality, batches, retries, replays, heavy tails) without version regressions,
@@ -406,7 +406,7 @@ def test_a_run_that_never_finishes_fires_once_past_the_threshold_and_resolves_wh
 def test_stuck_threshold_follows_the_workflows_p99():
     t0 = MONDAY
     det = StuckRunDetector()
-    for rid, q, s, f, _ in normal_runs("acme", "wf-slow", t0, 100, 120):  # 60..180 s
+    for rid, _q, s, f, _ in normal_runs("acme", "wf-slow", t0, 100, 120):  # 60..180 s
         det.run_started("acme", "wf-slow", "Slow", rid, s)
         det.run_finished("acme", "wf-slow", rid, s, f)
     det.advance(t0 + timedelta(hours=1))
@@ -479,7 +479,7 @@ def test_stuck_run_in_generated_traffic_only_the_hung_run_alerts():
     hung = started[0]["run_id"]
     kept = [e for e in events if not (e["run_id"] == hung and e["type"] == "run.finished")]
     # stop judging well before the end: runs still in flight when the window closes are not stuck
-    alerts, d, _ = run_events((e for e in kept if ts(e) < start + timedelta(hours=4)))
+    alerts, d, _ = run_events(e for e in kept if ts(e) < start + timedelta(hours=4))
     stuck = of(alerts, "stuck_run", "firing")
     assert [a.subject for a in stuck] == [hung]
     normal = sum(1 for e in kept if e["type"] == "run.finished" and ts(e) < start + timedelta(hours=4))
@@ -694,7 +694,7 @@ def test_advancing_to_year_9999_costs_only_the_minutes_that_hold_data():
         out = d.advance(target)
         after = (d.failure_spike.stats["evaluated_minutes"], d.account_failure_spike.stats["evaluated_minutes"],
                  d.stuck_run.stats["ticks"], d.queue_growth.stats["sampled_minutes"])
-        return [b - a for a, b in zip(before, after)], out, d
+        return [b - a for a, b in zip(before, after, strict=True)], out, d
 
     day, day_alerts, _ = cost(t0 + timedelta(days=1))
     far, far_alerts, d = cost(datetime(9999, 12, 31, 23, 0, tzinfo=UTC))

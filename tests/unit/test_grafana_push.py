@@ -28,7 +28,8 @@ class FakeGrafana:
         self.rules: dict[str, dict] = {}
         self.groups: dict[tuple[str, str], dict] = {}
         self.contact_points: dict[str, dict] = {}
-        self.policy: dict = {"receiver": "grafana-default-email", "routes": [{"receiver": "ops", "object_matchers": [["team", "=", "ops"]]}]}
+        self.policy: dict = {"receiver": "grafana-default-email",
+                             "routes": [{"receiver": "ops", "object_matchers": [["team", "=", "ops"]]}]}
         self.calls: list[tuple[str, str]] = []
         self.org_headers: list[str | None] = []
         fake = self

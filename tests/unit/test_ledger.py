@@ -91,8 +91,10 @@ def test_a_redelivered_position_holding_another_accounts_event_is_not_taken_for_
 def test_queue_waits_pair_only_within_one_account():
     """a's run.queued and b's run.started of the same run_id are two half-seen runs, not a sample."""
     ledger = PartitionLedger(0)
-    assert ledger.annotate(_event("qa", "r1", "run.queued", "2026-11-16T10:00:00Z", account="a"), 1).queue_wait_ms is None
-    assert ledger.annotate(_event("sb", "r1", "run.started", "2026-11-16T10:00:09Z", account="b"), 2).queue_wait_ms is None
+    queued_a = _event("qa", "r1", "run.queued", "2026-11-16T10:00:00Z", account="a")
+    assert ledger.annotate(queued_a, 1).queue_wait_ms is None
+    started_b = _event("sb", "r1", "run.started", "2026-11-16T10:00:09Z", account="b")
+    assert ledger.annotate(started_b, 2).queue_wait_ms is None
     assert set(ledger.open_runs) == {("a", "r1"), ("b", "r1")}
     sa = ledger.annotate(_event("sa", "r1", "run.started", "2026-11-16T10:00:01Z", account="a"), 3)
     qb = ledger.annotate(_event("qb", "r1", "run.queued", "2026-11-16T10:00:07Z", account="b"), 4)

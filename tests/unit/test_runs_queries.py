@@ -4,7 +4,7 @@ types is a bound parameter, every query reads one account, bad input is refused 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ import pytest
 from dashboards import runs as rq
 from dashboards import sqllib
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 EVIL = "x' OR 1=1 --"
 SQL_DIR = Path(rq.__file__).parent / "sql"
 
@@ -223,7 +223,7 @@ def test_bind_applies_defaults_converts_and_keeps_the_account_apart():
     bound = sqllib.bind(query, "acme", {"since": "7d", "limit": "5", "workflow": EVIL}, NOW)
     assert bound.params["account"] == "acme" and bound.params["limit"] == 5
     assert bound.params["since"] == NOW - timedelta(days=7)
-    assert bound.params["until"] == datetime(2100, 1, 1, tzinfo=timezone.utc)
+    assert bound.params["until"] == datetime(2100, 1, 1, tzinfo=UTC)
     assert bound.params["workflow"] == EVIL and EVIL not in bound.sql
     assert set(bound.params) == _placeholders(bound.sql)
 
@@ -260,9 +260,9 @@ def test_a_library_file_without_the_account_is_rejected():
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("now", NOW), ("24h", NOW - timedelta(hours=24)), ("7d", NOW - timedelta(days=7)),
-     ("today", datetime(2026, 11, 20, tzinfo=timezone.utc)), ("yesterday", datetime(2026, 11, 19, tzinfo=timezone.utc)),
-     ("2026-11-16", datetime(2026, 11, 16, tzinfo=timezone.utc)),
-     ("2026-11-16T10:00:00+02:00", datetime(2026, 11, 16, 8, tzinfo=timezone.utc))],
+     ("today", datetime(2026, 11, 20, tzinfo=UTC)), ("yesterday", datetime(2026, 11, 19, tzinfo=UTC)),
+     ("2026-11-16", datetime(2026, 11, 16, tzinfo=UTC)),
+     ("2026-11-16T10:00:00+02:00", datetime(2026, 11, 16, 8, tzinfo=UTC))],
 )
 def test_time_forms(text, expected):
     assert sqllib.parse_time(text, NOW) == expected

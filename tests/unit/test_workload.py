@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -16,7 +16,7 @@ import pytest
 from producers.workload import Backlog, Spike, WorkloadConfig, catalog, generate, perturb
 from schemas import Rejection, parse_event
 
-UTC = timezone.utc
+UTC = UTC
 MONDAY = datetime(2026, 11, 16, 13, 0, tzinfo=UTC)  # a Monday afternoon in Europe, morning in the US
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -79,7 +79,7 @@ def test_same_config_gives_identical_bytes_and_another_seed_differs(sample):
     assert digest(generate(SAMPLE_CONFIG, SAMPLE_START, SAMPLE_END)) == digest(sample)
     other = WorkloadConfig(seed=12, backfill_runs_per_hour=1800, replay_probability=0.5)
     assert digest(generate(other, SAMPLE_START, SAMPLE_END)) != digest(sample)
-    first_ids = {ev["event_id"] for ev, _ in zip(generate(other, SAMPLE_START, SAMPLE_END), range(2000))}
+    first_ids = {ev["event_id"] for ev, _ in zip(generate(other, SAMPLE_START, SAMPLE_END), range(2000), strict=False)}
     assert not first_ids & {ev["event_id"] for ev in sample}, "ids do not collide across seeds"
 
 
@@ -285,7 +285,8 @@ def test_a_spike_raises_the_failure_rate_of_its_workflow_inside_the_window():
     assert 0.6 < rate(inside) < 0.8
     assert rate(outside) < 0.1
     codes = {ev["error"]["code"] for ev in events if ev["type"] == "run.finished" and ev["status"] == "failed"
-             and ev["workflow_id"] == "wf-welcome" and at.timestamp() * 1000 <= started[ev["run_id"]] < at.timestamp() * 1000 + 2_400_000}
+             and ev["workflow_id"] == "wf-welcome"
+             and at.timestamp() * 1000 <= started[ev["run_id"]] < at.timestamp() * 1000 + 2_400_000}
     assert "EMAIL_SERVICE_UNAVAILABLE" in codes
 
 
@@ -343,7 +344,8 @@ def test_spike_and_backlog_parse_good_text():
     assert Spike.parse("workflow=Welcome email, at=+5m, rate=1", now).at == now + timedelta(minutes=5)
     assert Spike.parse("workflow=x,at=-2h,rate=0", now).at == now - timedelta(hours=2)
     assert Spike.parse("workflow=x,at=+30s,rate=0.5", now).minutes == 15.0
-    assert Spike.parse("workflow=x,at=2026-11-20T12:00:00+02:00,rate=0.5", now).at == datetime(2026, 11, 20, 10, tzinfo=UTC)
+    assert (Spike.parse("workflow=x,at=2026-11-20T12:00:00+02:00,rate=0.5", now).at
+            == datetime(2026, 11, 20, 10, tzinfo=UTC))
     b = Backlog.parse("at=+10m,minutes=5", now)
     assert b == Backlog(None, now + timedelta(minutes=10), 5.0, 0.2)
     b = Backlog.parse("at=+10m,minutes=5,account=acme,capacity=0.5", now)
