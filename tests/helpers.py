@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from runlens.settings import Settings
@@ -48,3 +49,20 @@ def wait_caught_up(stack, timeout: float = 120) -> None:
     s = stack.settings
     wait_for(lambda: consumer_lag(stack.brokers, s.consumer_group, [s.events_topic, s.dead_letter_topic]),
              lambda lag: lag == 0, timeout=timeout, what="consumer lag to reach 0")
+
+
+@contextmanager
+def own_stack(tmp_path_factory, run_prefix: str, name: str) -> Iterator[tuple]:
+    """A stack of a test module's own (its own data dir, topics and database) and a read-only
+    client on it: ``(stack, reader)``. For modules whose truth is the whole warehouse."""
+    from embedded.stack import EmbeddedStack
+    from sinks.clickhouse import connect
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp(f"{name}-stack"), topic_prefix=f"{run_prefix}{name}",
+                        database=f"{run_prefix}_{name}")
+    with EmbeddedStack(settings) as stack:
+        client = connect(stack.reader_dsn, database=settings.database)
+        try:
+            yield stack, client
+        finally:
+            client.close()

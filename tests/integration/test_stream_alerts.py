@@ -9,11 +9,8 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
-from embedded.stack import EmbeddedStack
 from producers.workload import Backlog, Spike, WorkloadConfig, generate
-from runlens.settings import Settings
-from sinks.clickhouse import connect
-from tests.helpers import run_cli, wait_caught_up
+from tests.helpers import own_stack, run_cli, wait_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -27,29 +24,24 @@ DETECTION_BOUND = timedelta(minutes=20)
 
 @pytest.fixture(scope="module")
 def alert_stack(tmp_path_factory, run_prefix):
-    """A stack of its own: detectors judge event time with one watermark per worker, so history
-    published after newer data (as other test modules do) would not be judged."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("alert-stack"), topic_prefix=f"{run_prefix}al",
-                        database=f"{run_prefix}_al")
-    with EmbeddedStack(settings) as stack:
-        yield stack
+    """A stack of its own: the alerts of this module's workload are the whole `alerts` table."""
+    with own_stack(tmp_path_factory, run_prefix, "al") as stack_and_reader:
+        yield stack_and_reader
 
 
 @pytest.fixture(scope="module")
 def stack_settings(alert_stack):
-    return alert_stack.settings
+    return alert_stack[0].settings
 
 
 @pytest.fixture(scope="module")
 def embedded_stack(alert_stack):
-    return alert_stack
+    return alert_stack[0]
 
 
 @pytest.fixture(scope="module")
 def reader(alert_stack):
-    client = connect(alert_stack.reader_dsn, database=alert_stack.settings.database)
-    yield client
-    client.close()
+    return alert_stack[1]
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,8 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from embedded.stack import EmbeddedStack
 from producers.workload import Spike, WorkloadConfig, generate, perturb
-from runlens.settings import Settings
-from sinks.clickhouse import connect
-from tests.helpers import run_cli, wait_caught_up
+from tests.helpers import own_stack, run_cli, wait_caught_up
 from tests.oracle import (
     actual_runs,
     actual_steps,
@@ -38,7 +35,6 @@ from tests.security.test_hostile_lines_pipeline import _hostile
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
-UTC = UTC
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 START, END = NOW - timedelta(hours=3, minutes=30), NOW - timedelta(minutes=20)
 SPIKE_AT = START + timedelta(minutes=90)
@@ -64,18 +60,19 @@ def _from_the_future(account: str) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, run_prefix):
-    settings = Settings(data_dir=tmp_path_factory.mktemp("hostile-stack"), topic_prefix=f"{run_prefix}hw",
-                        database=f"{run_prefix}_hw")
-    with EmbeddedStack(settings) as running:
-        yield running
+def own(tmp_path_factory, run_prefix):
+    with own_stack(tmp_path_factory, run_prefix, "hw") as stack_and_reader:
+        yield stack_and_reader
 
 
 @pytest.fixture(scope="module")
-def reader(stack):
-    client = connect(stack.reader_dsn, database=stack.settings.database)
-    yield client
-    client.close()
+def stack(own):
+    return own[0]
+
+
+@pytest.fixture(scope="module")
+def reader(own):
+    return own[1]
 
 
 @pytest.fixture(scope="module")
