@@ -9,7 +9,6 @@ import time as _time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-UTC = UTC
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _HOUR_MS = 3_600_000

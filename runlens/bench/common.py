@@ -8,13 +8,11 @@ import platform
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
-
-UTC = UTC
 
 
 def count_label(n: int) -> str:

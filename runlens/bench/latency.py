@@ -5,12 +5,11 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 
 from runlens.bench.common import (
-    UTC,
     cycled,
     delta_of,
     encoded,

@@ -6,14 +6,13 @@ import gc
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from runlens.bench.common import (
     PRODUCERS,
-    UTC,
     delta_of,
     encoded,
     live_events,

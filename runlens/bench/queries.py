@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from runlens.bench.common import UTC, count_label, growth_of, percentile, proc_memory_mb, rounded, workload_config
+from runlens.bench.common import count_label, growth_of, percentile, proc_memory_mb, rounded, workload_config
 from runlens.bench.suite import query_suite
 
 

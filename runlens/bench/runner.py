@@ -8,10 +8,10 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runlens.bench.common import PRODUCERS, UTC, Plan, encoded, live_events, machine_facts
+from runlens.bench.common import PRODUCERS, Plan, encoded, live_events, machine_facts
 from runlens.bench.latency import Latency
 from runlens.bench.pipeline import Pipeline
 from runlens.bench.queries import Queries

@@ -18,7 +18,6 @@ from dashboards.report import column_kind, query_interval, variable_specs, varia
 
 pytestmark = pytest.mark.integration
 
-UTC = UTC
 T0 = datetime(2026, 11, 16, 0, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 16, 6, 0, tzinfo=UTC)
 ACME = variable_values({"account": "acme"})

@@ -29,7 +29,6 @@ from tests.helpers import run_cli, wait_caught_up, wait_for
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
-UTC = UTC
 TOKEN = secrets.token_hex(3)
 VICTIM, MALLORY = f"acme-{TOKEN}", f"mallory-{TOKEN}"   # accounts of this test only (shared stack)
 NOW = datetime.now(UTC).replace(microsecond=0)           # the victim's traffic runs up to the wall clock

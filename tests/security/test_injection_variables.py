@@ -28,7 +28,6 @@ from tests.helpers import wait_caught_up
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
 
-UTC = UTC
 # This module's own data: three accounts, a failure spike and replays, in a window of event time
 # no other test uses (so it adds nothing to what other tests count).
 W0 = datetime(2025, 3, 3, 0, 0, tzinfo=UTC)

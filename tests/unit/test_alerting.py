@@ -16,7 +16,6 @@ import pytest
 from streams.alerting import StreamAlerts, WebhookNotifier, redact_url, scrub
 from streams.detectors import Alert
 
-UTC = UTC
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 LATENESS = timedelta(minutes=2)
 

@@ -28,7 +28,6 @@ from dashboards.macros import (
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVISIONING = ROOT / "dashboards" / "provisioning"
-UTC = UTC
 T0 = datetime(2026, 11, 16, 0, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 16, 6, 0, tzinfo=UTC)
 

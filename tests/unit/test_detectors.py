@@ -28,7 +28,6 @@ from streams.detectors import (
     describe,
 )
 
-UTC = UTC
 MIN = timedelta(minutes=1)
 # Before 2026-08-03 the generator keeps every workflow at version 1: the traffic is pure
 # noise (seasonality, batches, retries, replays, heavy tails) without version regressions,

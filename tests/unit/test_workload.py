@@ -16,7 +16,6 @@ import pytest
 from producers.workload import Backlog, Spike, WorkloadConfig, catalog, generate, perturb
 from schemas import Rejection, parse_event
 
-UTC = UTC
 MONDAY = datetime(2026, 11, 16, 13, 0, tzinfo=UTC)  # a Monday afternoon in Europe, morning in the US
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
