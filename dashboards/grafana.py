@@ -21,7 +21,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import yaml
 from grafana_foundation_sdk.builders import alerting as al
@@ -31,8 +31,11 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import alerting as am
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import heatmap as hm
+from grafana_foundation_sdk.models import piechart as pm
 
 from dashboards import panels as P
 from sinks import tenancy
@@ -44,6 +47,11 @@ DATASOURCES_FILE = ROOT / "provisioning" / "datasources" / "clickhouse.yaml"
 
 DATASOURCE = dm.DataSourceRef(type_val=P.DATASOURCE_TYPE, uid=P.DATASOURCE_UID)
 FORMAT_TIME_SERIES, FORMAT_TABLE = 0, 1   # the plugin's (sqlds') result formats
+
+
+# The panel builders ``_panel`` makes (each panel type has its own builder class).
+PanelBuilder: TypeAlias = (timeseries.Panel | stat.Panel | table.Panel | barchart.Panel | piechart.Panel
+                           | heatmap.Panel)
 
 
 # --------------------------------------------------------------------------- the plugin's query
@@ -145,12 +153,13 @@ def tenant_uid(base: str, account: str) -> str:
     return uid
 
 
-def _variable(v: P.Variable, target: Target = OPERATORS):
+def _variable(v: P.Variable, target: Target = OPERATORS) -> cogbuilder.Builder[dm.VariableModel]:
     if target.account and v.name == "account":
         # fixed and hidden: the tenant's datasource sees no other account anyway
         return (db.ConstantVariable(v.name).label(v.label).value(target.account)
                 .description("The tenant this dashboard belongs to (fixed)."))
-    if v.kind == "query":
+    builder: db.QueryVariable | db.CustomVariable
+    if v.sql:   # v.kind == "query" (narrows v.sql to str)
         builder = (db.QueryVariable(v.name).label(v.label).datasource(target.datasource).query(v.sql)
                    .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dm.VariableSort.DISABLED))
     else:
@@ -172,25 +181,27 @@ def _link_url(url: str, target: Target) -> str:
     return url
 
 
-def _links_override(panel: P.Panel, builder, target: Target = OPERATORS):
+def _links_override(panel: P.Panel, builder: PanelBuilder, target: Target = OPERATORS) -> PanelBuilder:
     for link in panel.links:
         builder = builder.override_by_name(link.column, [dm.DynamicConfigValue(
             id_val="links", value=[{"title": link.title, "url": _link_url(link.url, target), "targetBlank": False}])])
     return builder
 
 
-def _panel(panel: P.Panel, target: Target = OPERATORS):
+def _panel(panel: P.Panel, target: Target = OPERATORS) -> PanelBuilder:
     kind = panel.type
+    builder: PanelBuilder
     if kind == "timeseries":
-        builder = (timeseries.Panel().line_width(1).fill_opacity(20 if panel.stacked or panel.bars else 10)
+        lines = (timeseries.Panel().line_width(1).fill_opacity(20 if panel.stacked or panel.bars else 10)
                    .show_points(cm.VisibilityMode.NEVER).span_nulls(False)
                    .legend(cb.VizLegendOptions().display_mode(cm.LegendDisplayMode.LIST)
                            .placement(cm.LegendPlacement.BOTTOM).show_legend(True))
                    .tooltip(cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI).sort(cm.SortOrder.NONE)))
         if panel.bars:
-            builder = builder.draw_style(cm.GraphDrawStyle.BARS).fill_opacity(80)
+            lines = lines.draw_style(cm.GraphDrawStyle.BARS).fill_opacity(80)
         if panel.stacked:
-            builder = builder.stacking(cb.StackingConfig().mode(cm.StackingMode.NORMAL))
+            lines = lines.stacking(cb.StackingConfig().mode(cm.StackingMode.NORMAL))
+        builder = lines
     elif kind == "stat":
         builder = (stat.Panel().graph_mode(cm.BigValueGraphMode.NONE).color_mode(cm.BigValueColorMode.VALUE)
                    .text_mode(cm.BigValueTextMode.AUTO)
@@ -198,22 +209,24 @@ def _panel(panel: P.Panel, target: Target = OPERATORS):
     elif kind == "table":
         builder = table.Panel().cell_height(cm.TableCellHeight.SM).filterable(False)
     elif kind == "barchart":
-        builder = (barchart.Panel().show_value(cm.VisibilityMode.AUTO).fill_opacity(80)
+        bars = (barchart.Panel().show_value(cm.VisibilityMode.AUTO).fill_opacity(80)
                    .orientation(cm.VizOrientation.HORIZONTAL if panel.horizontal else cm.VizOrientation.AUTO)
                    .legend(cb.VizLegendOptions().display_mode(cm.LegendDisplayMode.LIST)
                            .placement(cm.LegendPlacement.BOTTOM).show_legend(True)))
         if panel.stacked:
-            builder = builder.stacking(cm.StackingMode.NORMAL)
+            bars = bars.stacking(cm.StackingMode.NORMAL)
+        builder = bars
     elif kind == "piechart":
-        builder = (piechart.Panel().pie_type("donut")
+        builder = (piechart.Panel().pie_type(pm.PieChartType.DONUT)
                    .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(True))
                    .legend(piechart.PieChartLegendOptions().display_mode(cm.LegendDisplayMode.TABLE)
-                           .placement(cm.LegendPlacement.RIGHT).show_legend(True).values(["value", "percent"])))
+                           .placement(cm.LegendPlacement.RIGHT).show_legend(True)
+                           .values([pm.PieChartLegendValues.VALUE, pm.PieChartLegendValues.PERCENT])))
     elif kind == "heatmap":
         builder = (heatmap.Panel().calculate(False).cell_gap(1)
                    .y_axis(heatmap.YAxisConfig().axis_placement(cm.AxisPlacement.LEFT))
-                   .color(heatmap.HeatmapColorOptions().mode("scheme").scheme("Oranges")
-                          .fill("dark-orange").steps(64).exponent(0.5).scale("exponential").reverse(False))
+                   .color(heatmap.HeatmapColorOptions().mode(hm.HeatmapColorMode.SCHEME).scheme("Oranges")
+                          .fill("dark-orange").steps(64).exponent(0.5).scale(hm.HeatmapColorScale.EXPONENTIAL).reverse(False))
                    .show_legend().show_value(cm.VisibilityMode.AUTO))
     else:
         raise ValueError(f"panel {panel.title!r}: unknown panel type {kind!r}")
@@ -319,9 +332,7 @@ def _rule_builder(rule: P.AlertRule) -> al.Rule:
                         .model(ExpressionBuilder("B", "A", rule.op, rule.threshold))))
 
 
-def _relative(seconds: int):
-    from grafana_foundation_sdk.models import alerting as am
-
+def _relative(seconds: int) -> am.RelativeTimeRange:
     return am.RelativeTimeRange(from_val=seconds, to=0)
 
 

@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
@@ -366,13 +366,13 @@ def _date(moment: datetime) -> str:
     return f"toDate('{moment.astimezone(UTC):%Y-%m-%d}')"
 
 
-def _backend_macros(time: TimeRange):
+def _backend_macros(time: TimeRange) -> dict[str, Callable[[list[str]], str]]:
     start_s = math.floor(time.start.timestamp())
     end_s = math.floor(time.end.timestamp())
     interval_s = int(max(time.interval_s, 1))
     interval_ms = int(max(time.interval_s * 1000, 1))
 
-    def one(args, n, name):
+    def one(args: list[str], n: int, name: str) -> list[str]:
         if len(args) != n:
             raise MacroError(f"$__{name} expects {n} argument(s), got {len(args)}")
         return args

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -27,6 +27,9 @@ from plotly.offline import get_plotlyjs
 
 from dashboards import panels as P
 from dashboards.macros import ALL, MacroError, TimeRange, Variable, expand_bound
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 # --------------------------------------------------------------------------- query interval
 
@@ -130,7 +133,7 @@ def column_kind(ch_type: str) -> str:
     return "other"
 
 
-def run_panel(client, panel: P.Panel, since: datetime, until: datetime,
+def run_panel(client: Client, panel: P.Panel, since: datetime, until: datetime,
               values: Mapping[str, str | list[str]]) -> Result:
     try:
         sql, params = panel_sql(panel, since, until, values)
@@ -196,7 +199,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _layout(fig: go.Figure, panel: P.Panel, **extra) -> go.Figure:
+def _layout(fig: go.Figure, panel: P.Panel, **extra: Any) -> go.Figure:
     height = panel.grid[3] * ROW_PX - 30
     settings = dict(height=height, margin=dict(l=50, r=20, t=10, b=30), template="plotly_white",
                     legend=dict(orientation="h", y=-0.15, font=dict(size=10)), font=dict(size=11),
@@ -306,7 +309,7 @@ def _stat(panel: P.Panel, res: Result) -> go.Figure:
 
 
 def _table(panel: P.Panel, res: Result) -> go.Figure:
-    columns = list(zip(*res.rows, strict=False)) if res.rows else [[] for _ in res.columns]
+    columns: list[Sequence[Any]] = list(zip(*res.rows, strict=False)) if res.rows else [[] for _ in res.columns]
     fig = go.Figure(go.Table(
         header=dict(values=[f"<b>{html.escape(c)}</b>" for c in res.columns], fill_color="#eef1f5", align="left",
                     font=dict(size=11)),
@@ -418,13 +421,13 @@ def _utc(moment: datetime | date) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def collect(client, since: datetime, until: datetime, variables: Mapping[str, Any] | None = None,
+def collect(client: Client, since: datetime, until: datetime, variables: Mapping[str, Any] | None = None,
             dashboards: Sequence[P.Dashboard] = P.DASHBOARDS) -> list[RenderedPanel]:
     values = variable_values(variables)
     return [RenderedPanel(d, p, run_panel(client, p, since, until, values)) for d in dashboards for p in d.panels]
 
 
-def write_report(client, out_path: Path | str, since: datetime, until: datetime | None = None,
+def write_report(client: Client, out_path: Path | str, since: datetime, until: datetime | None = None,
                  variables: Mapping[str, Any] | None = None,
                  dashboards: Sequence[P.Dashboard] = P.DASHBOARDS) -> Path:
     """Run every panel against ``client`` for ``[since, until]`` (UTC; naive times are UTC) with

@@ -28,6 +28,7 @@ A signature is (error code, step name, normalised message); its id is
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -86,7 +87,7 @@ class Query:
 # --------------------------------------------------------------------------- filters
 
 
-def _check_values(name: str, values, allowed) -> None:
+def _check_values(name: str, values: Iterable[str], allowed: Collection[str]) -> None:
     for value in values:
         if value not in allowed:
             raise QueryError(f"--{name}: unknown {name} {value!r} (choose from: {', '.join(allowed)})")
@@ -355,9 +356,10 @@ def compare_steps(original_steps: list[dict], replay_steps: list[dict]) -> list[
     """Step by step (aligned on step id): last attempt's status, duration and error of both runs."""
     a, b = final_attempts(original_steps), final_attempts(replay_steps)
     rows = []
-    for step_id in sorted(set(a) | set(b), key=lambda s: ((a.get(s) or b.get(s))["step_index"], s)):
+    for step_id in sorted(set(a) | set(b), key=lambda s: ((a.get(s) or b[s])["step_index"], s)):
         x, y = a.get(step_id), b.get(step_id)
         any_ = x or y
+        assert any_ is not None   # step_id comes from a or b
         row = {"step_index": any_["step_index"], "step_id": step_id, "step_name": any_["step_name"]}
         for prefix, side in (("original", x), ("replay", y)):
             row[f"{prefix}_status"] = side["status"] if side else "not run"
@@ -417,6 +419,7 @@ def _export_parts(kind: str, filters: RunFilters, sort: str) -> tuple[str, str, 
                 "card_id", "card_name", "status", "started_at", "queued_at")
     runs = f"SELECT {', '.join(run_cols)} FROM runs AS r WHERE {where}"
     from_runs = {"run_status": "r.status"}
+    columns: tuple[str, ...]
     if kind == "steps":
         columns = EXPORT_STEP_COLUMNS
         from_runs.update({c: f"r.{c}" for c in ("workflow_name", "workflow_version")})

@@ -68,7 +68,9 @@ def _parse(name: str, text: str) -> LibraryQuery:
     if not first.startswith(f"{name}:"):
         raise ValueError(f"{name}.sql: the header must start with '-- {name}: <summary>'")
     summary = first.split(":", 1)[1].strip()
-    section, docs, columns = None, {}, []
+    section: str | None = None
+    docs: dict[str, str] = {}
+    columns: list[tuple[str, str]] = []
     for line in header[1:]:
         content = line[2:]
         stripped = content.strip()
@@ -176,12 +178,12 @@ def convert(param: Param, text: str, now: datetime) -> Any:
         return value
     if ptype in ("Float32", "Float64"):
         try:
-            value = float(text)
+            number = float(text)
         except ValueError:
             raise QueryError(f"{what}: {text!r} is not a number") from None
-        if value != value or value in (float("inf"), float("-inf")):
+        if number != number or number in (float("inf"), float("-inf")):
             raise QueryError(f"{what}: {text!r} is not a finite number")
-        return value
+        return number
     if ptype.startswith(("DateTime64", "DateTime")):
         return parse_time(text, now, what)
     if ptype == "Array(String)":

@@ -326,7 +326,8 @@ def queue(filters: Filters, grain: str) -> Query:
 
 
 def alerts(filters: Filters, state: str | None) -> Query:
-    clauses, params = [], {}
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
     if filters.account:
         clauses.append("account_id = {f_account:String}")
         params["f_account"] = filters.account

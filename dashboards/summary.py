@@ -7,6 +7,7 @@ database, so its cost does not grow with the number of runs stored.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +73,8 @@ SUMMARY_PANELS = (
 )
 
 
-def run_panels(client: Client, panels=SUMMARY_PANELS) -> list[tuple[Panel, list[str], list[tuple[Any, ...]]]]:
+def run_panels(client: Client, panels: Iterable[Panel] = SUMMARY_PANELS,
+               ) -> list[tuple[Panel, list[str], list[tuple[Any, ...]]]]:
     """Run each panel's SQL; returns (panel, column names, rows)."""
     out = []
     for panel in panels:

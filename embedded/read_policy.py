@@ -35,21 +35,16 @@ Promises, each enforced by ClickHouse itself where it has a mechanism, by a stat
 
 from __future__ import annotations
 
-import base64
-import hmac
 import re
-import secrets
 import threading
-from collections.abc import Mapping
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from typing import Any, Protocol
 
 import chdb
 
-from schemas.errors import PoisonError, RunlensError
-
-READER_USER = "runlens_reader"
+from embedded.access import READER_USER, EngineError, Refused
 
 # Tables of the system database a reader may query: engine metadata that says nothing about
 # other databases, tables, users or queries. clickhouse-connect reads system.settings when it
@@ -90,26 +85,24 @@ _QUOTED = re.compile(_STRING_LITERAL + r"|`(?:[^`\\]|\\.)*`")
 _ERROR_CODE = re.compile(r"Code: (\d+)\.")
 
 
-class Refused(PoisonError):
-    """A request or statement the policy refuses, as ClickHouse would report it.
-
-    The instance's ``code`` is ClickHouse's number (the read endpoint answers with it) and
-    shadows the class's short name (``type(exc).code``); ``server_code`` holds the same number."""
-
-    code = "refused"
-
-    # ClickHouse's HTTP status for its error codes (the ones this module raises).
-    STATUS = {516: 403, 164: 403, 497: 403, 291: 403, 358: 403, 446: 403, 392: 403,
-              62: 400, 36: 400, 211: 400, 229: 413, 381: 411, 202: 503, 48: 501}
-
-    def __init__(self, code: int, name: str, message: str, status: int | None = None):
-        super().__init__(message, server_code=code)
-        self.code, self.name = code, name  # type: ignore[assignment]
-        self.status = status or self.STATUS.get(code, 500)
-        self.text = f"Code: {code}. DB::Exception: {message}. ({name})"
-
-
 # --------------------------------------------------------------------------- limits
+
+
+class ReadLimitSettings(Protocol):
+    """Settings that carry the read limits (``RUNLENS_READ_MAX_*``; the application's settings)."""
+
+    @property
+    def read_max_execution_seconds(self) -> float: ...
+    @property
+    def read_max_memory_bytes(self) -> int: ...
+    @property
+    def read_max_result_rows(self) -> int: ...
+    @property
+    def read_max_result_bytes(self) -> int: ...
+    @property
+    def read_max_request_bytes(self) -> int: ...
+    @property
+    def read_max_concurrent_queries(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -124,7 +117,7 @@ class ReadLimits:
     max_concurrent_queries: int = 4
 
     @classmethod
-    def from_settings(cls, settings) -> ReadLimits:
+    def from_settings(cls, settings: ReadLimitSettings) -> ReadLimits:
         return cls(max_execution_seconds=settings.read_max_execution_seconds,
                    max_memory_bytes=settings.read_max_memory_bytes,
                    max_result_rows=settings.read_max_result_rows,
@@ -145,73 +138,6 @@ class ReadLimits:
         }
 
 
-# --------------------------------------------------------------------------- authentication
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """The reader's user and password (never shown by repr)."""
-
-    user: str
-    password: str = field(repr=False)
-
-    @classmethod
-    def generate(cls, user: str = READER_USER) -> Credentials:
-        return cls(user, secrets.token_urlsafe(32))
-
-    def matches(self, user: str, password: str) -> bool:
-        """Constant-time comparison of both parts (no early exit on the user name)."""
-        user_ok = hmac.compare_digest(user.encode(), self.user.encode())
-        password_ok = hmac.compare_digest(password.encode(), self.password.encode())
-        return user_ok & password_ok
-
-    def dsn(self, url: str) -> str:
-        """``url`` (http://host:port) with these credentials in it, as clickhouse-connect takes them."""
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://{quote(self.user, safe='')}:{quote(self.password, safe='')}@{rest}"
-
-
-def _failed(user: str) -> Refused:
-    return Refused(516, "AUTHENTICATION_FAILED",
-                   f"{user or 'default'}: Authentication failed: password is incorrect, or there is no user "
-                   "with such name")
-
-
-def authenticate(headers: Mapping[str, str], args: Mapping[str, str], credentials: Credentials) -> None:
-    """Accept the request's credentials the ways a ClickHouse server does (X-ClickHouse-User /
-    X-ClickHouse-Key headers, HTTP basic auth, ``user``/``password`` parameters) or raise
-    ``Refused`` (401 when none were sent, 403 when wrong or sent more than one way)."""
-    ways = []
-    if headers.get("X-ClickHouse-User") is not None or headers.get("X-ClickHouse-Key") is not None:
-        ways.append((headers.get("X-ClickHouse-User") or "default", headers.get("X-ClickHouse-Key") or ""))
-    authorization = headers.get("Authorization")
-    if authorization is not None:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "basic":
-            raise Refused(516, "AUTHENTICATION_FAILED", "Invalid authentication: only Basic authorization "
-                          "and ClickHouse's user/password headers are supported")
-        try:
-            user, sep, password = base64.b64decode(token.strip(), validate=True).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            raise _failed("") from None
-        if not sep:
-            raise _failed(user)
-        ways.append((user, password))
-    if "user" in args or "password" in args:
-        ways.append((args.get("user") or "default", args.get("password") or ""))
-    if not ways:   # a ClickHouse server would try user `default` without a password
-        raise Refused(516, "AUTHENTICATION_FAILED", "default: Authentication failed: password is incorrect, "
-                      "or there is no user with such name (this endpoint requires the reader's user and "
-                      "password)", status=401)
-    if len(ways) > 1:
-        raise Refused(516, "AUTHENTICATION_FAILED", "Invalid authentication: it is not allowed to use "
-                      "several authentication methods (headers, Authorization, user/password parameters) "
-                      "simultaneously")
-    user, password = ways[0]
-    if not credentials.matches(user, password):
-        raise _failed(user)
-
-
 # --------------------------------------------------------------------------- the statement check
 
 
@@ -224,7 +150,7 @@ class Node:
     children: list[Node] = field(default_factory=list)
     parent: Node | None = field(default=None, repr=False)
 
-    def walk(self):
+    def walk(self) -> Iterator[Node]:
         yield self
         for child in self.children:
             yield from child.walk()
@@ -366,7 +292,7 @@ def query_settings(parsed_json: str) -> dict[str, str]:
 
     found: dict[str, str | None] = {}
 
-    def visit(node) -> None:
+    def visit(node: object) -> None:
         if isinstance(node, dict):
             if node.get("type") == "SetQuery":
                 for change in node.get("changes") or []:
@@ -384,7 +310,7 @@ def query_settings(parsed_json: str) -> dict[str, str]:
     return {name: literal for name, literal in found.items() if literal is not None}
 
 
-def _setting_literal(field_type: str | None, value) -> str | None:
+def _setting_literal(field_type: str | None, value: object) -> str | None:
     if field_type == "String" and isinstance(value, str):
         return string_literal(value)
     if field_type in ("UInt64", "Int64", "Bool") and isinstance(value, (int, bool)):
@@ -406,6 +332,14 @@ def string_literal(text: str) -> str:
 class Result:
     data: bytes
     format: str
+
+
+class Connection(Protocol):
+    """The part of a chDB connection (``chdb.connect``) used here."""
+
+    def query(self, sql: str, format: str = ..., params: Mapping[str, str] | None = ...) -> Any: ...
+
+    def close(self) -> None: ...
 
 
 class ReadPolicy:
@@ -442,20 +376,20 @@ class ReadPolicy:
     def close(self) -> None:
         self._anchor.close()
 
-    def connection(self):
+    def connection(self) -> AbstractContextManager[Connection]:
         """A fresh chDB connection as each request gets one (readonly=1 and the limits), closed after."""
         return self._open(self._dsn)
 
     @contextmanager
-    def _open(self, dsn: str):
-        conn = chdb.connect(dsn)
+    def _open(self, dsn: str) -> Iterator[Connection]:
+        conn: Connection = chdb.connect(dsn)
         try:
             yield conn
         finally:
             conn.close()
 
     @contextmanager
-    def admitted(self):
+    def admitted(self) -> Iterator[None]:
         """A slot among ``max_concurrent_queries``, or ``Refused`` (503) at once when none is free."""
         if not self._slots.acquire(blocking=False):
             raise Refused(202, "TOO_MANY_SIMULTANEOUS_QUERIES", "Too many simultaneous queries. Maximum: "
@@ -500,7 +434,7 @@ class ReadPolicy:
             conn.query("SET readonly = 1")
             return self._check_and_execute(conn, sql, formatted, default_format, params)
 
-    def _check_and_execute(self, conn, sql: str, formatted: str, default_format: str,
+    def _check_and_execute(self, conn: Connection, sql: str, formatted: str, default_format: str,
                            params: dict[str, str]) -> Result:
         try:
             ast_text = conn.query(f"EXPLAIN AST {sql}", "TabSeparated", params=params).bytes().decode()
@@ -510,7 +444,7 @@ class ReadPolicy:
         fmt = statement.format or default_format
         return Result(_execute(conn, sql, fmt, params), fmt)
 
-    def _allowed_settings(self, conn, sql: str) -> dict[str, str]:
+    def _allowed_settings(self, conn: Connection, sql: str) -> dict[str, str]:
         try:
             parsed = conn.query(f"SELECT parseQueryToJSON({string_literal(sql)})", "TabSeparatedRaw")
         except Exception:  # noqa: BLE001 - a kind parseQueryToJSON cannot show: nothing is pre-applied
@@ -518,7 +452,7 @@ class ReadPolicy:
         return query_settings(parsed.bytes().decode())
 
 
-def _execute(conn, sql: str, fmt: str, params: dict[str, str]) -> bytes:
+def _execute(conn: Connection, sql: str, fmt: str, params: dict[str, str]) -> bytes:
     try:
         return conn.query(sql, fmt, params=params).bytes()
     except Exception as exc:  # noqa: BLE001 - ClickHouse's error, for the client
@@ -526,18 +460,3 @@ def _execute(conn, sql: str, fmt: str, params: dict[str, str]) -> bytes:
 
 
 _IN_SCOPE = re.compile(r"[:.]?\s*In scope SELECT formatQuerySingleLine\(.*\)\.", re.DOTALL)
-
-
-class EngineError(RunlensError):
-    """ClickHouse refused or failed the statement; ``text`` is its error text, ``code`` its code
-    (an int shadowing the class's short name ``type(exc).code``, as on ``Refused``)."""
-
-    code = "engine"
-
-    def __init__(self, text: str):
-        super().__init__(text)
-        self.text = text if text.startswith("Code:") else f"Code: 1000. DB::Exception: {text}"
-        match = _ERROR_CODE.search(self.text)
-        self.code = int(match.group(1)) if match else 1000  # type: ignore[assignment]
-        self.server_code = self.code
-        self.status = Refused.STATUS.get(self.code, 500)

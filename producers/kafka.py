@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -104,15 +104,19 @@ class CheckedProducer:
             self._failures.append(err.str())
 
     def send(self, topic: str, value: bytes, key: bytes | str | None = None,
-             headers: list[tuple[str, bytes]] | None = None, partition: int | None = None,
+             headers: Sequence[tuple[str, bytes]] | None = None, partition: int | None = None,
              events: int = 1) -> None:
         """Queue one record holding ``events`` events (what ``delivered`` counts); blocks
         (serving callbacks) while the local queue is full."""
-        extra = {} if partition is None else {"partition": partition}
+        record_headers: list[tuple[str, str | bytes | None]] | None = None if headers is None else list(headers)
         callback = self._on_one_delivery if events == 1 else partial(self._on_delivery_of, events)
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=callback, **extra)
+                if partition is None:  # no partition argument: the client's partitioner picks (by key)
+                    self._producer.produce(topic, value, key, headers=record_headers, on_delivery=callback)
+                else:
+                    self._producer.produce(topic, value, key, headers=record_headers, on_delivery=callback,
+                                           partition=partition)
                 return
             except BufferError:
                 self._producer.poll(0.05)
@@ -216,7 +220,13 @@ class EventBatcher:
 
 
 def consumer_lag(brokers: str, group: str, topics: Iterable[str], timeout: float = 10.0) -> int:
-    """Records in ``topics`` not yet committed by consumer group ``group`` (0 = caught up).
+    """Records in ``topics`` not yet committed by consumer group ``group`` (0 = caught up)."""
+    return sum(partition_lags(brokers, group, topics, timeout).values())
+
+
+def partition_lags(brokers: str, group: str, topics: Iterable[str],
+                   timeout: float = 10.0) -> dict[tuple[str, int], int]:
+    """Records not yet committed by consumer group ``group``, per (topic, partition) of ``topics``.
 
     The end of each partition is read from a fetch at the committed offset, not from
     ListOffsets: Tansu (the embedded broker) answers ListOffsets(latest) with the first offset
@@ -231,7 +241,7 @@ def consumer_lag(brokers: str, group: str, topics: Iterable[str], timeout: float
         metadata = consumer.list_topics(timeout=timeout).topics
         partitions = [TopicPartition(t, p) for t in topics if t in metadata for p in metadata[t].partitions]
         if not partitions:
-            return 0
+            return {}
         committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=timeout)}
         start: dict[tuple[str, int], int] = {}
         for tp in partitions:
@@ -248,10 +258,32 @@ def consumer_lag(brokers: str, group: str, topics: Iterable[str], timeout: float
                 pending.discard((message.topic(), message.partition()))
         if pending:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"no fetch answer for {sorted(pending)}"))
-        lag = 0
+        lags = {}
         for (topic, partition), offset in start.items():
             high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)[1]
-            lag += max(0, high - offset)
-        return lag
+            lags[(topic, partition)] = max(0, high - offset)
+        return lags
     finally:
         consumer.close()
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    """One member of a consumer group as the broker sees it, with the partitions it owns."""
+
+    client_id: str
+    host: str
+    partitions: tuple[tuple[str, int], ...]
+
+
+def group_members(brokers: str, group: str, timeout: float = 10.0) -> list[GroupMember]:
+    """The members of consumer group ``group`` and their assigned partitions (empty while it
+    rebalances or when nobody consumes)."""
+    admin = AdminClient({"bootstrap.servers": brokers, "socket.connection.setup.timeout.ms": 5000})
+    description = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(timeout)
+    members = []
+    for member in description.members:
+        assigned = member.assignment.topic_partitions if member.assignment is not None else []
+        members.append(GroupMember(member.client_id, member.host,
+                                   tuple(sorted((tp.topic, tp.partition) for tp in assigned))))
+    return sorted(members, key=lambda m: m.partitions)

@@ -63,15 +63,18 @@ class EventSink:
     """Where simulated events go: the events topic, or an NDJSON file."""
 
     def __init__(self, producer: CheckedProducer | None = None, topic: str | None = None,
-                 file: BinaryIO | None = None):
+                 file: BinaryIO | None = None) -> None:
         assert (producer is None) != (file is None), "exactly one of producer and file"
         self.producer, self.topic, self.file = producer, topic, file
-        self.batcher = EventBatcher(producer, topic) if producer is not None else None
+        self.batcher: EventBatcher | None = None
+        if producer is not None:
+            assert topic is not None, "a producer needs a topic"
+            self.batcher = EventBatcher(producer, topic)
 
     def send(self, run_id: str, payload: bytes) -> None:
         if self.batcher is not None:
             self.batcher.send(run_id, payload)
-        else:
+        elif self.file is not None:
             self.file.write(payload + b"\n")
 
     def push(self) -> None:
@@ -82,7 +85,7 @@ class EventSink:
     def flush(self) -> None:
         if self.batcher is not None:
             self.batcher.flush()
-        else:
+        elif self.file is not None:
             self.file.flush()
 
 

@@ -1,7 +1,8 @@
-"""Composition root of the worker process: warehouse, read endpoint, Faust worker.
+"""Composition root of the worker process: the warehouse client and the Faust worker.
 
-Run as ``runlens worker``. With an embedded (chDB) warehouse this process owns the data
-directory and serves reads for every other process on the read endpoint.
+Run as ``runlens worker`` (``runlens up`` starts N of them in one consumer group). It writes to
+the warehouse through clickhouse-connect's HTTP client, to a ClickHouse server or to the
+embedded warehouse process alike, and holds no data directory of its own beyond Faust's.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from dataclasses import fields
 
 import faust
 
-from embedded.read_endpoint import ReadEndpoint
-from embedded.read_policy import READER_USER, Credentials, ReadLimits
-from embedded.stack import resolve_brokers, topic_specs
+from embedded.stack import resolve_brokers, resolve_writer, topic_specs
 from producers.kafka import ensure_topics
 from runlens.settings import Settings
 from sinks.clickhouse import Faults, Warehouse, connect, migrate
@@ -29,30 +28,18 @@ def worker_config(settings: Settings) -> WorkerConfig:
 
 
 def run_worker(settings: Settings) -> None:
-    """Run until SIGTERM/SIGINT. Applies migrations first; exits non-zero on a fatal error."""
+    """Run until SIGTERM/SIGINT; exits non-zero on a fatal error. Applies the migrations the
+    schema lacks (idempotent; a no-op when the warehouse process has applied them already)."""
     brokers = resolve_brokers(settings)
     ensure_topics(brokers, topic_specs(settings))
     password = settings.warehouse_password.get_secret_value() if settings.warehouse_password else None
-    client = connect(settings.worker_dsn, password=password)
+    client = connect(resolve_writer(settings), password=password)
     migrate(client, settings.database)
     warehouse = Warehouse(client, settings.database, dedup=settings.insert_dedup,
                           faults=Faults(settings.fault_lose_reply_every, settings.fault_outage_file))
-    endpoint = None
-    if settings.uses_embedded_warehouse:
-        if settings.read_password is None:
-            log.warning("RUNLENS_READ_PASSWORD is not set: the read endpoint accepts no one "
-                        "(`runlens up` sets it for its worker)")
-        credentials = Credentials(READER_USER, settings.read_password.get_secret_value()) \
-            if settings.read_password else Credentials.generate()
-        endpoint = ReadEndpoint(str(settings.embedded_warehouse_path), database=settings.database,
-                                credentials=credentials, limits=ReadLimits.from_settings(settings),
-                                port=settings.read_port)
-        log.info("read endpoint on %s", endpoint.start())
     app = create_app(worker_config(settings), brokers, warehouse)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     try:
         worker.execute_from_commandline()
     finally:
-        if endpoint is not None:
-            endpoint.stop()
         client.close()

@@ -28,7 +28,7 @@ def _variants(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _types(schema, node) -> set[str]:
+def _types(schema: dict[str, Any], node: dict[str, Any]) -> set[str]:
     node = _resolve(schema, node)
     if "anyOf" in node:
         return set().union(*(_types(schema, n) for n in node["anyOf"]))

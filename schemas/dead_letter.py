@@ -15,6 +15,7 @@ for raw headers).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -103,7 +104,7 @@ class DeadLetter:
         )
 
 
-def _pairs(headers: Any) -> list[tuple[Any, Any]]:
+def _pairs(headers: Any) -> list[Sequence[Any]]:
     if not headers:
         return []
     try:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, final
 
 import msgspec
 import orjson
@@ -49,6 +49,7 @@ NESTED_TOO_DEEPLY = "JSON nested too deeply"
 IN_THE_FUTURE = "later than the receiver's clock plus the tolerated skew"
 
 
+@final   # no subclasses: ``type(result) is Rejection`` tells it apart on the hot path
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """Why a raw line was not accepted. ``field`` is a dotted path or ``None`` for the whole line."""

@@ -9,8 +9,9 @@ Guarantees on crash, retry and duplicate:
   the same batch after a lost reply is dropped by ClickHouse. Rows that still arrive twice (a
   batch cut differently after a worker restart) collapse on the natural key, and every view is
   built from duplicate-proof functions, so nothing is counted twice.
-- Transient failures raise ``WarehouseUnavailable`` (retry later); bad SQL or data raises
-  ``WarehouseError`` (a bug, not a reason to retry).
+- Transient failures raise ``WarehouseUnavailable`` (a ``RetryableError``: retry later); bad SQL
+  or data raises ``WarehouseRefused`` (a ``PoisonError``: a bug, not a reason to retry). A caller
+  that handles every warehouse failure catches both.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,20 +41,19 @@ log = logging.getLogger(__name__)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
-class WarehouseError(PoisonError):
-    """The warehouse refused a statement: a bug or bad data. Retrying will not help.
-    ``server_code``: ClickHouse's numeric error code when it sent one."""
-
-    code = "warehouse"
-
-
-class WarehouseUnavailable(RetryableError, WarehouseError):
+class WarehouseUnavailable(RetryableError):
     """The warehouse could not be reached or did not answer, or answered with a transient code
-    (``TRANSIENT_SERVER_CODES``). Retry later. Still a ``WarehouseError`` so that callers catching
-    every warehouse failure (the CLI, ``streams.app.write_with_retry``) keep catching it: a handler
-    that dispatches by kind must test ``RetryableError`` before ``PoisonError``."""
+    (``TRANSIENT_SERVER_CODES``). Retry later. ``server_code``: ClickHouse's numeric error code
+    when it sent one."""
 
     code = "warehouse_unavailable"
+
+
+class WarehouseRefused(PoisonError):
+    """The warehouse refused a statement or a connection: a bug or bad data. Retrying will not
+    help. ``server_code``: ClickHouse's numeric error code when it sent one."""
+
+    code = "warehouse"
 
 
 def check_identifier(name: str) -> str:
@@ -64,7 +65,8 @@ def check_identifier(name: str) -> str:
 
 def connect(dsn: str, *, database: str | None = None, password: str | None = None,
             readonly: bool = False) -> Client:
-    """A clickhouse-connect client for ``dsn``; raises WarehouseUnavailable when unreachable.
+    """A clickhouse-connect client for ``dsn``; raises WarehouseUnavailable when unreachable,
+    WarehouseRefused when the server refuses the connection.
 
     ``readonly=True``: the server refuses every write from this client (ClickHouse's ``readonly=1``).
     Sent with each request only when the server user is not read-only already: a ``readonly=2``
@@ -92,7 +94,7 @@ def connect(dsn: str, *, database: str | None = None, password: str | None = Non
         raise WarehouseUnavailable(f"cannot reach the warehouse at {_redact(dsn)}: {exc}",
                                    server_code=server_code(exc)) from exc
     except DatabaseError as exc:
-        raise WarehouseError(f"warehouse at {_redact(dsn)} refused the connection: {exc}",
+        raise WarehouseRefused(f"warehouse at {_redact(dsn)} refused the connection: {exc}",
                              server_code=server_code(exc)) from exc
 
 
@@ -202,7 +204,7 @@ class Warehouse:
         return [types[name] for name in names]
 
     def insert_columns(self, table: str, columns: dict[str, list[Any]], token: str) -> None:
-        """Insert a column-oriented batch once. Raises WarehouseUnavailable / WarehouseError."""
+        """Insert a column-oriented batch once. Raises WarehouseUnavailable / WarehouseRefused."""
         if not columns or not next(iter(columns.values())):
             return
         self.faults.before()
@@ -221,8 +223,10 @@ class Warehouse:
         except DatabaseError as exc:
             self._column_types.pop(table, None)   # the table may have changed under us
             code = server_code(exc)
-            kind = WarehouseUnavailable if is_transient(code, exc) else WarehouseError
-            raise kind(f"insert into {table} failed: {exc}", server_code=code) from exc
+            message = f"insert into {table} failed: {exc}"
+            if is_transient(code, exc):
+                raise WarehouseUnavailable(message, server_code=code) from exc
+            raise WarehouseRefused(message, server_code=code) from exc
         self.faults.after()
 
     def load_ledger(self, partition: int, *, recent_capacity: int = 200_000) -> LedgerState:
@@ -267,9 +271,7 @@ class Warehouse:
             return False
 
 
-def _utc(moment):
-    from datetime import UTC
-
+def _utc(moment: datetime | None) -> datetime | None:
     return None if moment is None else moment.replace(tzinfo=UTC)
 
 

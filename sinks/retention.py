@@ -131,11 +131,12 @@ def set_account(client: Client, db: str, account: str, plan: str | None = None, 
         raise RetentionError("an account is required")
     if (plan is None) == (days is None):
         raise RetentionError("give a plan or a number of days")
-    if plan is not None:
+    row: list[str | int | None]
+    if days is not None:   # a custom number of days (so no plan)
+        row = [account, CUSTOM_PLAN, _check_days(days)]
+    else:
         known = plans(client, db)
         if plan not in known:
             raise RetentionError(f"unknown plan {plan!r} (plans: {', '.join(known) or 'none'})")
         row = [account, plan, None]
-    else:
-        row = [account, CUSTOM_PLAN, _check_days(days)]
     client.insert(f"{db}.account_plans", [row], column_names=["account_id", "plan", "retention_days"])

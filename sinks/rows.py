@@ -2,8 +2,9 @@
 
 ``event_values`` maps one event and is what the worker calls on its per-line path
 (``streams.batch.split_batch``): a line whose values cannot be mapped or serialized becomes a
-dead letter there, before the ledger or the insert ever see it. ``event_columns`` then only
-transposes values already mapped, so it does not fail on a line's content.
+dead letter there, before the ledger or the insert ever see it. The worker carries each valid
+event as a ``SourcedEvent`` (the event, where it came from, its values); ``event_columns``
+then only transposes values already mapped, so it does not fail on a line's content.
 ``dead_letter_columns`` clamps positions to the columns' integer types and never raises on
 any ``DeadLetter``.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -20,6 +21,7 @@ from schemas.dead_letter import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, UINT
 from schemas.events import (
     EVENT_VALUE_COLUMNS,  # the columns whose values come from the event alone, in event_values order
     ErrorClass,
+    ErrorInfo,
     Event,
     ReplayMode,
     RunStatus,
@@ -28,7 +30,7 @@ from schemas.events import (
     Trigger,
     WorkflowType,
 )
-from schemas.fast import FastEvent
+from schemas.fast import FastError, FastEvent
 from sinks.ledger_state import Annotation
 
 _NEW = Annotation(is_new=True)
@@ -54,14 +56,16 @@ def event_values(event: Event | FastEvent) -> tuple[Any, ...]:
     struct: same attributes). Raises if the event cannot be serialized for its columns
     (``orjson.JSONEncodeError`` for ``input``/``output``); the per-line path turns that into
     a dead letter."""
-    kind, text = event.type, _TEXT
+    text = _TEXT
     head = (
-        event.event_id, event.schema_version, kind, event.ts, event.account_id, event.run_id, event.workflow_id,
-        event.workflow_name, event.workflow_version, event.workflow_version_name, text[event.workflow_type],
-        text[event.trigger], event.site_id, event.site_name, event.card_id, event.card_name, event.contact_id,
-        event.replay_of, text[event.replay_mode],
+        event.event_id, event.schema_version, event.type, event.ts, event.account_id, event.run_id,
+        event.workflow_id, event.workflow_name, event.workflow_version, event.workflow_version_name,
+        text[event.workflow_type], text[event.trigger], event.site_id, event.site_name, event.card_id,
+        event.card_name, event.contact_id, event.replay_of, text[event.replay_mode],
     )
-    if kind == "step.finished":
+    # ``type`` is a Literal on both kinds (a class attribute on the structs: a read, no call),
+    # so each comparison below narrows ``event`` to the classes of that type for the checker
+    if event.type == "step.finished":
         error = event.error
         return head + (
             text[event.status], event.started_at,
@@ -70,17 +74,17 @@ def event_values(event: Event | FastEvent) -> tuple[Any, ...]:
             _json_or_none(event.input), _json_or_none(event.output), event.condition_result, event.branch,
             event.action_kind, event.target, event.scheduled_resume_at, event.resumed_at,
         )
-    if kind == "step.started":
+    if event.type == "step.started":
         return head + (None, None, *_NO_ERROR, event.step_id, event.step_index, event.step_name,
                        text[event.step_type], event.attempt) + _NO_STEP_RESULT
-    if kind == "run.finished":
+    if event.type == "run.finished":
         error = event.error
         return head + (text[event.status], event.started_at,
                        *(_NO_ERROR if error is None else _error_values(error))) + _NO_STEP
     return head + _NO_RUN_END
 
 
-def _error_values(error: Any) -> tuple[Any, ...]:
+def _error_values(error: ErrorInfo | FastError) -> tuple[Any, ...]:
     return error.code, _TEXT[error.class_], error.message, error.stack_trace, error.suggested_fix
 
 
@@ -89,22 +93,39 @@ _NO_STEP = (None,) * 5 + _NO_STEP_RESULT   # step_id .. resumed_at
 _NO_RUN_END = (None,) * 7 + _NO_STEP      # status .. resumed_at
 
 
-def event_columns(items: Iterable[tuple[Any, ...]],
+class SourcedEvent(NamedTuple):
+    """A valid event on its way to the ``events`` table: the event, where it sits (Kafka
+    partition and offset, and its line in a multi-event record) and its ``event_values``,
+    mapped once on the per-line path. One per event: build it with ``sourced`` (or, on the
+    hot path, ``tuple.__new__(SourcedEvent, ...)`` with the values already mapped)."""
+
+    event: Event | FastEvent
+    partition: int
+    offset: int
+    line: int
+    values: tuple[Any, ...]
+
+
+def sourced(event: Event | FastEvent, partition: int, offset: int, line: int = 0) -> SourcedEvent:
+    """``event`` at (``partition``, ``offset``, ``line``), its column values mapped now."""
+    return SourcedEvent(event, partition, offset, line, event_values(event))
+
+
+def event_columns(items: Iterable[SourcedEvent],
                   annotations: Iterable[Annotation] | None = None) -> dict[str, list[Any]]:
-    """Columns of the ``events`` table for (event, source partition, source offset[, index in
-    the record[, its ``event_values``]]) tuples and the ledger's annotation of each (every event
-    new when omitted). Values mapped on the per-line path are reused, not computed again."""
+    """Columns of the ``events`` table for sourced events and the ledger's annotation of each
+    (every event new when omitted). Their values, mapped on the per-line path, are reused."""
     items = list(items)
     notes = list(annotations) if annotations is not None else [_NEW] * len(items)
     if len(notes) != len(items):
         raise ValueError(f"{len(items)} events but {len(notes)} annotations")
     if not items:
         return {name: [] for name in EVENT_COLUMNS}
-    rows = [item[4] if len(item) > 4 else event_values(item[0]) for item in items]
-    cols = {name: list(values) for name, values in zip(EVENT_VALUE_COLUMNS, zip(*rows, strict=True), strict=True)}
-    cols["source_partition"] = [item[1] for item in items]
-    cols["source_offset"] = [item[2] for item in items]
-    cols["source_index"] = [item[3] if len(item) > 3 else 0 for item in items]
+    cols = {name: list(values) for name, values in zip(
+        EVENT_VALUE_COLUMNS, zip(*[item.values for item in items], strict=True), strict=True)}
+    cols["source_partition"] = [item.partition for item in items]
+    cols["source_offset"] = [item.offset for item in items]
+    cols["source_index"] = [item.line for item in items]
     cols["is_new"] = [1 if note.is_new else 0 for note in notes]
     cols["queue_wait_ms"] = [note.queue_wait_ms for note in notes]
     cols["queue_wait_at"] = [note.queue_wait_at for note in notes]
@@ -115,11 +136,12 @@ def _clamp(value: int, low: int, high: int, default: int) -> int:
     return value if type(value) is int and low <= value <= high else default
 
 
-def dead_letter_columns(items: list[tuple[DeadLetter, int, int]], received_at: datetime) -> dict[str, list]:
+def dead_letter_columns(items: list[tuple[DeadLetter, int, int]],
+                        received_at: datetime) -> dict[str, list[Any]]:
     """Columns of the ``dead_letters`` table for (dead letter, dlq partition, dlq offset). Text is
     decoded with replacement characters; a position outside its column's type is stored as -1
     (0 for the index). Never raises on a ``DeadLetter``'s content."""
-    cols: dict[str, list] = {name: [] for name in (
+    cols: dict[str, list[Any]] = {name: [] for name in (
         "received_at", "source", "source_partition", "source_offset", "source_index", "reason", "field", "key",
         "raw", "dlq_partition", "dlq_offset")}
     for letter, partition, offset in items:

@@ -835,6 +835,7 @@ CREATE TABLE runlens.pipeline_metrics
     `time` DateTime64(3, 'UTC'),
     `worker` String,
     `metric` LowCardinality(String),
+    `partition` Int32 DEFAULT -1,
     `value` Float64
 )
 ENGINE = MergeTree

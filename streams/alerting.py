@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from schemas.events import Event
+from schemas.fast import FastEvent
 from streams.detectors import Alert, Detectors, EventClocks
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class StreamAlerts:
         self._now = now
         self.too_late = 0
 
-    def observe(self, event: Event, now: datetime | None = None) -> None:
+    def observe(self, event: Event | FastEvent, now: datetime | None = None) -> None:
         """One new (deduplicated) event, received at wall-clock time ``now`` (default: the clock
         given at construction). It counts as too late for alerting when it is older than its own
         account's watermark (``too_late``; aggregates still include it)."""

@@ -23,15 +23,17 @@ from typing import Any
 
 import faust
 import orjson
-from faust.types import EventT
+from faust.types import TP, EventT
 
-from producers.kafka import consumer_lag
+from producers.kafka import partition_lags
 from schemas.dead_letter import DeadLetter
-from sinks.clickhouse import Warehouse, WarehouseError, WarehouseUnavailable, batch_token
-from sinks.rows import dead_letter_columns, event_columns
+from sinks.clickhouse import Warehouse, WarehouseRefused, WarehouseUnavailable, batch_token
+from sinks.ledger_state import Annotation
+from sinks.rows import SourcedEvent, dead_letter_columns, event_columns
 from streams.alerting import FUTURE_TOLERANCE, StreamAlerts, WebhookNotifier, alert_columns, alert_document
 from streams.batch import GROUP_MAX_BYTES, RawRecord, record_groups, split_batch
 from streams.config import WorkerConfig
+from streams.detectors import Alert
 from streams.ledger import PartitionLedger
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,9 @@ def _shorten_fetch_wait(max_wait_ms: int) -> None:
         consumer._fetch_max_wait_ms = max_wait_ms   # read when the consumer starts its fetcher
         return consumer
 
-    create_worker_consumer.runlens_original = original  # type: ignore[attr-defined]
-    thread._create_worker_consumer = create_worker_consumer
+    # Faust has no setting for it: patch the factory method (once; the original is kept on the patch)
+    create_worker_consumer.runlens_original = original  # type: ignore[attr-defined]  # a marker on our function
+    thread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]  # the patch itself
 
 
 @dataclass
@@ -117,6 +120,7 @@ async def write_with_retry(write: Callable[[], None], stats: WorkerStats, what: 
     """Run a blocking warehouse write off the event loop, retrying transient failures forever."""
     attempt = 0
     loop = asyncio.get_running_loop()
+    error: WarehouseUnavailable | WarehouseRefused
     while True:
         try:
             await loop.run_in_executor(None, write)
@@ -126,7 +130,7 @@ async def write_with_retry(write: Callable[[], None], stats: WorkerStats, what: 
             return
         except WarehouseUnavailable as exc:
             error, delay = exc, RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)]
-        except WarehouseError as exc:  # a refusal we cannot fix by waiting; do not lose the batch
+        except WarehouseRefused as exc:  # a refusal we cannot fix by waiting; do not lose the batch
             error, delay = exc, RETRY_BACKOFF[-1] * 2
             log.error("warehouse refused %s (will retry, worker is stalled): %s", what, exc)
         stats.warehouse_healthy = False
@@ -171,9 +175,11 @@ class IngestWorker:
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             web_enabled=False,
+            broker_client_id=f"runlens-worker-{os.getpid()}",   # `runlens status` finds the process by it
         )
-        app.runlens_stats = self.stats  # type: ignore[attr-defined]
-        app.runlens_alerts = self.alerts  # type: ignore[attr-defined]
+        # for tests and tools holding only the app: Faust's App has no slot for them
+        app.runlens_stats = self.stats  # type: ignore[attr-defined]  # see above
+        app.runlens_alerts = self.alerts  # type: ignore[attr-defined]  # see above
         self.events_topic = app.topic(config.events_topic, key_type=bytes, value_type=bytes)
         self.dlq_topic = app.topic(config.dead_letter_topic, key_type=bytes, value_type=bytes)
         self.alerts_topic = app.topic(config.alerts_topic, key_type=bytes, value_type=bytes)
@@ -184,17 +190,21 @@ class IngestWorker:
         argument (it inspects the function it is given), so each is a plain function here."""
         max_batch, within = self.config.batch_max_records, self.config.batch_max_seconds
 
-        @app.on_partitions_revoked.connect
-        async def forget_revoked(sender: Any, revoked: set, **_: Any) -> None:
+        # mode types its handlers with mypy_extensions' VarArg/NamedArg, which no function matches
+        # under mypy 2 (even one of exactly that shape): the ignore is for that, not for this handler
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # see above
+        async def forget_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
             self.forget_revoked(revoked)
 
         @app.agent(self.events_topic, name="ingest-events")
-        async def ingest_events(stream: faust.StreamT) -> None:
+        async def ingest_events(stream: faust.StreamT[bytes]) -> None:
+            assert isinstance(stream, faust.Stream)   # take_events is not on the StreamT interface
             async for events in stream.take_events(max_batch, within=within):
                 await _guarded(self.process_batch, events)
 
         @app.agent(self.dlq_topic, name="store-dead-letters")
-        async def store_dead_letters(stream: faust.StreamT) -> None:
+        async def store_dead_letters(stream: faust.StreamT[bytes]) -> None:
+            assert isinstance(stream, faust.Stream)
             async for events in stream.take_events(max_batch, within=within):
                 await _guarded(self.store_dead_letters, events)
 
@@ -202,7 +212,7 @@ class IngestWorker:
         async def record_metrics() -> None:
             await self.record_metrics()
 
-    def forget_revoked(self, revoked: set) -> None:
+    def forget_revoked(self, revoked: set[TP]) -> None:
         """Another worker may own these partitions next; reload from the warehouse if they return."""
         for tp in revoked:
             if tp.topic == self.config.events_topic:
@@ -245,13 +255,15 @@ class IngestWorker:
         if split.dead_letters:
             await _send_dead_letters(self.dlq_topic, split.dead_letters)
             stats.dead_lettered += len(split.dead_letters)
-        kept, notes = [], []
-        ledger, ledger_partition = None, None
-        for item in split.events:   # in (partition, offset, index) order
-            event, partition, offset, index, _ = item
-            if partition != ledger_partition:
+        kept: list[SourcedEvent] = []
+        notes: list[Annotation] = []
+        ledger: PartitionLedger | None = None
+        ledger_partition = -1
+        for item in split.events:   # in (partition, offset, line) order
+            event, partition, offset, line, _ = item
+            if ledger is None or partition != ledger_partition:
                 ledger, ledger_partition = await self.ledger_for(partition), partition
-            note = ledger.annotate(event, offset, index)
+            note = ledger.annotate(event, offset, line)
             if note is not None:
                 kept.append(item)
                 notes.append(note)
@@ -270,7 +282,7 @@ class IngestWorker:
                 self.alerts.observe(event, received)
         return len(kept)
 
-    async def deliver_alerts(self, raised: list) -> None:
+    async def deliver_alerts(self, raised: list[Alert]) -> None:
         """Topic and table before the batch is acknowledged; the webhook in the background."""
         futures = [await self.alerts_topic.send(key=a.alert_id.encode(), value=orjson.dumps(alert_document(a)))
                    for a in raised]
@@ -286,20 +298,26 @@ class IngestWorker:
                 self.webhook.notify(alert)
 
     async def record_metrics(self) -> None:
-        """Pipeline health every few seconds into ``pipeline_metrics`` (best effort: a failed
-        write is logged and skipped, never retried, never blocks ingestion)."""
+        """Pipeline health every few seconds into ``pipeline_metrics``: the worker's counters, the
+        group's lag, and one ``partition_lag`` row per events partition this worker owns (best
+        effort: a failed write is logged and skipped, never retried, never blocks ingestion)."""
         config, worker_name = self.config, self.worker_name
         loop = asyncio.get_running_loop()
         try:
-            lag = await loop.run_in_executor(None, lambda: consumer_lag(
+            lags = await loop.run_in_executor(None, lambda: partition_lags(
                 self.brokers, config.consumer_group, [config.events_topic, config.dead_letter_topic]))
+            lag = float(sum(lags.values()))
         except Exception:  # noqa: BLE001 - the broker may be briefly unreachable
-            lag = -1
+            lags, lag = {}, -1.0
+        owned = sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == config.events_topic)
         now = datetime.now(UTC)
-        figures = {**{k: float(v) for k, v in self.stats.as_dict().items()}, "consumer_lag": float(lag),
+        figures = {**{k: float(v) for k, v in self.stats.as_dict().items()}, "consumer_lag": lag,
                    "too_late_for_alerts": float(self.alerts.too_late), "rss_bytes": float(_rss_bytes())}
-        columns = {"time": [now] * len(figures), "worker": [worker_name] * len(figures),
-                   "metric": list(figures), "value": list(figures.values())}
+        metrics = list(figures) + ["partition_lag"] * len(owned)
+        columns: dict[str, list[Any]] = {
+            "time": [now] * len(metrics), "worker": [worker_name] * len(metrics), "metric": metrics,
+            "partition": [-1] * len(figures) + owned,
+            "value": list(figures.values()) + [float(lags.get((config.events_topic, p), -1)) for p in owned]}
         try:
             await loop.run_in_executor(None, lambda: self.warehouse.insert_columns(
                 "pipeline_metrics", columns, f"metrics-{worker_name}-{now.timestamp()}"))

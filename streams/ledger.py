@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas.events import Event
+from schemas.fast import FastEvent
 from sinks.ledger_state import Annotation, LedgerState
 
 __all__ = ["Annotation", "Key", "OpenRun", "PartitionLedger", "RecentKeys", "key_of"]
@@ -114,7 +115,7 @@ class PartitionLedger:
             ledger.remember_open_run(run.account_id, run.run_id, run.queued_at, run.started_at)
         return ledger
 
-    def annotate(self, event: Event, offset: int, index: int = 0) -> Annotation | None:
+    def annotate(self, event: Event | FastEvent, offset: int, index: int = 0) -> Annotation | None:
         """Decide about the event at (``offset``, ``index``); None means: already stored, skip it.
         Another account's event with the same ids is a different event: new, paired apart."""
         position = (offset, index)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass, field
+from typing import Any
 
 from producers.workload.failures import _ERRORS, _hexs
 from producers.workload.spec import _DAY_MS, _HOUR_MS, _MONDAY0_QUARTERS, WorkloadConfig
@@ -17,6 +19,8 @@ from producers.workload.templates import (
     _TEMPLATE_BY_SLUG,
     _TEMPLATES,
     _TYPES,
+    _StepTemplate,
+    _WorkflowTemplate,
 )
 
 _FIRST = ("jane", "john", "maria", "li", "ahmed", "sofia", "lucas", "emma", "noah", "olivia", "mateo", "yuki",
@@ -30,29 +34,96 @@ def _email(n: int) -> str:
     return f"{_FIRST[n % 24]}.{_LAST[(n // 24) % 20]}{n % 97}@{_MAIL[(n // 480) % 7]}"
 
 
+_Site = tuple[str, str]  # (site_id, site_name); a card is (card_id, card_name) alike
+_Window = tuple[int, int, float]  # [start ms, end ms) and a rate (spike) or capacity factor (backlog)
+
+
+@dataclass(slots=True, eq=False)
 class _Step:
-    __slots__ = ("index", "id", "name", "type", "kind", "target", "mu", "sigma", "median", "fails", "when",
-                 "delay_ms", "p_true", "contact_cond", "branches", "expr", "system", "event", "base",
-                 "skip_start", "skip_fin")
+    index: int
+    id: str
+    name: str
+    type: str  # trigger, action, condition, delay
+    kind: str | None  # action kind
+    error_kind: str  # what a stack trace is named after: the action kind, else the step type
+    target: str | None
+    median: float  # ms
+    mu: float  # log-normal parameters of the duration
+    sigma: float
+    fails: tuple[tuple[str, float], ...]  # (error code, probability per attempt)
+    when: tuple[int, bool] | None  # runs only when condition step when[0] gave when[1]
+    delay_ms: int
+    p_true: float  # condition: probability of true (unused when contact_cond)
+    contact_cond: bool  # condition: true exactly when the run has a contact
+    branches: tuple[str, str] | None  # condition: (true branch, false branch)
+    expr: str | None
+    system: str | None
+    event: str | None
+    base: dict[str, object]  # the fields every event of the step carries
+    skip_start: dict[str, object]  # step.started / step.finished fields of a skipped step
+    skip_fin: dict[str, object]
 
 
+@dataclass(slots=True, eq=False)
 class _Workflow:
-    __slots__ = ("account", "slug", "id", "name", "type", "steps", "trig_cum", "trig_names", "adhoc",
-                 "schedule", "schedule_label", "site", "card", "random_site", "p_contact", "period_ms",
-                 "key", "has_delay", "spikes", "spike_step", "spike_code", "occupancy_ms", "triggers")
+    account: _Account = field(repr=False)
+    slug: str
+    id: str
+    name: str
+    type: str
+    key: str  # "account/workflow_id"
+    adhoc: float  # weight of non-scheduled runs
+    triggers: dict[str, float | None]  # "scheduled" (None) first when the workflow has a schedule
+    trig_names: list[str]  # triggers of non-scheduled runs and their cumulative probabilities
+    trig_cum: list[float]
+    schedule: tuple[int, int, float] | None  # (period ms, local offset ms, batch share)
+    schedule_label: str | None
+    p_contact: float
+    random_site: bool  # each run picks one of the account's sites (or none)
+    site: _Site | None
+    card: _Site | None
+    period_ms: int  # versions bump once per period
+    steps: list[_Step]
+    has_delay: bool
+    occupancy_ms: float  # expected time a run holds a concurrency slot
+    spike_step: int  # the step and code an injected spike fails with
+    spike_code: str
+    spikes: list[_Window] = field(default_factory=list)
 
 
+@dataclass(slots=True, eq=False)
 class _Account:
-    __slots__ = ("idx", "id", "name", "tz", "domain", "size", "share", "workflows", "wf_cum", "wf_list",
-                 "sites", "contacts", "occupancy_ms", "k_backfill", "k_live", "slots", "live_added",
-                 "backlogs", "rate_b", "rate_l", "q_shift", "rng")
+    idx: int
+    id: str
+    name: str
+    tz: int  # UTC offset in hours
+    domain: str
+    size: float
+    share: float  # of the whole workload's volume
+    q_shift: int  # quarter-hour shift from UTC to local time, Monday 00:00 = 0
+    sites: list[_Site]
+    contacts: int
+    workflows: list[_Workflow] = field(default_factory=list)
+    # set by _concurrency
+    occupancy_ms: float = 0.0
+    rate_b: float = 0.0  # backfill runs per ms (before seasonality)
+    rate_l: float = 0.0  # live runs per ms
+    k_backfill: int = 0  # concurrency limits
+    k_live: int = 0
+    # generator state, set when generation starts
+    backlogs: list[_Window] = field(default_factory=list)
+    rng: random.Random = field(init=False, repr=False)  # arrival stream
+    wf_list: list[_Workflow] = field(init=False, repr=False)  # workflows with ad-hoc runs, cumulative weights
+    wf_cum: list[float] = field(init=False, repr=False)
+    slots: list[tuple[int, int]] = field(init=False, repr=False)  # heap of (free from ms, slot index)
+    live_added: bool = False
 
 
 def _build_accounts(config: WorkloadConfig) -> list[_Account]:
     n = int(config.accounts)
     if n < 1:
         raise ValueError(f"accounts must be >= 1, got {config.accounts!r}")
-    picked = []
+    picked: list[tuple[str, str, int, str, float]] = []
     for i in range(n):
         base = _ACCOUNTS[i % len(_ACCOUNTS)]
         suffix = "" if i < len(_ACCOUNTS) else f"-{i // len(_ACCOUNTS) + 1}"
@@ -63,16 +134,14 @@ def _build_accounts(config: WorkloadConfig) -> list[_Account]:
     for idx, (aid, name, tz, domain, size) in enumerate(picked):
         # The catalog depends on the account only (not on the seed), so docs and demos can name workflows.
         r = random.Random(f"catalog:{aid}")
-        a = _Account()
-        a.idx, a.id, a.name, a.tz, a.domain, a.size = idx, aid, name, tz, domain, size
-        a.share = size / total_size
-        a.q_shift = tz * 4 - _MONDAY0_QUARTERS
         site_names = list(_SITE_NAMES)
         r.shuffle(site_names)
         if aid == "acme":
             site_names = ["Main site"] + [s for s in site_names if s != "Main site"]
-        a.sites = [(f"site-{_hexs(r, 6)}", s) for s in site_names[:3]]
-        a.contacts = int(4000 + 16000 * size)
+        a = _Account(idx=idx, id=aid, name=name, tz=tz, domain=domain, size=size, share=size / total_size,
+                     q_shift=tz * 4 - _MONDAY0_QUARTERS,
+                     sites=[(f"site-{_hexs(r, 6)}", s) for s in site_names[:3]],
+                     contacts=int(4000 + 16000 * size))
         slugs = _pick_templates(aid, r)
         a.workflows = [_build_workflow(a, _TEMPLATE_BY_SLUG[s], r) for s in slugs]
         accounts.append(a)
@@ -94,67 +163,60 @@ def _pick_templates(aid: str, r: random.Random) -> list[str]:
     return sorted(slugs, key=order.__getitem__)
 
 
-def _build_workflow(a: _Account, t: dict, r: random.Random) -> _Workflow:
-    wf = _Workflow()
-    wf.account, wf.slug, wf.name, wf.type = a, t["slug"], t["name"], t["type"]
-    wf.id = f"wf-{t['slug']}"
-    wf.key = f"{a.id}/{wf.id}"
-    wf.adhoc = t["adhoc"] * r.uniform(0.6, 1.4)
-    wf.triggers = dict(t["triggers"])
-    total = sum(wf.triggers.values())
+def _build_workflow(a: _Account, t: _WorkflowTemplate, r: random.Random) -> _Workflow:
+    # the draws from r keep this order: adhoc weight, site, card, version period, fill values
+    adhoc = t["adhoc"] * r.uniform(0.6, 1.4)
+    triggers: dict[str, float | None] = dict(t["triggers"])
+    total = sum(t["triggers"].values())
     cum, acc = [], 0.0
-    for w in wf.triggers.values():
+    for w in t["triggers"].values():
         acc += w / total
         cum.append(acc)
     cum[-1] = 1.0
-    wf.trig_cum, wf.trig_names = cum, list(wf.triggers)
-    wf.schedule = t.get("schedule")
-    wf.schedule_label = t.get("schedule_label")
-    if wf.schedule is not None:
-        wf.triggers = {"scheduled": None, **wf.triggers}
-    wf.p_contact = t["p_contact"]
-    wf.random_site = wf.type == "contact"
-    wf.site = r.choice(a.sites) if wf.type in ("card", "site", "survey") else None
-    wf.card = None
-    if wf.type in ("card", "survey"):
-        wf.card = (f"card-{_hexs(r, 6)}", r.choice(_CARD_NAMES[t["slug"]]))
-    wf.period_ms = r.randint(3, 7) * _DAY_MS
-    wf.spikes = []
+    schedule = t.get("schedule")
+    if schedule is not None:
+        triggers = {"scheduled": None, **triggers}
+    wf_type = t["type"]
+    site = r.choice(a.sites) if wf_type in ("card", "site", "survey") else None
+    card = None
+    if wf_type in ("card", "survey"):
+        card = (f"card-{_hexs(r, 6)}", r.choice(_CARD_NAMES[t["slug"]]))
+    period_ms = r.randint(3, 7) * _DAY_MS
     fill = {"domain": a.domain, "acct": a.id, "h6": _hexs(r, 6).upper(), "h8": _hexs(r, 8).upper(), "h24": _hexs(r, 24)}
-    steps, occupancy = [], 25.0
-    for i, s in enumerate(t["steps"]):
-        st = _Step()
-        st.index, st.id, st.name, st.type = i, f"st{i + 1}", s["name"], s["type"]
-        st.kind = s.get("kind")
-        target = s.get("target")
-        st.target = target.format(**fill) if target and "{" in target else target
-        st.median = float(s["ms"])
-        st.mu, st.sigma = math.log(st.median), s["sigma"]
-        st.fails = tuple(s["fails"])
-        st.when = s.get("when")
-        st.delay_ms = int(s["seconds"] * 1000) if s["type"] == "delay" else 0
-        p_true = s.get("p_true")
-        st.contact_cond = p_true == "contact"
-        st.p_true = 0.5 if st.contact_cond else p_true
-        st.branches = s.get("branches")
-        st.expr = s.get("expr")
-        st.system = s.get("system")
-        st.event = s.get("event")
-        st.base = {"step_id": st.id, "step_index": i, "step_name": st.name, "step_type": st.type}
-        st.skip_start = {**st.base, "attempt": 1}
-        st.skip_fin = {**st.base, "attempt": 1, "status": "skipped"}
-        steps.append(st)
+    steps = [_build_step(i, s, fill) for i, s in enumerate(t["steps"])]
+    occupancy = 25.0
+    for st in steps:
         occupancy += st.median * math.exp(st.sigma ** 2 / 2) + st.delay_ms + 10
-    wf.steps = steps
-    wf.has_delay = any(s.type == "delay" for s in steps)
-    wf.occupancy_ms = occupancy
     # the spike's failure: the first unconditional action, preferring an external-service error
     candidates = [s for s in steps if s.type == "action" and s.when is None and s.fails] or \
                  [s for s in steps if s.fails]
     pick = next((s for s in candidates if any(_ERRORS[c][0] == "external_service" for c, _ in s.fails)), candidates[0])
-    wf.spike_step = pick.index
-    wf.spike_code = next((c for c, _ in pick.fails if _ERRORS[c][0] == "external_service"), pick.fails[0][0])
-    return wf
+    return _Workflow(
+        account=a, slug=t["slug"], id=f"wf-{t['slug']}", name=t["name"], type=wf_type, key=f"{a.id}/wf-{t['slug']}",
+        adhoc=adhoc, triggers=triggers, trig_names=list(t["triggers"]), trig_cum=cum,
+        schedule=schedule, schedule_label=t.get("schedule_label"), p_contact=t["p_contact"],
+        random_site=wf_type == "contact", site=site, card=card, period_ms=period_ms,
+        steps=steps, has_delay=any(s.type == "delay" for s in steps), occupancy_ms=occupancy,
+        spike_step=pick.index,
+        spike_code=next((c for c, _ in pick.fails if _ERRORS[c][0] == "external_service"), pick.fails[0][0]),
+    )
+
+
+def _build_step(i: int, s: _StepTemplate, fill: dict[str, str]) -> _Step:
+    target = s.get("target")
+    median = float(s["ms"])
+    p_true = s.get("p_true")
+    base: dict[str, object] = {"step_id": f"st{i + 1}", "step_index": i, "step_name": s["name"], "step_type": s["type"]}
+    return _Step(
+        index=i, id=f"st{i + 1}", name=s["name"], type=s["type"], kind=s.get("kind"),
+        error_kind=s["kind"] if s["type"] == "action" else s["type"],
+        target=target.format(**fill) if target and "{" in target else target,
+        median=median, mu=math.log(median), sigma=s["sigma"], fails=tuple(s["fails"]), when=s.get("when"),
+        delay_ms=int(s["seconds"] * 1000) if s["type"] == "delay" else 0,
+        p_true=0.5 if p_true is None or isinstance(p_true, str) else p_true, contact_cond=p_true == "contact",
+        branches=s.get("branches"), expr=s.get("expr"), system=s.get("system"), event=s.get("event"),
+        base=base, skip_start={**base, "attempt": 1}, skip_fin={**base, "attempt": 1, "status": "skipped"},
+    )
 
 
 def _concurrency(accounts: list[_Account], config: WorkloadConfig) -> None:
@@ -169,7 +231,7 @@ def _concurrency(accounts: list[_Account], config: WorkloadConfig) -> None:
         a.k_live = max(2, math.ceil(rate_l * a.occupancy_ms / 0.75))
 
 
-def catalog(config: WorkloadConfig) -> list[dict]:
+def catalog(config: WorkloadConfig) -> list[dict[str, Any]]:
     """The accounts and workflows the generator uses: one dict per workflow with its account,
     id, name, type, triggers, schedule, site/card, concurrency limits and steps."""
     accounts = _build_accounts(config)

@@ -4,6 +4,7 @@ behaviour, and the variable messages, stack traces and suggested fixes of each."
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 # code -> (class, retried, duration behaviour)
 _ERRORS: dict[str, tuple[str, bool, str]] = {
@@ -32,15 +33,23 @@ _HTTP_REASONS = {429: "Too Many Requests", 500: "Internal Server Error", 502: "B
 _PROPS = ("first_name", "last_name", "company", "city", "plan_tier", "birthday", "phone")
 
 
+@dataclass(slots=True, kw_only=True)
 class _ErrEnv:
     """What an error message may mention about the failing step."""
 
-    __slots__ = ("account", "domain", "run_id", "wf_id", "version", "step", "index", "contact", "email",
-                 "system", "url", "card_id", "kind")
-
-    def __init__(self, **kw):
-        for key, value in kw.items():
-            setattr(self, key, value)
+    account: str
+    domain: str
+    run_id: str
+    wf_id: str
+    version: int
+    step: str  # step name
+    index: int  # step index
+    contact: str  # contact id (or a placeholder)
+    email: str
+    system: str | None  # external system of the step (SendGrid, HubSpot, ...)
+    url: str
+    card_id: str | None
+    kind: str | None  # action kind
 
 
 def _hexs(r: random.Random, n: int) -> str:
@@ -197,7 +206,7 @@ _EXCEPTIONS = {
 }
 
 
-def _make_error(code: str, r: random.Random, e: _ErrEnv, kind: str) -> dict:
+def _make_error(code: str, r: random.Random, e: _ErrEnv, kind: str) -> dict[str, str]:
     message = _msg(code, r, e)
     frames = _TRACE_FRAMES.get(kind, _TRACE_FRAMES["default"])
     if code == "INTERNAL_ERROR":

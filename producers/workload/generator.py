@@ -7,8 +7,10 @@ import heapq
 import math
 import random
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import partial
+from typing import Any, NamedTuple
 
 from producers.workload.catalog import (
     _FIRST,
@@ -16,7 +18,9 @@ from producers.workload.catalog import (
     _build_accounts,
     _concurrency,
     _email,
+    _Site,
     _Step,
+    _Window,
     _Workflow,
 )
 from producers.workload.failures import _ERRORS, _MAX_ATTEMPTS, _RETRY_FAILS_AGAIN, _ErrEnv, _make_error
@@ -39,6 +43,11 @@ _GENERIC_NOTES = ("new branding", "shorter copy", "added UTM parameters", "renam
                   "cleanup")
 _EDIT_VERBS = ("updated", "edited", "reworked", "changed")
 
+# (regression?, edited step index or -1, extra failure (code, p) or None, duration factor, note)
+_Plan = tuple[bool, int, tuple[str, float] | None, float, str]
+# per step: (total failure probability, cumulative (probability, code), duration factor)
+_StepOdds = tuple[float, list[tuple[float, str]], float]
+
 
 class _Versions:
     """Versions bump every few days at deterministic business-hour times. What a version
@@ -48,8 +57,8 @@ class _Versions:
 
     def __init__(self) -> None:
         self._bumps: dict[tuple[str, int], int] = {}
-        self._info: dict[tuple[str, int], tuple] = {}
-        self._plans: dict[tuple[str, int], tuple] = {}
+        self._info: dict[tuple[str, int], tuple[str | None, list[_StepOdds]]] = {}
+        self._plans: dict[tuple[str, int], _Plan] = {}
 
     def at(self, wf: _Workflow, t: int) -> int:
         rel = t - _VERSION_ANCHOR_MS
@@ -66,7 +75,7 @@ class _Versions:
             self._bumps[key] = off
         return 2 + n if rel - n * period >= off else 1 + n
 
-    def _plan(self, wf: _Workflow, v: int) -> tuple:
+    def _plan(self, wf: _Workflow, v: int) -> _Plan:
         """(regression?, step index or -1, extra failure (code, p) or None, duration factor, note)."""
         key = (wf.key, v)
         got = self._plans.get(key)
@@ -75,7 +84,8 @@ class _Versions:
         r = random.Random(f"ver:{wf.key}:{v}")
         editable = [s for s in wf.steps if s.type in ("action", "condition")]
         regression = v > 1 and r.random() < 0.16
-        idx, extra, mult = -1, None, 1.0
+        idx, mult = -1, 1.0
+        extra: tuple[str, float] | None = None
         if regression:
             s = r.choice([s for s in editable if s.fails] or editable)
             idx = s.index
@@ -100,7 +110,8 @@ class _Versions:
         self._plans[key] = got
         return got
 
-    def info(self, wf: _Workflow, v: int) -> tuple[str | None, list[tuple[float, list, float]]]:
+    def info(self, wf: _Workflow, v: int) -> tuple[str | None, list[_StepOdds]]:
+        """The version's display name (None: unnamed) and the failure odds of each step."""
         key = (wf.key, v)
         got = self._info.get(key)
         if got is not None:
@@ -108,6 +119,7 @@ class _Versions:
         regression, idx, extra, mult, note = self._plan(wf, v)
         prev_regression = v > 1 and self._plan(wf, v - 1)[0]
         r = random.Random(f"name:{wf.key}:{v}")
+        name: str | None
         if v == 1:
             name = "v1 - initial version"
         elif prev_regression and not regression:
@@ -116,12 +128,13 @@ class _Versions:
             name = None
         else:
             name = f"v{v} - {note}"
-        table = []
+        table: list[_StepOdds] = []
         for s in wf.steps:
             fails = list(s.fails)
             if s.index == idx and extra is not None:
                 fails.append(extra)
-            cum, acc = [], 0.0
+            cum: list[tuple[float, str]] = []
+            acc = 0.0
             for code, p in fails:
                 acc += p
                 cum.append((acc, code))
@@ -135,7 +148,7 @@ class _Versions:
 
 
 def generate(config: WorkloadConfig, start: datetime, end: datetime,
-             live_from: datetime | None = None) -> Iterator[dict]:
+             live_from: datetime | None = None) -> Iterator[dict[str, Any]]:
     """Events (JSON-ready dicts per the contract) of runs queued in [start, end), yielded in
     nondecreasing `ts` order; events whose ts >= end are not yielded (runs in flight at `end` stay open).
 
@@ -149,11 +162,8 @@ def generate(config: WorkloadConfig, start: datetime, end: datetime,
     _concurrency(accounts, config)
     _attach_spikes(accounts, config.spikes)
     for a in accounts:
-        a.backlogs = []
-        for b in config.backlogs:
-            if b.account is None or b.account == a.id:
-                b0 = _to_ms(b.at)
-                a.backlogs.append((b0, b0 + int(b.minutes * 60_000), float(b.capacity_factor)))
+        a.backlogs = [_window(b.at, b.minutes, b.capacity_factor) for b in config.backlogs
+                      if b.account is None or b.account == a.id]
     known = {a.id for a in accounts}
     for b in config.backlogs:
         if b.account is not None and b.account not in known:
@@ -161,6 +171,12 @@ def generate(config: WorkloadConfig, start: datetime, end: datetime,
     if end_ms <= start_ms:
         return iter(())
     return _Generator(config, accounts, start_ms, end_ms, live_ms).events()
+
+
+def _window(at: datetime, minutes: float, value: float) -> _Window:
+    """[at, at + minutes) in ms, with the spike's rate or the backlog's capacity factor."""
+    t0 = _to_ms(at)
+    return (t0, t0 + int(minutes * 60_000), float(value))
 
 
 def _attach_spikes(accounts: list[_Account], spikes: tuple[Spike, ...]) -> None:
@@ -172,8 +188,7 @@ def _attach_spikes(accounts: list[_Account], spikes: tuple[Spike, ...]) -> None:
         for a in accounts:
             for wf in a.workflows:
                 if sp.workflow in (wf.id, wf.name, wf.key) or sp.workflow.lower() == wf.name.lower():
-                    s0 = _to_ms(sp.at)
-                    wf.spikes.append((s0, s0 + int(sp.minutes * 60_000), float(sp.rate)))
+                    wf.spikes.append(_window(sp.at, sp.minutes, sp.rate))
                     matched = True
         if not matched:
             names = sorted({wf.id for a in accounts for wf in a.workflows})
@@ -186,6 +201,19 @@ _LN_LATE = math.log(150.0)
 _P_STOP = 0.012
 _REPLAY_SUCCESS = {"exact": 0.85, "modified": 0.92}
 
+_Event = dict[str, Any]
+_Arrive = Callable[[int], None]  # starts the run(s) of one arrival at its time
+
+
+class _Replay(NamedTuple):
+    """A replay of a failed run: what it replays and how, and where the original failed."""
+
+    of: str  # run_id of the failed run
+    mode: str  # exact (same version and trigger) or modified (latest version, manual)
+    version: int | None  # pinned version (exact) or None (the version current at queue time)
+    step: int  # index of the step that failed
+    code: str  # its error code
+
 
 class _Generator:
     def __init__(self, config: WorkloadConfig, accounts: list[_Account], start_ms: int, end_ms: int,
@@ -195,17 +223,24 @@ class _Generator:
         self.seed = int(config.seed)
         self.replay_p = float(config.replay_probability)
         self.versions = _Versions()
-        self.heap: list = []  # (next ts, run seq, index, events) per run in flight
-        self.arrivals: list = []  # (ts, order, kind, payload)
+        # per run in flight: (next ts, run seq, index of its next event, its (ts, event) list)
+        self.heap: list[tuple[int, int, int, list[tuple[int, _Event]]]] = []
+        self.arrivals: list[tuple[int, int, _Arrive]] = []  # (ts, order, what arrives)
         self.order = 0
         self.run_seq = 0
 
     # ---- arrival sources
 
-    def _push_arrival(self, t_ms: int, kind: int, payload) -> None:
+    def _push_arrival(self, t_ms: int, arrive: _Arrive) -> None:
         if t_ms < self.end_ms:
             self.order += 1
-            heapq.heappush(self.arrivals, (t_ms, self.order, kind, payload))
+            heapq.heappush(self.arrivals, (t_ms, self.order, arrive))
+
+    def _push_poisson(self, a: _Account, t: float) -> None:
+        """Queue the account's next ad-hoc arrival after ``t`` (if one comes before the end)."""
+        nxt = self._next_poisson(a, t)
+        if nxt is not None:
+            self._push_arrival(int(nxt), partial(self._arrive_poisson, a, nxt))
 
     def _next_poisson(self, a: _Account, t: float) -> float | None:
         end, live, rng, q_ms = self.end_ms, self.live_ms, a.rng, _QUARTER_MS
@@ -226,8 +261,9 @@ class _Generator:
             t = float(b_end)
         return None
 
-    def _next_fire(self, wf: _Workflow, t: int) -> int:
-        period, local_off, _ = wf.schedule
+    @staticmethod
+    def _next_fire(wf: _Workflow, schedule: tuple[int, int, float], t: int) -> int:
+        period, local_off, _ = schedule
         if period == 7 * _DAY_MS:  # weekly on Monday: shift from the epoch's Thursday
             local_off += 4 * _DAY_MS
         off = (local_off - wf.account.tz * _HOUR_MS) % period
@@ -236,7 +272,7 @@ class _Generator:
 
     # ---- main loop
 
-    def events(self) -> Iterator[dict]:
+    def events(self) -> Iterator[_Event]:
         seed, start, end = self.seed, self.start_ms, self.end_ms
         for a in self.accounts:
             a.rng = random.Random(f"{seed}:{start}:arrivals:{a.id}")
@@ -250,19 +286,18 @@ class _Generator:
             live_now = self.live_ms is not None and self.live_ms <= start
             a.slots = [(start, i) for i in range(a.k_live if live_now else a.k_backfill)]
             a.live_added = live_now
-            nxt = self._next_poisson(a, float(start))
-            if nxt is not None:
-                self._push_arrival(int(nxt), 0, (a, nxt))
+            self._push_poisson(a, float(start))
             for wf in a.workflows:
                 if wf.schedule is not None:
-                    self._push_arrival(self._next_fire(wf, start), 1,
-                                       (wf, random.Random(f"{seed}:{start}:sched:{wf.key}")))
+                    self._push_arrival(self._next_fire(wf, wf.schedule, start), partial(
+                        self._arrive_scheduled, wf, wf.schedule, random.Random(f"{seed}:{start}:sched:{wf.key}")))
         heap, arrivals = self.heap, self.arrivals
         heappop, heapreplace = heapq.heappop, heapq.heapreplace
-        run_poisson, run_sched, run_replay = self._arrive_poisson, self._arrive_scheduled, self._arrive_replay
-        while arrivals:
-            t = arrivals[0][0]
-            while heap and heap[0][0] <= t:
+        last = end - 1  # times are whole ms: events at ts >= end are not yielded
+        while True:
+            # every event up to the next arrival (after the last one: up to the end) is final
+            until = arrivals[0][0] if arrivals else last
+            while heap and heap[0][0] <= until:
                 _, seq, i, evs = heap[0]
                 yield evs[i][1]
                 i += 1
@@ -270,40 +305,23 @@ class _Generator:
                     heapreplace(heap, (evs[i][0], seq, i, evs))
                 else:
                     heappop(heap)
-            _, _, kind, payload = heappop(arrivals)
-            if kind == 0:
-                run_poisson(t, payload)
-            elif kind == 1:
-                run_sched(t, payload)
-            else:
-                run_replay(t, payload)
-        while heap:
-            ts, seq, i, evs = heap[0]
-            if ts >= end:
+            if not arrivals:
                 return
-            yield evs[i][1]
-            i += 1
-            if i < len(evs):
-                heapreplace(heap, (evs[i][0], seq, i, evs))
-            else:
-                heappop(heap)
+            heappop(arrivals)[2](until)
 
-    def _arrive_poisson(self, t: int, payload) -> None:
-        a, t_float = payload
+    def _arrive_poisson(self, a: _Account, t_float: float, t: int) -> None:
         rng = a.rng
         wf = a.wf_list[bisect_right(a.wf_cum, rng.random())]
         run_seed = rng.getrandbits(64)
-        nxt = self._next_poisson(a, t_float)
-        if nxt is not None:
-            self._push_arrival(int(nxt), 0, (a, nxt))
+        self._push_poisson(a, t_float)
         r = random.Random(run_seed)
         trig = wf.trig_names[bisect_right(wf.trig_cum, r.random())]
         self._run(r, a, wf, trig, t, self._contact(r, a, wf), self._site(r, a, wf), None)
 
-    def _arrive_scheduled(self, t: int, payload) -> None:
-        wf, srng = payload
+    def _arrive_scheduled(self, wf: _Workflow, schedule: tuple[int, int, float], srng: random.Random,
+                          t: int) -> None:
         a = wf.account
-        share = wf.schedule[2]
+        share = schedule[2]
         if share > 0:
             is_live = self.live_ms is not None and t >= self.live_ms
             per_hour = (a.rate_l * 1000 * 3600) if is_live else a.rate_b * _HOUR_MS
@@ -315,12 +333,12 @@ class _Generator:
             r = random.Random(srng.getrandbits(64))
             self._run(r, a, wf, "scheduled", q, self._contact(r, a, wf), self._site(r, a, wf), None)
             q += srng.randrange(0, 4)
-        self._push_arrival(self._next_fire(wf, t + 1), 1, payload)
+        self._push_arrival(self._next_fire(wf, schedule, t + 1), partial(self._arrive_scheduled, wf, schedule, srng))
 
-    def _arrive_replay(self, t: int, payload) -> None:
-        a, wf, trig, cno, site, replay, run_seed = payload
+    def _arrive_replay(self, a: _Account, wf: _Workflow, trig: str, cno: int | None, site: _Site | None,
+                       replay: _Replay, run_seed: int, t: int) -> None:
         r = random.Random(run_seed)
-        if replay[1] == "modified" and wf.p_contact > 0 and r.random() < 0.4:
+        if replay.mode == "modified" and wf.p_contact > 0 and r.random() < 0.4:
             cno = self._contact(r, a, wf)
         self._run(r, a, wf, trig, t, cno, site, replay)
 
@@ -331,7 +349,7 @@ class _Generator:
         return None
 
     @staticmethod
-    def _site(r: random.Random, a: _Account, wf: _Workflow):
+    def _site(r: random.Random, a: _Account, wf: _Workflow) -> _Site | None:
         if wf.random_site:
             x = r.random()
             return a.sites[int(x * 1.4 * len(a.sites))] if x < 1 / 1.4 else None
@@ -367,30 +385,31 @@ class _Generator:
     # ---- one run
 
     def _run(self, r: random.Random, a: _Account, wf: _Workflow, trig: str, t_q: int, cno: int | None,
-             site, replay) -> None:
+             site: _Site | None, replay: _Replay | None) -> None:
         fmt = _fmt
-        if replay is not None and replay[2] is not None:
-            version = replay[2]
+        if replay is not None and replay.version is not None:
+            version = replay.version
         else:
             version = self.versions.at(wf, t_q)
         vname, vtable = self.versions.info(wf, version)
         rid = f"run_{r.getrandbits(64):016x}"
         contact_id = None if cno is None else f"c-{cno}"
         email = None if cno is None else _email(cno)
-        ctx = {"account_id": a.id, "run_id": rid, "workflow_id": wf.id, "workflow_name": wf.name,
+        ctx: _Event = {"account_id": a.id, "run_id": rid, "workflow_id": wf.id, "workflow_name": wf.name,
                "workflow_version": version, "workflow_version_name": vname, "workflow_type": wf.type,
                "trigger": trig, "site_id": site[0] if site else None, "site_name": site[1] if site else None,
                "card_id": wf.card[0] if wf.card else None, "card_name": wf.card[1] if wf.card else None,
-               "contact_id": contact_id, "replay_of": replay[0] if replay else None,
-               "replay_mode": replay[1] if replay else None}
-        evs: list = []
+               "contact_id": contact_id, "replay_of": replay.of if replay else None,
+               "replay_mode": replay.mode if replay else None}
+        evs: list[tuple[int, _Event]] = []
         app = evs.append
         app((t_q, {"event_id": f"{rid}-0", "schema_version": 1, "type": "run.queued", "ts": fmt(t_q), **ctx}))
         s, slot = self._assign_slot(a, t_q + int(r.lognormvariate(_LN_DISPATCH, 0.5)))
         app((s, {"event_id": f"{rid}-1", "schema_version": 1, "type": "run.started", "ts": fmt(s), **ctx}))
 
         # outcome plan: spikes, then replays, then natural failures
-        forced, fcode, suppress = -1, None, False
+        forced, suppress = -1, False
+        fcode: str | None = None
         for x0, x1, rate in wf.spikes:
             if x0 <= s < x1:
                 suppress = True
@@ -399,14 +418,15 @@ class _Generator:
                 break
         if not suppress and replay is not None:
             suppress = True
-            if r.random() >= _REPLAY_SUCCESS[replay[1]]:
-                forced, fcode = replay[3], replay[4]
+            if r.random() >= _REPLAY_SUCCESS[replay.mode]:
+                forced, fcode = replay.step, replay.code
         stop = not suppress and wf.has_delay and r.random() < _P_STOP
         backlogs = a.backlogs
 
         t = s + 3 + int(r.random() * 30)
-        conds = [None] * len(wf.steps)
-        status, err, fail_idx = "success", None, -1
+        conds: list[bool | None] = [None] * len(wf.steps)
+        status, fail_idx = "success", -1
+        err: dict[str, str] | None = None
         rnd, lognorm = r.random, r.lognormvariate
         for st in wf.steps:
             when = st.when
@@ -421,7 +441,8 @@ class _Generator:
                 continue
             ftot, fcum, dmult = vtable[st.index]
             typ = st.type
-            attempt, code = 1, None
+            attempt = 1
+            code: str | None = None
             while True:
                 t0 = t
                 ts0 = fmt(t0)
@@ -493,7 +514,9 @@ class _Generator:
                         conds[st.index] = res
                         extra["output"] = {"result": res}
                         extra["condition_result"] = res
-                        extra["branch"] = st.branches[0] if res else st.branches[1]
+                        branches = st.branches
+                        assert branches is not None  # every condition step has its two branches
+                        extra["branch"] = branches[0] if res else branches[1]
                     app((fin, {"event_id": f"{rid}-{len(evs)}", "schema_version": 1, "type": "step.finished",
                                "ts": fmt(fin), **ctx, **st.base, "attempt": attempt, "status": "success",
                                "started_at": ts0, **extra}))
@@ -503,9 +526,10 @@ class _Generator:
                                                  version=version, step=st.name, index=st.index,
                                                  contact=contact_id or "c-unknown", email=email or f"info@{a.domain}",
                                                  system=st.system, card_id=ctx["card_id"], kind=st.kind,
-                                                 url=st.target if (st.target or "").startswith("https://")
+                                                 url=st.target if st.target is not None
+                                                 and st.target.startswith("https://")
                                                  else f"https://api.{a.domain}/v2/{st.kind or 'hooks'}"),
-                                st.kind if typ == "action" else typ)
+                                st.error_kind)
                 extra.pop("output", None)
                 app((fin, {"event_id": f"{rid}-{len(evs)}", "schema_version": 1, "type": "step.finished",
                            "ts": fmt(fin), **ctx, **st.base, "attempt": attempt, "status": "failed",
@@ -520,7 +544,7 @@ class _Generator:
                 break
 
         fin_run = t + 2 + int(rnd() * 20)
-        done = {"status": status, "started_at": fmt(s)}
+        done: dict[str, Any] = {"status": status, "started_at": fmt(s)}
         if err is not None:
             done["error"] = dict(err)
         app((fin_run, {"event_id": f"{rid}-{len(evs)}", "schema_version": 1, "type": "run.finished",
@@ -529,18 +553,21 @@ class _Generator:
         self.run_seq += 1
         heapq.heappush(self.heap, (t_q, self.run_seq, 0, evs))
 
-        if status == "failed" and replay is None and self.replay_p > 0 and rnd() < self.replay_p:
+        # err is set exactly when the run failed
+        if err is not None and replay is None and self.replay_p > 0 and rnd() < self.replay_p:
             delay = min(12 * _HOUR_MS, max(2 * 60_000, int(lognorm(math.log(40 * 60_000), 1.0))))
             mode = "exact" if rnd() < 0.55 else "modified"
-            payload = (a, wf, trig if mode == "exact" else "manual", cno, site,
-                       (rid, mode, version if mode == "exact" else None, fail_idx, err["code"]), r.getrandbits(64))
-            self._push_arrival(fin_run + delay, 2, payload)
+            again = _Replay(rid, mode, version if mode == "exact" else None, fail_idx, err["code"])
+            self._push_arrival(fin_run + delay, partial(self._arrive_replay, a, wf,
+                                                        trig if mode == "exact" else "manual", cno, site, again,
+                                                        r.getrandbits(64)))
 
     @staticmethod
-    def _step_io(r: random.Random, a: _Account, st: _Step, contact_id, email, ok: bool) -> dict:
+    def _step_io(r: random.Random, a: _Account, st: _Step, contact_id: str | None, email: str | None,
+                 ok: bool) -> dict[str, Any]:
         typ, kind = st.type, st.kind
         if typ == "trigger":
-            inp = {"event": st.event}
+            inp: dict[str, Any] = {"event": st.event}
             if contact_id is not None:
                 inp["contact_id"] = contact_id
             return {"input": inp, "output": {"accepted": True}}
@@ -551,7 +578,7 @@ class _Generator:
             target = email
         elif target == "@contact":
             target = contact_id
-        extra = {"action_kind": kind, "target": target}
+        extra: dict[str, Any] = {"action_kind": kind, "target": target}
         if kind == "email":
             extra["input"] = {"to": target, "provider": st.system}
             if ok:

@@ -4,9 +4,11 @@ bad lines) and ``corrupt`` (one bad line of each kind the contract rejects)."""
 from __future__ import annotations
 
 import heapq
+import itertools
 import random
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
 
@@ -22,7 +24,7 @@ _BAD_TIMES = ("2026-13-45T25:61:00Z", "yesterday", "20/11/2026 10:00:00", "2026-
 _BAD_KINDS = ("not_json", "missing_field", "bad_enum", "bad_time", "bad_version", "array")
 
 
-def _bad_line(r: random.Random, ev: dict, line: bytes, k: int) -> bytes:
+def _bad_line(r: random.Random, ev: dict[str, Any], line: bytes, k: int) -> bytes:
     kind = _BAD_KINDS[k % len(_BAD_KINDS)]
     if kind == "not_json":
         return r.choice((line[: max(1, len(line) // 2)], b"not json at all", line.replace(b'"', b"'", 6),
@@ -44,7 +46,7 @@ def _bad_line(r: random.Random, ev: dict, line: bytes, k: int) -> bytes:
     return orjson.dumps(doc)
 
 
-def corrupt(event: dict, k: int, rng: random.Random) -> bytes:
+def corrupt(event: dict[str, Any], k: int, rng: random.Random) -> bytes:
     """A bad line made from ``event``: the k-th of the kinds the contract rejects (not JSON,
     missing field, bad enum, bad time, unknown schema version, array), in rotation."""
     return _bad_line(rng, event, orjson.dumps(event), k)
@@ -53,7 +55,7 @@ def corrupt(event: dict, k: int, rng: random.Random) -> bytes:
 _MINUTE_MS: dict[str, int] = {}
 
 
-def _ts_ms(value) -> int | None:
+def _ts_ms(value: object) -> int | None:
     """Event time in ms; fast path for this module's own format, fromisoformat otherwise."""
     if not isinstance(value, str):
         return None
@@ -77,7 +79,7 @@ def _ts_ms(value) -> int | None:
         return None
 
 
-def perturb(events: Iterable[dict], *, seed: int, duplicate_rate: float = 0.0, reorder_rate: float = 0.0,
+def perturb(events: Iterable[dict[str, Any]], *, seed: int, duplicate_rate: float = 0.0, reorder_rate: float = 0.0,
             late_rate: float = 0.0, late_by: timedelta = timedelta(minutes=5),
             bad_line_rate: float = 0.0) -> Iterator[bytes]:
     """Encode events as NDJSON lines (orjson, no trailing newline in each item) with delivery faults:
@@ -100,13 +102,15 @@ def perturb(events: Iterable[dict], *, seed: int, duplicate_rate: float = 0.0, r
     return _perturb(events, seed, duplicate_rate, reorder_rate, late_rate, max(1, late_by // _MS), bad_line_rate)
 
 
-def _perturb(events, seed, duplicate_rate, reorder_rate, late_rate, late_ms, bad_line_rate) -> Iterator[bytes]:
+def _perturb(events: Iterable[dict[str, Any]], seed: int, duplicate_rate: float, reorder_rate: float,
+             late_rate: float, late_ms: int, bad_line_rate: float) -> Iterator[bytes]:
     r = random.Random(f"perturb:{seed}")
     rnd, dumps = r.random, orjson.dumps
     heappush, heappop = heapq.heappush, heapq.heappop
-    by_pos: list = []  # (release position, order, line)
-    by_time: list = []  # (release event time ms, order, line)
-    pos = order = bad = 0
+    by_pos: list[tuple[int, int, bytes]] = []  # (release position, order, line)
+    by_time: list[tuple[int, int, bytes]] = []  # (release event time ms, order, line)
+    order = itertools.count(1).__next__  # ties release in the order lines were held
+    pos = bad = 0
     hold = late_rate + reorder_rate
     last_ts, last_ms = None, None
     for ev in events:
@@ -122,23 +126,19 @@ def _perturb(events, seed, duplicate_rate, reorder_rate, late_rate, late_ms, bad
                     yield heappop(by_time)[2]
         x = rnd() if hold else 1.0
         if x < late_rate and now is not None:
-            order += 1
-            heappush(by_time, (now + 1 + int(rnd() * late_ms), order, line))
+            heappush(by_time, (now + 1 + int(rnd() * late_ms), order(), line))
         elif late_rate <= x < hold:
-            order += 1
-            heappush(by_pos, (pos + 1 + int(rnd() * 4), order, line))
+            heappush(by_pos, (pos + 1 + int(rnd() * 4), order(), line))
         else:
             yield line
         if duplicate_rate and rnd() < duplicate_rate:
-            order += 1
-            heappush(by_pos, (pos + int(rnd() * 9), order, line))
+            heappush(by_pos, (pos + int(rnd() * 9), order(), line))
         if bad_line_rate and rnd() < bad_line_rate:
             yield _bad_line(r, ev, line, bad)
             bad += 1
         pos += 1
         while by_pos and by_pos[0][0] <= pos:
             yield heappop(by_pos)[2]
-    while by_pos:
-        yield heappop(by_pos)[2]
-    while by_time:
-        yield heappop(by_time)[2]
+    for held in (by_pos, by_time):  # the end: what is still held, reordered lines first
+        while held:
+            yield heappop(held)[2]

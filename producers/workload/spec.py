@@ -106,6 +106,16 @@ def _parse_number(kind: str, key: str, text: str, lo: float, hi: float | None) -
     return value
 
 
+def _check_fraction(kind: str, key: str, value: float) -> None:
+    if not (0.0 <= float(value) <= 1.0):
+        raise ValueError(f"{kind}: bad {key}={value!r} (expected a number in 0..1)")
+
+
+def _check_minutes(kind: str, minutes: float) -> None:
+    if not (float(minutes) > 0 and math.isfinite(minutes)):
+        raise ValueError(f"{kind}: bad minutes={minutes!r} (expected a number > 0)")
+
+
 # --------------------------------------------------------------------------- public config
 
 
@@ -126,10 +136,8 @@ class Spike:
             raise ValueError("spike: workflow must be a non-empty workflow id or name")
         _to_ms(self.at, "spike: at")
         object.__setattr__(self, "at", self.at.astimezone(UTC))
-        if not (0.0 <= float(self.rate) <= 1.0):
-            raise ValueError(f"spike: bad rate={self.rate!r} (expected a number in 0..1)")
-        if not (float(self.minutes) > 0 and math.isfinite(self.minutes)):
-            raise ValueError(f"spike: bad minutes={self.minutes!r} (expected a number > 0)")
+        _check_fraction("spike", "rate", self.rate)
+        _check_minutes("spike", self.minutes)
 
     @classmethod
     def parse(cls, text: str, now: datetime) -> Spike:
@@ -157,10 +165,8 @@ class Backlog:
     def __post_init__(self) -> None:
         _to_ms(self.at, "backlog: at")
         object.__setattr__(self, "at", self.at.astimezone(UTC))
-        if not (float(self.minutes) > 0 and math.isfinite(self.minutes)):
-            raise ValueError(f"backlog: bad minutes={self.minutes!r} (expected a number > 0)")
-        if not (0.0 <= float(self.capacity_factor) <= 1.0):
-            raise ValueError(f"backlog: bad capacity={self.capacity_factor!r} (expected a number in 0..1)")
+        _check_minutes("backlog", self.minutes)
+        _check_fraction("backlog", "capacity", self.capacity_factor)
 
     @classmethod
     def parse(cls, text: str, now: datetime) -> Backlog:

@@ -3,7 +3,43 @@ site and card names, the daily and weekly traffic shape, and the step templates.
 
 from __future__ import annotations
 
+from typing import NotRequired, TypedDict
+
 from producers.workload.spec import _DAY_MS, _HOUR_MS
+
+_Fails = tuple[tuple[str, float], ...]  # (error code, probability per attempt)
+
+
+class _StepTemplate(TypedDict):
+    """One step of a workflow template; which optional keys are set depends on ``type``."""
+
+    type: str  # trigger, action, condition, delay
+    name: str
+    ms: int  # median duration
+    sigma: float  # log-normal spread of the duration
+    fails: _Fails
+    when: NotRequired[tuple[int, bool] | None]  # (condition step index, result it needs)
+    event: NotRequired[str]  # trigger
+    kind: NotRequired[str]  # action
+    target: NotRequired[str]  # action; may hold {domain}, {acct}, {h6}, {h8}, {h24} or @email / @contact
+    system: NotRequired[str | None]  # action
+    expr: NotRequired[str]  # condition
+    p_true: NotRequired[float | str]  # condition: probability of true, or "contact" (true when a contact is known)
+    branches: NotRequired[tuple[str, str]]  # condition: (true branch, false branch)
+    seconds: NotRequired[int]  # delay
+
+
+class _WorkflowTemplate(TypedDict):
+    slug: str
+    name: str
+    type: str
+    adhoc: float
+    p_contact: float
+    triggers: dict[str, float]
+    schedule: NotRequired[tuple[int, int, float]]
+    schedule_label: NotRequired[str]
+    steps: list[_StepTemplate]
+
 
 # (account_id, display name, UTC offset in hours, email domain, relative size)
 _ACCOUNTS = (
@@ -52,21 +88,23 @@ _SEASON = _season_table()
 _SEASON_PEAK = max(_SEASON)
 
 
-def _T(name, event, fails=()):
+def _T(name: str, event: str, fails: _Fails = ()) -> _StepTemplate:
     return dict(type="trigger", name=name, event=event, ms=12, sigma=0.5, fails=fails)
 
 
-def _A(name, kind, target, ms, sigma=0.7, fails=(), when=None, system=None):
+def _A(name: str, kind: str, target: str, ms: int, sigma: float = 0.7, fails: _Fails = (),
+       when: tuple[int, bool] | None = None, system: str | None = None) -> _StepTemplate:
     return dict(type="action", name=name, kind=kind, target=target, ms=ms, sigma=sigma, fails=fails,
                 when=when, system=system)
 
 
-def _C(name, expr, p_true, branches=("yes", "no"), fails=(), when=None):
+def _C(name: str, expr: str, p_true: float | str, branches: tuple[str, str] = ("yes", "no"), fails: _Fails = (),
+       when: tuple[int, bool] | None = None) -> _StepTemplate:
     return dict(type="condition", name=name, expr=expr, p_true=p_true, branches=branches, ms=14,
                 sigma=0.6, fails=fails, when=when)
 
 
-def _D(name, seconds, when=None):
+def _D(name: str, seconds: int, when: tuple[int, bool] | None = None) -> _StepTemplate:
     return dict(type="delay", name=name, seconds=seconds, ms=3, sigma=0.3, fails=(), when=when)
 
 
@@ -75,7 +113,7 @@ _SLACK = "https://hooks.slack.com/services/T0{h6}/B0{h8}/{h24}"
 # Workflow templates. ``when=(i, result)``: the step runs only when condition step i gave
 # ``result``. ``schedule``: (period ms, offset ms in local time, batch size as a share of the
 # account's hourly volume). ``adhoc``: weight of non-scheduled runs.
-_TEMPLATES: tuple[dict, ...] = (
+_TEMPLATES: tuple[_WorkflowTemplate, ...] = (
     dict(slug="welcome", name="Welcome email", type="contact", adhoc=10.0, p_contact=1.0,
          triggers={"automatic": 0.90, "api": 0.07, "manual": 0.03},
          steps=[_T("Contact subscribed", "contact.subscribed"),

@@ -10,9 +10,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from producers.workload import WorkloadConfig
 
 
 def count_label(n: int) -> str:
@@ -131,7 +134,8 @@ def machine_facts() -> dict[str, Any]:
 # --------------------------------------------------------------------------- workload
 
 
-def workload_config(seed: int, live_runs_per_second: float = 5.0, backfill_runs_per_hour: float = 120.0):
+def workload_config(seed: int, live_runs_per_second: float = 5.0,
+                    backfill_runs_per_hour: float = 120.0) -> WorkloadConfig:
     from producers.workload import WorkloadConfig
 
     return WorkloadConfig(seed=seed, accounts=6, live_runs_per_second=live_runs_per_second,
@@ -179,7 +183,7 @@ def stats_group(event: dict) -> tuple:
             event["workflow_type"], event["trigger"], event.get("site_id") or "", event.get("card_id") or "")
 
 
-def b2_batch_rows(settings) -> int:
+def b2_batch_rows(settings: object) -> int:
     """B2 inserts as many rows at once as the worker may: its insert size setting (or, in older
     layouts, its batch size)."""
     for name in ("insert_max_rows", "batch_max_events", "batch_max_records"):

@@ -6,9 +6,11 @@ import statistics
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from runlens.bench.base import BenchBase, BenchSink
 from runlens.bench.common import (
     cycled,
     delta_of,
@@ -24,11 +26,16 @@ from runlens.bench.common import (
 )
 from runlens.bench.probes import KafkaHop, Visibility
 
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
-class Latency:
+    from embedded.stack import EmbeddedStack
+
+
+class Latency(BenchBase):
     """Bench phase parts: latency at fixed shares of the maximum rate, soak, resources."""
 
-    def probe_overhead(self, stack, reader, seconds: float = 3.0) -> dict:
+    def probe_overhead(self, stack: EmbeddedStack, reader: Client, seconds: float = 3.0) -> dict[str, Any]:
         """Worker CPU while the visibility poller runs against an idle worker with a full set of
         pending (never visible) probes: the load the latency measurement itself adds."""
         watcher = Visibility(reader)
@@ -36,7 +43,7 @@ class Latency:
         for i in range(watcher.batch):
             group = (bucket, "acme", f"wf-bench-{i % 20}", 1, "card", "manual", "", "")
             watcher.add((f"run_bench_absent_{i:06d}", "acme", group, 1), time.monotonic())
-        pid = stack.worker.pid
+        pid = self.worker_pid(stack)
         c0, t0 = proc_cpu_seconds(pid), time.monotonic()
         watcher.start()
         time.sleep(seconds)
@@ -49,7 +56,8 @@ class Latency:
                 "runs_query_ms_p50": rounded(percentile(watcher.poll_ms["runs"], 50)),
                 "run_stats_query_ms_p50": rounded(percentile(watcher.poll_ms["stats"], 50))}
 
-    def latency(self, stack, sink, reader, share: float, rate: float, groups: Counter) -> dict:
+    def latency(self, stack: EmbeddedStack, sink: BenchSink, reader: Client, share: float, rate: float,
+                groups: Counter[tuple[Any, ...]]) -> dict[str, Any]:
         n = max(200, int(rate * self.plan.latency_s))
         self.show(f"generating {n:,} live events")
         events: list[tuple[str, bytes, tuple | None]] = []
@@ -67,8 +75,8 @@ class Latency:
             if len(events) >= n:
                 break
         watcher = Visibility(reader)
-        hop = KafkaHop(stack.brokers, stack.settings.events_topic)
-        worker_pid = stack.worker.pid
+        hop = KafkaHop(stack.brokers, self.settings_of(stack).events_topic)
+        worker_pid = self.worker_pid(stack)
         w0 = proc_cpu_seconds(worker_pid)
         watcher.start()
         hop.start()
@@ -106,7 +114,7 @@ class Latency:
         worker_cpu = delta_of(proc_cpu_seconds(worker_pid), w0)
         seconds = t_sent - t0
         busy = t_done - t0
-        row = {
+        row: dict[str, Any] = {
             "target_pct_of_max": share, "target_events_per_s": round(rate),
             "achieved_events_per_s": round(n / seconds) if seconds > 0 else None,
             "events": n, "seconds": round(seconds, 2), "probes": watcher.added,
@@ -121,12 +129,12 @@ class Latency:
         row["runs_p50_ratio_to_kafka_hop"] = ratio_of(row["runs_view"]["p50_ms"], row["kafka_hop"]["p50_ms"])
         return row
 
-    def soak(self, stack, sink, rate: float) -> dict:
+    def soak(self, stack: EmbeddedStack, sink: BenchSink, rate: float) -> dict[str, Any]:
         duration = self.plan.soak_s
         interval = 2.0 if duration <= 120 else 5.0
         source = cycled(encoded(live_events(self.plan.seed + 7, datetime.now(UTC), max(1.0, rate / 10)),
                                  min(200_000, max(1_000, int(rate * 20)))))
-        worker_pid = stack.worker.pid
+        worker_pid = self.worker_pid(stack)
         w0 = proc_cpu_seconds(worker_pid)
         samples: list[tuple[float, float]] = []
         push = getattr(sink, "push", None)
@@ -142,13 +150,13 @@ class Latency:
                     self.rss_samples.append(("soak", now - self.t_start, value))
                 next_sample += interval
                 self.show(f"soak: {sent:,} sent, worker RSS {value or 0:,.0f} MiB", now - t0, duration)
-                stack.check_worker()
+                stack.supervise()
             if now - t0 >= duration:
                 break
             due = int((now - t0) * rate) + 1
             while sent < due:
-                key, value = next(source)
-                sink.send(key, value)
+                key, payload = next(source)
+                sink.send(key, payload)
                 sent += 1
             if push is not None:
                 push()

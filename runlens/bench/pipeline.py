@@ -5,12 +5,12 @@ from __future__ import annotations
 import gc
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from runlens.bench.base import BenchSink
 from runlens.bench.common import (
     PRODUCERS,
     delta_of,
@@ -22,92 +22,16 @@ from runlens.bench.common import (
     rounded,
     rss_mb,
 )
-from runlens.bench.probes import EmitterSink, PlainSink
+from runlens.bench.latency import Latency
+
+if TYPE_CHECKING:
+    from embedded.stack import EmbeddedStack
 
 
-class Pipeline:
+class Pipeline(Latency):
     """Bench phase: the runlens pipeline on one embedded stack."""
 
-    def _wait_lag_zero(self, stack, timeout: float, total: int | None = None, label: str = "",
-                       on_sample: Callable[[], None] | None = None, interval: float = 0.25) -> tuple[int, float]:
-        """Poll the worker group's committed lag until 0. Returns (lag, monotonic time seen)."""
-        from producers.kafka import consumer_lag
-
-        s = stack.settings
-        deadline = time.monotonic() + timeout
-        lag = -1
-        while True:
-            stack.check_worker()
-            lag = consumer_lag(stack.brokers, s.consumer_group, [s.events_topic])
-            seen = time.monotonic()
-            if on_sample is not None:
-                on_sample()
-            if total is not None:
-                self.show(f"{label}: lag {lag:,} records", max(0, total - lag), total)
-            if lag == 0 or seen > deadline:
-                return lag, seen
-            time.sleep(interval)
-
-    def _sink(self, stack, mode: str):
-        """How runlens producers send. ``emitter``: multi-event records with a linger, as
-        ``producers.emitter.RunEmitter`` (the library engines embed) sends. ``single``: one record
-        per event, key = run id, as ``RunEmitter(one_record_per_event=True)`` sends. ``sink``:
-        ``producers.simulate.EventSink``, the path of ``runlens publish`` / ``simulate`` / ``demo``."""
-        from producers.kafka import CheckedProducer
-
-        producer = CheckedProducer(stack.brokers)
-        if mode == "emitter":
-            return EmitterSink(producer, stack.settings.events_topic)
-        if mode == "single":
-            return PlainSink(producer, stack.settings.events_topic)
-        from producers.simulate import EventSink
-
-        return EventSink(producer, stack.settings.events_topic)
-
-    def _count(self, stack, table: str) -> int:
-        from sinks.clickhouse import connect
-
-        client = connect(stack.reader_dsn, database=stack.settings.database)
-        try:
-            return client.query(f"SELECT count() FROM {table}").result_rows[0][0]
-        finally:
-            client.close()
-
-    def _stored(self, stack) -> int:
-        return self._count(stack, "events")
-
-    def _rejected(self, stack) -> int:
-        return self._count(stack, "dead_letters")
-
-    def _check_stored(self, stack, run: dict, expected: int, expected_rejected: int = 0) -> None:
-        """Every event sent so far is in ``events`` and exactly the bad lines sent were
-        dead-lettered: the bench sent what it meant to send, so the rate is a rate of stored events."""
-        from sinks.clickhouse import connect
-
-        client = connect(stack.reader_dsn, database=stack.settings.database)
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                stored = client.query("SELECT count() FROM events").result_rows[0][0]
-                rejected = client.query("SELECT count() FROM dead_letters").result_rows[0][0]
-                if (stored >= expected and rejected >= expected_rejected) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.5)
-        finally:
-            client.close()
-        run["events_stored_total"] = stored
-        run["dead_letters_total"] = rejected
-        if stored != expected or rejected != expected_rejected:
-            raise RuntimeError(f"expected {expected:,} stored events and {expected_rejected:,} dead letters, found "
-                               f"{stored:,} stored and {rejected:,} dead letters")
-
-    def _sample_rss(self, stack, phase: str) -> None:
-        if stack.worker is not None:
-            value = rss_mb(stack.worker.pid)
-            if value is not None:
-                self.rss_samples.append((phase, time.monotonic() - self.t_start, value))
-
-    def pipeline(self, data: dict[str, list]) -> None:
+    def pipeline(self, data: dict[str, list[Any]]) -> None:
         from embedded.stack import EmbeddedStack
         from sinks.clickhouse import connect
 
@@ -129,7 +53,7 @@ class Pipeline:
             lag, _ = self._wait_lag_zero(stack, 180, label="warm-up")
             if lag != 0:
                 raise RuntimeError(f"the worker did not consume the warm-up events (lag {lag})")
-            worker_pid = stack.worker.pid
+            worker_pid = self.worker_pid(stack)
             resources["worker_rss_mb_idle"] = rounded(rss_mb(worker_pid))
             self.advance()
 
@@ -155,7 +79,7 @@ class Pipeline:
             # the chosen producer first: the fixed-rate runs and the soak follow it on a worker that has
             # seen only that producer's batches; the other producer's max-rate run comes last
             pipeline["throughput"] = max_rate_run(self.plan.producer, 0)
-            resources["worker_rss_mb_after_throughput"] = rounded(rss_mb(stack.worker.pid))
+            resources["worker_rss_mb_after_throughput"] = rounded(rss_mb(self.worker_pid(stack)))
             max_rate = pipeline["throughput"]["events_per_s"]
 
             reader = connect(stack.reader_dsn, database=settings.database)
@@ -194,7 +118,8 @@ class Pipeline:
             resources["worker_restarts"] = stack.worker_restarts
         self._resources_summary()
 
-    def poison_run(self, stack, keys: list[str], values: list[bytes], number: int, clean: dict) -> dict:
+    def poison_run(self, stack: EmbeddedStack, keys: list[str], values: list[bytes], number: int,
+                   clean: dict[str, Any]) -> dict[str, Any]:
         """The max-rate run again (EventSink, fresh ids) with one bad line after every 100 events, of
         every kind the contract rejects: valid events per second against the clean run's."""
         import random
@@ -221,9 +146,10 @@ class Pipeline:
         self._check_stored(stack, run, expected=before + len(values), expected_rejected=before_rejected + bad)
         return run
 
-    def throughput(self, stack, sink, keys: list[str], values: list[bytes], label: str = "") -> dict:
+    def throughput(self, stack: EmbeddedStack, sink: BenchSink, keys: list[str], values: list[bytes],
+                   label: str = "") -> dict[str, Any]:
         n = len(values)
-        worker_pid = stack.worker.pid
+        worker_pid = self.worker_pid(stack)
         broker_pid = stack.broker.proc.pid if stack.broker is not None else None
         w0, b0, p0 = proc_cpu_seconds(worker_pid), proc_cpu_seconds(broker_pid) if broker_pid else None, \
             time.process_time()

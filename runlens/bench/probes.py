@@ -5,9 +5,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runlens.bench.common import percentile, rounded, safe_label
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+    from producers.kafka import CheckedProducer
 
 
 class EmitterSink:
@@ -15,7 +20,7 @@ class EmitterSink:
     multi-event records per partition through an ``EventBatcher`` that lingers
     ``producers.emitter.LINGER_SECONDS``."""
 
-    def __init__(self, producer, topic: str):
+    def __init__(self, producer: CheckedProducer, topic: str) -> None:
         from producers.emitter import LINGER_SECONDS
         from producers.kafka import EventBatcher
 
@@ -38,7 +43,7 @@ class PlainSink:
     """One record per event, key = run id, through CheckedProducer, polled after each send: how
     ``RunEmitter(one_record_per_event=True)`` sends."""
 
-    def __init__(self, producer, topic: str):
+    def __init__(self, producer: CheckedProducer, topic: str) -> None:
         self.producer, self.topic = producer, topic
         self.records = 0
 
@@ -59,7 +64,7 @@ def b2_plan(columns: list[tuple[str, str]]) -> list[tuple[str, int, Any]]:
     errors = {"error_code": "code", "error_class": "class", "error_message": "message",
               "error_stack_trace": "stack_trace", "error_suggested_fix": "suggested_fix"}
     constants = {"is_new": 1, "source_index": 0, "queue_wait_ms": None, "queue_wait_at": None}
-    plan = []
+    plan: list[tuple[str, int, Any]] = []
     for name, ch_type in columns:
         if name in errors:
             plan.append((name, 2, errors[name]))
@@ -83,7 +88,7 @@ class Visibility:
     ``runs`` and the run's count in its ``run_stats`` row. A probe is stamped when it is handed to
     the producer; it is seen at the start time of the first poll that finds it."""
 
-    def __init__(self, reader, interval: float = 0.25, batch: int = 400):
+    def __init__(self, reader: Client, interval: float = 0.25, batch: int = 400) -> None:
         self.reader, self.interval, self.batch = reader, interval, batch
         self.lock = threading.Lock()
         self.runs: dict[str, tuple[str, float]] = {}           # run id -> (account, sent)
@@ -166,11 +171,11 @@ class Visibility:
                     gone = set(map(id, done))
                     self.stats = [item for item in self.stats if id(item) not in gone]
 
-    def summary(self, which: str) -> dict:
+    def summary(self, which: str) -> dict[str, Any]:
         values = [v * 1000 for v in self.latency[which]]
         with self.lock:
             missing = len(self.runs) if which == "runs" else len(self.stats)
-        out = {"observed": len(values), "missing": missing,
+        out: dict[str, Any] = {"observed": len(values), "missing": missing,
                "p50_ms": rounded(percentile(values, 50)), "p95_ms": rounded(percentile(values, 95)),
                "p99_ms": rounded(percentile(values, 99)), "max_ms": rounded(max(values) if values else None),
                "poll_query_ms_p50": rounded(percentile(self.poll_ms[which], 50)),
@@ -245,7 +250,7 @@ class KafkaHop:
         self._thread.join(10)
         self.consumer.close()
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         values = [v * 1000 for v in self.latency]
         return {"what": "send -> received by a bare confluent-kafka consumer (fetch.wait.max.ms 10)",
                 "observed": len(values), "missing": len(self.expected),

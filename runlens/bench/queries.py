@@ -5,15 +5,21 @@ from __future__ import annotations
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from runlens.bench.base import BenchBase
 from runlens.bench.common import count_label, growth_of, percentile, proc_memory_mb, rounded, workload_config
 from runlens.bench.suite import query_suite
 
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
-class Queries:
+    from embedded.stack import EmbeddedStack
+
+
+class Queries(BenchBase):
     """Bench phase: query speed over growing history."""
 
     def queries(self) -> None:
@@ -54,7 +60,8 @@ class Queries:
                 reader.close()
         out["growth"] = growth_of(out["sizes"])
 
-    def backfill(self, stack, n: int, stage: int, start: datetime, end: datetime, label: str) -> dict:
+    def backfill(self, stack: EmbeddedStack, n: int, stage: int, start: datetime, end: datetime,
+                 label: str) -> dict[str, Any]:
         from producers.workload import generate
 
         hours = (end - start).total_seconds() / 3600
@@ -88,7 +95,7 @@ class Queries:
                 "events_per_s": round(sent / (t_done - t0)) if t_done > t0 else None,
                 "merges_settled": quiet}
 
-    def _wait_merges(self, stack, timeout: float = 120) -> bool:
+    def _wait_merges(self, stack: EmbeddedStack, timeout: float = 120) -> bool:
         """Let background merges after the backfill finish so they don't skew the query timings."""
         from sinks.clickhouse import connect
 
@@ -106,7 +113,7 @@ class Queries:
         finally:
             client.close()
 
-    def run_queries(self, reader, label: str) -> list[dict]:
+    def run_queries(self, reader: Client, label: str) -> list[dict[str, Any]]:
         suite = query_suite(datetime.now(UTC))
         results = []
         for index, query in enumerate(suite):
@@ -127,7 +134,7 @@ class Queries:
                     reader.query(query.sql, parameters=query.params or None).result_rows  # noqa: B018
                     times.append((time.perf_counter() - t) * 1000)
                 entry["p50_ms"] = round(statistics.median(times), 2)
-                entry["p95_ms"] = round(percentile(times, 95), 2)
+                entry["p95_ms"] = rounded(percentile(times, 95), 2)
             except Exception as exc:  # noqa: BLE001 - one broken query does not end the benchmark
                 entry["error"] = str(exc).splitlines()[0][:300]
             results.append(entry)

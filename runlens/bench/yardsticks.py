@@ -5,15 +5,19 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from runlens.bench.base import BenchBase
 from runlens.bench.common import b2_batch_rows
 from runlens.bench.probes import b2_plan
 
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer
 
-class Yardsticks:
+
+class Yardsticks(BenchBase):
     """Bench phase: the bare loops the pipeline is measured against."""
 
     def baselines(self, keys: list[str], values: list[bytes]) -> None:
@@ -71,7 +75,7 @@ class Yardsticks:
                 "events": n, "seconds": round(seconds, 3), "events_per_s": round(n / seconds),
                 "cpu_s_per_million": round(cpu / n * 1e6, 2)}
 
-    def _consumer(self, brokers: str, group: str, **extra):
+    def _consumer(self, brokers: str, group: str, **extra: Any) -> Consumer:
         from confluent_kafka import Consumer
 
         config = {"bootstrap.servers": brokers, "group.id": group, "auto.offset.reset": "earliest",
@@ -96,6 +100,8 @@ class Yardsticks:
                         count += 1
                 if count and count % 50_000 < 2000:
                     self.show(f"B1: {count:,} consumed", count, n)
+            if t0 is None:
+                raise RuntimeError("B1 consumed no records")
             seconds = time.perf_counter() - t0
             cpu = time.process_time() - cpu0
         finally:
@@ -141,7 +147,10 @@ class Yardsticks:
                     for message in batch:
                         if message.error() is not None:
                             continue
-                        doc = loads(message.value())
+                        payload = message.value()
+                        if payload is None:   # the bench sends no tombstones
+                            raise RuntimeError("B2 read a record without a value")
+                        doc = loads(payload)
                         error = doc.get("error") or {}
                         for name, kind, source in plan:
                             if kind == 0:
@@ -167,6 +176,8 @@ class Yardsticks:
                     if count and count % 50_000 < 2000:
                         self.show(f"B2: {count:,} inserted", count, n)
                 insert()
+                if t0 is None:
+                    raise RuntimeError("B2 consumed no records")
                 seconds = time.perf_counter() - t0
                 cpu = time.process_time() - cpu0
             finally:

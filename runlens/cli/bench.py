@@ -6,13 +6,22 @@ import os
 import re
 import sys
 from pathlib import Path
+from types import TracebackType
 from typing import Annotated
 
 import orjson
 import typer
 
 from runlens.bench import PRODUCERS, Bench, Plan, render_chart, render_markdown
-from runlens.cli.common import BadArgument, UserError, path_value, printable, settings_of, shown, stop_on_signals
+from runlens.cli.common import (
+    BadArgument,
+    UserError,
+    parse_duration_option,
+    path_value,
+    settings_of,
+    shown,
+    stop_on_signals,
+)
 
 # --------------------------------------------------------------------------- arguments
 
@@ -59,12 +68,8 @@ def parse_rates(text: str) -> list[float]:
 
 
 def parse_seconds(text: str, option: str, allow_zero: bool) -> float:
-    from producers.simulate import parse_duration
-
-    try:
-        seconds = parse_duration(text).total_seconds()
-    except ValueError as exc:
-        raise BadArgument(f"{option}: {printable(str(exc), one_line=True)}") from None
+    """A duration option in seconds (``parse_duration_option``); above 0 unless ``allow_zero``."""
+    seconds = parse_duration_option(text, option).total_seconds()
     if seconds <= 0 and not allow_zero:
         raise BadArgument(f"{option}: must be longer than 0")
     return seconds
@@ -82,12 +87,13 @@ class _embedded_only:
               "RUNLENS_ALERT_WEBHOOK_URL", "RUNLENS_READ_PORT", "RUNLENS_BROKER_PORT", "RUNLENS_DATA_DIR",
               "RUNLENS_TOPIC_PREFIX", "RUNLENS_DATABASE")
 
-    def __enter__(self):
+    def __enter__(self) -> _embedded_only:
         names = [name for name in os.environ if name in self._NAMES or name.startswith("RUNLENS_FAULT_")]
         self._saved = {name: os.environ.pop(name) for name in names}
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         os.environ.update(self._saved)
 
 

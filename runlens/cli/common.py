@@ -18,9 +18,11 @@ import logging
 import re
 import signal
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, NoReturn
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO, TypeVar
 
 import orjson
 import typer
@@ -32,6 +34,14 @@ from typer._click import exceptions as click_errors  # typer vendors click since
 
 from runlens.settings import Settings, redact_text
 from schemas.errors import InputError, RunlensError, UnavailableError
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+    from clickhouse_connect.driver.query import QueryResult
+    from rich.progress import Progress
+
+    from dashboards.stats import Filters, Query
+    from producers.workload import WorkloadConfig
 
 out = Console()
 err = Console(stderr=True)
@@ -135,10 +145,10 @@ def check_argv(argv: list[str]) -> None:
             raise BadArgument(f"{what}: contains the control character U+{ord(control.group()):04X}")
 
 
-def _param_name(param) -> str:
+def _param_name(param: typer.CallbackParam) -> str:
     if getattr(param, "param_type_name", "") == "option":
         return param.opts[0]
-    return getattr(param, "metavar", None) or param.name.upper()
+    return getattr(param, "metavar", None) or (param.name or "").upper()
 
 
 def check_text(value: str, what: str, limit: int = MAX_VALUE_CHARS) -> str:
@@ -247,7 +257,7 @@ def settings_of(ctx: typer.Context) -> Settings:
 # --------------------------------------------------------------------------- queries and output
 
 
-def query_client(settings: Settings):
+def query_client(settings: Settings) -> Client:
     """A client that cannot write: the embedded read endpoint with the stack file's credentials,
     or a server with ``readonly=1`` on every query (``embedded.stack.resolve_reader``)."""
     from embedded.stack import resolve_reader
@@ -263,7 +273,7 @@ def clickhouse_message(exc: Exception) -> str:
     return "query failed: " + redact_text(text.split("\n")[0].split(". (")[0].strip(), _SECRETS)
 
 
-def run_query(client, sql: str, parameters: dict | None = None):
+def run_query(client: Client, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
     """``client.query``, a refused or failed query turned into the one-line UserError."""
     from clickhouse_connect.driver.exceptions import DatabaseError
 
@@ -273,7 +283,7 @@ def run_query(client, sql: str, parameters: dict | None = None):
         raise UserError(clickhouse_message(exc)) from None
 
 
-def run_and_report(ctx: typer.Context, sql: str, parameters: dict | None, fmt: OutputFormat,
+def run_and_report(ctx: typer.Context, sql: str, parameters: dict[str, Any] | None, fmt: OutputFormat,
                    raw_csv: bool = False) -> None:
     """Run read-only ``sql`` with the settings' query client and print its rows as ``fmt``."""
     result = run_query(query_client(settings_of(ctx)), sql, parameters)
@@ -286,13 +296,14 @@ def plain_cell(value: Any) -> Any:
     return value
 
 
-def write_rows(columns: list[str], rows, fmt: OutputFormat, stream=None, *, raw_csv: bool = False) -> None:
+def write_rows(columns: list[str], rows: Iterable[Sequence[Any]], fmt: OutputFormat, stream: TextIO | None = None,
+               *, raw_csv: bool = False) -> None:
     """Print rows as a table, CSV (RFC 4180 quoting) or JSON lines. The table is for a terminal:
     every cell made ``printable`` and never read as markup. CSV text cells go through ``csv_safe``
     unless ``raw_csv``; CSV and JSON otherwise carry the values as stored."""
     stream = stream or sys.stdout
     if fmt is OutputFormat.csv:
-        cell = plain_cell if raw_csv else (lambda v: csv_safe(plain_cell(v)))
+        cell: Callable[[Any], Any] = plain_cell if raw_csv else (lambda v: csv_safe(plain_cell(v)))
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow([cell(c) for c in columns])
         for row in rows:
@@ -317,19 +328,22 @@ FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output 
 # --------------------------------------------------------------------------- workload options (simulate, demo)
 
 
+_Parsed = TypeVar("_Parsed")
+
+
 def workload_options(seed: int, accounts: int, rate: float, backfill_rate: float,
-                     spikes: list[str], backlogs: list[str], now: datetime):
+                     spikes: list[str], backlogs: list[str], now: datetime) -> WorkloadConfig:
     from producers.workload import Backlog, Spike, WorkloadConfig
 
-    def parse(option: str, kind, texts: list[str]) -> tuple:
-        parsed = []
+    def parse(option: str, kind: Callable[[str, datetime], _Parsed], texts: list[str]) -> tuple[_Parsed, ...]:
+        parsed: list[_Parsed] = []
         for text in texts:
             check_text(text, option)
             if not text.isascii():
                 raise BadArgument(f"{option}: {shown(text)} is not ASCII (workflow ids and names of the "
                                   "simulated catalog, ASCII digits)")
             try:
-                parsed.append(kind.parse(text, now))
+                parsed.append(kind(text, now))
             except ValueError as exc:
                 reason = str(exc).removeprefix(f"{option[2:]}: ")   # workload's messages name the kind too
                 raise BadArgument(f"{option}: {printable(reason, one_line=True)}") from None
@@ -337,7 +351,7 @@ def workload_options(seed: int, accounts: int, rate: float, backfill_rate: float
                 raise BadArgument(f"{option}: {shown(text)} is out of range (times 1..9999 AD)") from None
         return tuple(parsed)
 
-    spiked, backlogged = parse("--spike", Spike, spikes), parse("--backlog", Backlog, backlogs)
+    spiked, backlogged = parse("--spike", Spike.parse, spikes), parse("--backlog", Backlog.parse, backlogs)
     try:
         return WorkloadConfig(seed=seed, accounts=accounts, live_runs_per_second=rate,
                               backfill_runs_per_hour=backfill_rate, spikes=spiked, backlogs=backlogged)
@@ -378,8 +392,9 @@ STATS_FILTERS: dict[str, Any] = {
 }
 
 
-def stats_filters(since=None, until=None, account=None, workflow=None, version=None, type_=None, trigger=None,
-                  site=None, card=None):
+def stats_filters(since: str | None = None, until: str | None = None, account: str | None = None,
+                  workflow: str | None = None, version: int | None = None, type_: str | None = None,
+                  trigger: str | None = None, site: str | None = None, card: str | None = None) -> Filters:
     """``dashboards.stats.Filters`` from the stats options: BadArgument for an unknown type or
     trigger, an unreadable time or an empty range."""
     from dashboards.stats import Filters
@@ -396,7 +411,12 @@ def stats_filters(since=None, until=None, account=None, workflow=None, version=N
                    version=version, type=type_, trigger=trigger, site=site, card=card)
 
 
-def stats_command(app: typer.Typer, name: str, filters: tuple[str, ...], since: str = "7d"):
+StatsBuilder = Callable[..., "Query"]
+_Builder = TypeVar("_Builder", bound=StatsBuilder)
+
+
+def stats_command(app: typer.Typer, name: str, filters: tuple[str, ...],
+                  since: str = "7d") -> Callable[[_Builder], _Builder]:
     """Register ``build`` as the stats command ``name``: its own options (``build``'s parameters
     before ``f``), then the ``filters`` (names of ``STATS_FILTERS``; ``--since``
     defaulting to ``since``), its options after ``f``, ``--format`` and ``--raw-csv``, in that
@@ -404,7 +424,7 @@ def stats_command(app: typer.Typer, name: str, filters: tuple[str, ...], since: 
     ``f``, calls ``build(f=f, **own)`` for the query (its StatsError is a bad argument) and prints
     the rows."""
 
-    def register(build):
+    def register(build: _Builder) -> _Builder:
         own = [p for p in inspect.signature(build, eval_str=True).parameters.values()]
         split = [p.name for p in own].index("f")
         keyword = inspect.Parameter.KEYWORD_ONLY
@@ -416,7 +436,7 @@ def stats_command(app: typer.Typer, name: str, filters: tuple[str, ...], since: 
                   inspect.Parameter("format", keyword, annotation=FormatOpt, default=OutputFormat.table),
                   inspect.Parameter("raw_csv", keyword, annotation=RawCsvOpt, default=False)]
 
-        def command(ctx: typer.Context, format: OutputFormat, raw_csv: bool, **values) -> None:
+        def command(ctx: typer.Context, format: OutputFormat, raw_csv: bool, **values: Any) -> None:
             from dashboards.stats import StatsError
 
             f = stats_filters(**{n: values.pop(n) for n in filters})
@@ -428,7 +448,7 @@ def stats_command(app: typer.Typer, name: str, filters: tuple[str, ...], since: 
 
         command.__name__ = command.__qualname__ = build.__name__
         command.__doc__ = build.__doc__
-        command.__signature__ = inspect.Signature(params)
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # read by typer (inspect)
         command.__annotations__ = {p.name: p.annotation for p in params}
         app.command(name)(command)
         return build
@@ -436,7 +456,7 @@ def stats_command(app: typer.Typer, name: str, filters: tuple[str, ...], since: 
     return register
 
 
-def progress_spinner():
+def progress_spinner() -> Progress:
     """A transient spinner with elapsed time on stderr."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -452,15 +472,16 @@ class stop_on_signals:
 
     _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __enter__(self):
+    def __enter__(self) -> stop_on_signals:
         self._previous = {sig: signal.signal(sig, self._raise) for sig in self._SIGNALS}
         return self
 
     @staticmethod
-    def _raise(signum, frame) -> NoReturn:
+    def _raise(signum: int, frame: FrameType | None) -> NoReturn:
         raise KeyboardInterrupt
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 

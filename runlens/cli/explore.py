@@ -10,7 +10,7 @@ runs.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -51,6 +51,9 @@ from runlens.cli.explore_common import (
 
 runs_app = typer.Typer(help="The Workflow Runs page: list, show and compare runs, replay outcomes.",
                        no_args_is_help=True, rich_markup_mode=None)
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 
 # --------------------------------------------------------------------------- runs list
@@ -96,19 +99,19 @@ def runs_list(
 # --------------------------------------------------------------------------- runs show
 
 
-def _one_run(client, account: str, run_id: str) -> dict:
+def _one_run(client: Client, account: str, run_id: str) -> dict[str, Any]:
     columns, rows = run_rows(client, build_query(lambda: rq.run_detail(account, run_id)))
     if not rows:
         raise UserError(f"run {shown(run_id)} not found in account {shown(account)}")
     return as_records(columns, rows)[0]
 
 
-def _steps(client, account: str, run_id: str) -> list[dict]:
+def _steps(client: Client, account: str, run_id: str) -> list[dict[str, Any]]:
     columns, rows = run_rows(client, rq.run_steps(account, run_id))
     return as_records(columns, rows)
 
 
-def _ms(value) -> str:
+def _ms(value: float | None) -> str:
     if value is None:
         return ""
     if abs(value) < 1000:
@@ -118,7 +121,7 @@ def _ms(value) -> str:
     return f"{value / 60000:.1f} min"
 
 
-def _time(value) -> str:
+def _time(value: object) -> str:
     return rfc3339(value) if isinstance(value, datetime) else ("" if value is None else str(value))
 
 

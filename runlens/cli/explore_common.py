@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 import typer
@@ -29,6 +30,10 @@ from runlens.cli.common import (
     text_values,
     write_rows,
 )
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+    from rich.console import Console
 
 Format = OutputFormat   # the same three formats as every other command
 
@@ -80,7 +85,7 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def _values(items: list[str]) -> tuple[str, ...]:
+def _values(items: Sequence[str]) -> tuple[str, ...]:
     """Repeated and comma-separated option values, in order, without blanks or repeats."""
     out: list[str] = []
     for item in items:
@@ -95,7 +100,7 @@ _VERSION = re.compile(r"[vV]?([0-9]{1,10})", re.ASCII)
 MAX_VERSION = 2**32 - 1   # the contract's workflow_version is a UInt32
 
 
-def _versions(items: list[str]) -> tuple[int, ...]:
+def _versions(items: Sequence[str]) -> tuple[int, ...]:
     out = []
     for text in _values(items):
         match = _VERSION.fullmatch(text)
@@ -105,7 +110,10 @@ def _versions(items: list[str]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def build_query(make):
+_Built = TypeVar("_Built")
+
+
+def build_query(make: Callable[[], _Built]) -> _Built:
     """Build a query from the user's input; its QueryError is a bad argument (exit code 2)."""
     try:
         return make()
@@ -113,8 +121,10 @@ def build_query(make):
         raise BadArgument(printable(str(exc), one_line=True)) from None
 
 
-def run_filters(account: str, since, until, status, type_, workflow, version, site, card, trigger, contact,
-             error_code=(), error_class=(), replays=None) -> rq.RunFilters:
+def run_filters(account: str, since: str | None, until: str | None, status: Sequence[str], type_: Sequence[str],
+                workflow: Sequence[str], version: Sequence[str], site: Sequence[str], card: Sequence[str],
+                trigger: Sequence[str], contact: Sequence[str], error_code: Sequence[str] = (),
+                error_class: Sequence[str] = (), replays: str | None = None) -> rq.RunFilters:
     now = now_utc()
     since_at = parse_when(since, "--since", now) if since is not None else None
     until_at = parse_when(until, "--until", now) if until is not None else None
@@ -128,11 +138,11 @@ def run_filters(account: str, since, until, status, type_, workflow, version, si
         replays=replays))
 
 
-def client_of(ctx: typer.Context):
+def client_of(ctx: typer.Context) -> Client:
     return query_client(settings_of(ctx))
 
 
-def run_rows(client, query: rq.Query) -> tuple[list[str], list[tuple]]:
+def run_rows(client: Client, query: rq.Query) -> tuple[list[str], list[Sequence[Any]]]:
     """The columns and rows of ``query`` (a failed query is the one-line UserError)."""
     result = run_query(client, query.sql, query.params)
     return list(result.column_names), list(result.result_rows)
@@ -157,13 +167,13 @@ def plain_value(value: Any, fmt: Format) -> Any:
     return value
 
 
-def write_table(columns: list[str], rows, fmt: Format, raw_csv: bool = False) -> None:
+def write_table(columns: list[str], rows: Iterable[Sequence[Any]], fmt: Format, raw_csv: bool = False) -> None:
     """Rows through ``write_rows``: a printable, markup-free table; guarded CSV unless ``raw_csv``."""
     cooked = [[plain_value(v, fmt) for v in row] for row in rows]
     write_rows(list(columns), cooked, OutputFormat(fmt.value), raw_csv=raw_csv)
 
 
-def as_records(columns: list[str], rows) -> list[dict]:
+def as_records(columns: list[str], rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=False)) for row in rows]
 
 
@@ -182,7 +192,7 @@ def json_doc(document: Any) -> None:
     sys.stdout.write(orjson.dumps(_jsonable(document), default=str, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def console_for(stderr: bool = False):
+def console_for(stderr: bool = False) -> Console:
     return err if stderr else out
 
 

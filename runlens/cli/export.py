@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol, cast
 
 import typer
 
@@ -56,6 +58,10 @@ from runlens.cli.explore_common import (
 
 # --------------------------------------------------------------------------- export
 
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+    from rich.progress import Progress
+
 
 class _Records:
     """Counts CSV records in a byte stream: newlines outside quoted fields."""
@@ -103,13 +109,13 @@ class CsvGuard:
             quote = match.start() - 1            # its index in data
             if quote >= ready:
                 break
-            odd ^= data.count(b'"', pos, quote) & 1
+            odd ^= bool(data.count(b'"', pos, quote) & 1)
             pieces.append(data[pos:quote])
             pos = quote
             if not odd:                          # a cell opens here: guard it
                 pieces.append(b"\"'")
                 pos, odd = quote + 1, True
-        odd ^= data.count(b'"', pos, ready) & 1
+        odd ^= bool(data.count(b'"', pos, ready) & 1)
         pieces.append(data[pos:ready])
         self._odd, self._held = odd, data[ready:]
         if ready:
@@ -117,18 +123,26 @@ class CsvGuard:
         return b"".join(pieces)
 
 
-def csv_header(columns) -> bytes:
+class ByteSink(Protocol):
+    """Where an export goes: a binary file or standard output's buffer."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+def csv_header(columns: Iterable[str]) -> bytes:
     return (",".join(columns) + "\r\n").encode()
 
 
-def stream_csv(client, query: rq.Query, sink, on_rows=None, chunk_size: int = 1 << 16, raw: bool = False) -> int:
+def stream_csv(client: Client, query: rq.Query, sink: ByteSink, on_rows: Callable[[int], object] | None = None,
+               chunk_size: int = 1 << 16, raw: bool = False) -> int:
     """Write the header and every row of ``query`` as RFC 4180 CSV to the binary ``sink``, chunk by
     chunk as ClickHouse streams it (memory stays flat whatever the size); text cells guarded
     against spreadsheet formulas (``CsvGuard``) unless ``raw``. Returns the rows written."""
     sink.write(csv_header(query.columns))
     counter = _Records()
     guard = None if raw else CsvGuard()
-    stream = client.raw_stream(query.sql, parameters=query.params, fmt="CSV")
+    # a sync client's stream is a file object (StreamContext is what the async client returns)
+    stream = cast(io.IOBase, client.raw_stream(query.sql, parameters=query.params, fmt="CSV"))
     try:
         while True:
             chunk = stream.read(chunk_size)
@@ -206,7 +220,7 @@ def export_command(
         say(f"exported {rows:,} rows of {kind.value} to {target}")
 
 
-def _progress(kind: str, total: int):
+def _progress(kind: str, total: int) -> Progress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     progress = Progress(TextColumn(f"exporting {kind}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -215,7 +229,7 @@ def _progress(kind: str, total: int):
     return progress
 
 
-def _export_to(client, query, sink, progress, raw: bool = False) -> int:
+def _export_to(client: Client, query: rq.Query, sink: ByteSink, progress: Progress | None, raw: bool = False) -> int:
     if progress is None:
         return stream_csv(client, query, sink, raw=raw)
     task = progress.task_ids[0]
@@ -244,12 +258,12 @@ def sql_command(
     from typer._click import exceptions as click_errors
 
     if name is None:
-        rows = []
+        library_rows = []
         for query in build_query(sqllib.library).values():
             params = ", ".join(p.name + (f"={p.default}" if p.default is not None else "")
                                for p in query.params if p.name != "account")
-            rows.append([query.name, query.summary, params])
-        write_table(["name", "summary", "parameters"], rows, format, raw_csv)
+            library_rows.append([query.name, query.summary, params])
+        write_table(["name", "summary", "parameters"], library_rows, format, raw_csv)
         return
     query = build_query(lambda: sqllib.load(name))
     if not account or not account.strip():
@@ -266,7 +280,7 @@ def sql_command(
     write_table(columns, rows, format, raw_csv)
 
 
-def _param_values(query, given: dict[str, str], now: datetime) -> dict[str, str]:
+def _param_values(query: sqllib.LibraryQuery, given: dict[str, str], now: datetime) -> dict[str, str]:
     """``--param`` values checked against their declared types before binding: text 0..512
     characters; numbers in ASCII digits; times read as ``--since`` is (and passed on as RFC 3339)."""
     types = {p.name: p.type for p in query.params}

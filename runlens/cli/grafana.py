@@ -15,15 +15,21 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import urlparse
 
 import typer
 
-from runlens.cli.common import UserError, add_secret, err, out, query_client, settings_of, since_or_none
+from runlens.cli.common import UserError, add_secret, err, out, parse_when, query_client, settings_of
 from runlens.cli.reporting import reason, write_report
+
+if TYPE_CHECKING:
+    from grafana_client import GrafanaApi
+
+_Fetched = TypeVar("_Fetched")
 
 grafana_app = typer.Typer(help="Grafana: upload runlens' datasource, dashboards and alert rules.",
                           no_args_is_help=True)
@@ -106,7 +112,7 @@ def resolve_token(ctx: typer.Context | None, given: str | None, token_file: Path
 class GrafanaPush:
     """Create or update, by uid, everything runlens provisions. Safe to run again."""
 
-    def __init__(self, api, out=print):
+    def __init__(self, api: GrafanaApi, out: Callable[[str], object] = print) -> None:
         self.api = api
         self.out = out
 
@@ -199,7 +205,7 @@ class GrafanaPush:
         return "updated" if len(kept) < len(routes) else "created"
 
     @staticmethod
-    def _get(fetch):
+    def _get(fetch: Callable[[], _Fetched]) -> _Fetched | None:
         from grafana_client.client import GrafanaClientError
 
         try:
@@ -242,9 +248,9 @@ def datasource_body(clickhouse_url: str | None, reader_user: str | None, reader_
             "isDefault": False, "jsonData": json_data, "secureJsonData": {"password": password}}
 
 
-def push(api, url: str, *, clickhouse_url: str | None = None, reader_user: str | None = None,
+def push(api: GrafanaApi, url: str, *, clickhouse_url: str | None = None, reader_user: str | None = None,
          reader_password: str | None = None, database: str | None = None, webhook_url: str | None = None,
-         tenant: str | None = None, out=print) -> dict[str, str]:
+         tenant: str | None = None, out: Callable[[str], object] = print) -> dict[str, str]:
     """Upload everything; returns what happened to each resource (created / updated / ...).
 
     With ``tenant``: the tenant's datasource (its ClickHouse reader), its folder and its
@@ -289,7 +295,7 @@ def push(api, url: str, *, clickhouse_url: str | None = None, reader_user: str |
     return done
 
 
-def _api(url: str, token: str | None, timeout: float, org_id: int | None = None):
+def _api(url: str, token: str | None, timeout: float, org_id: int | None = None) -> GrafanaApi:
     from grafana_client import GrafanaApi
 
     parsed = urlparse(url)
@@ -426,8 +432,8 @@ def report(
     card: Annotated[str | None, typer.Option(help="Card id(s), comma-separated.")] = None,
 ) -> None:
     """Render every dashboard panel into one self-contained HTML page (no Grafana needed)."""
-    start = since_or_none(since)
-    end = since_or_none(until) if until else datetime.now(UTC)
+    start = parse_when(since)
+    end = parse_when(until) if until else datetime.now(UTC)
     if end <= start:
         raise UserError(f"--since {since} is not before --until {until or 'now'}")
     variables = {"account": account, "workflow": workflow, "version": version, "type": type_,

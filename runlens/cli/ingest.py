@@ -12,25 +12,22 @@ import typer
 
 from runlens.cli.common import (
     DURATION_HELP,
-    TIME_MAX,
-    TIME_MIN,
+    TIME_FORMS,
     AccountsOpt,
     BackfillRateOpt,
     BacklogOpt,
-    BadArgument,
     RateOpt,
     SeedOpt,
     SpikeOpt,
     UserError,
-    check_text,
     err,
     out,
     parse_duration_option,
+    parse_when,
     path_value,
     printable,
     progress_spinner,
     settings_of,
-    shown,
     stop_on_signals,
     workload_options,
 )
@@ -71,23 +68,6 @@ def publish(
               f"(sent to {settings.dead_letter_topic})", highlight=False)
 
 
-def _parse_now(text: str | None) -> datetime:
-    if text is None:
-        return datetime.now(UTC)
-    check_text(text, "--now", 64)
-    try:
-        if not text.isascii():
-            raise ValueError(text)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadArgument(f"--now: invalid time {shown(text)} (use RFC 3339, e.g. 2026-11-20T10:00:00Z)") from None
-    if moment.tzinfo is None:
-        raise BadArgument(f"--now: {shown(text)} has no timezone (add Z or an offset)")
-    if not TIME_MIN <= moment < TIME_MAX:
-        raise BadArgument(f"--now: {shown(text)} is outside 1900-01-01 .. 2299-12-31")
-    return moment.astimezone(UTC)
-
-
 def simulate(
     ctx: typer.Context,
     seed: SeedOpt = 7,
@@ -103,22 +83,21 @@ def simulate(
                                                     callback=path_value)] = None,
     no_pace: Annotated[bool, typer.Option("--no-pace", help="Send live events at once, not in real time.")] = False,
     bad_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of invalid lines to mix in.")] = 0.0,
-    now: Annotated[str | None, typer.Option(help="Pretend the current time is this (RFC 3339, "
-                                                    "1900..2299).")] = None,
+    now: Annotated[str | None, typer.Option(help=f"Pretend the current time is this: {TIME_FORMS}.")] = None,
 ) -> None:
     """Generate a realistic synthetic workload: backfilled history, then live traffic."""
     from producers.simulate import EventSink, run_simulation
 
     settings = settings_of(ctx)
     out_file = Path(out_path) if out_path is not None else None
-    moment = _parse_now(now)
+    moment = datetime.now(UTC) if now is None else parse_when(now, "--now")
     config = workload_options(seed, accounts, rate, backfill_rate, spike, backlog, moment)
-    window = dict(backfill=parse_duration_option(backfill, "--backfill"),
-                  duration=parse_duration_option(duration, "--duration"))
+    history = parse_duration_option(backfill, "--backfill")
+    live = parse_duration_option(duration, "--duration")
     if out_file is not None:
         with out_file.open("wb") as handle:
             report = run_simulation(config, EventSink(file=handle), now=moment, pace=False,
-                                    bad_line_rate=bad_rate, **window)
+                                    bad_line_rate=bad_rate, backfill=history, duration=live)
     else:
         from embedded.stack import resolve_brokers
         from producers.kafka import CheckedProducer
@@ -131,7 +110,7 @@ def simulate(
                 bad_line_rate=bad_rate,
                 on_progress=lambda r, ts: progress.update(
                     task, description=f"{r.events:,} events, {r.runs:,} runs, at {ts:%Y-%m-%d %H:%M}"),
-                **window)
+                backfill=history, duration=live)
     target = printable(str(out_file or settings.events_topic), one_line=True)
     out.print(f"sent {report.events:,} events of {report.runs:,} runs to {target} "
               f"({report.backfill_events:,} backfilled, {report.live_events:,} live) in {report.seconds:.1f}s",

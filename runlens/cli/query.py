@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from dashboards.stats import Filters, Query
 from runlens.cli.common import (
     TIME_FORMS,
     FormatOpt,
@@ -49,8 +50,9 @@ BY_HELP = "Group by dimensions and/or a time grain (see `stats success`)."
 def stats_success(
     by: Annotated[str, typer.Option(help="Group by: account, workflow, version, type, trigger, site, card "
                                          "and/or a grain: minute, hour, day, week, month.")] = "workflow",
-    f=None,
-):
+    *,
+    f: Filters,
+) -> Query:
     """Runs finished, succeeded, failed, stopped and the success rate."""
     from dashboards import stats
 
@@ -58,7 +60,7 @@ def stats_success(
 
 
 @stats_command(stats_app, "durations", ALL_FILTERS)
-def stats_durations(by: Annotated[str, typer.Option(help=BY_HELP)] = "workflow", f=None):
+def stats_durations(by: Annotated[str, typer.Option(help=BY_HELP)] = "workflow", *, f: Filters) -> Query:
     """Run duration and queue wait percentiles (p50/p90/p95/p99)."""
     from dashboards import stats
 
@@ -67,8 +69,9 @@ def stats_durations(by: Annotated[str, typer.Option(help=BY_HELP)] = "workflow",
 
 @stats_command(stats_app, "bottlenecks", ALL_FILTERS[:5])
 def stats_bottlenecks(
-    by: Annotated[str, typer.Option(help="Group by: account, workflow, version, step.")] = "workflow,step", f=None,
-):
+    by: Annotated[str, typer.Option(help="Group by: account, workflow, version, step.")] = "workflow,step", *,
+    f: Filters,
+) -> Query:
     """Steps by share of run time, failure rate, percentiles, delay lateness, version regressions."""
     from dashboards import stats
 
@@ -76,7 +79,9 @@ def stats_bottlenecks(
 
 
 @stats_command(stats_app, "queue", ("since", "until", "account"), since="1d")
-def stats_queue(by: Annotated[str, typer.Option(help="Time grain: minute, hour, day, week, month.")] = "hour", f=None):
+def stats_queue(
+    by: Annotated[str, typer.Option(help="Time grain: minute, hour, day, week, month.")] = "hour", *, f: Filters,
+) -> Query:
     """Pending and running depth, arrivals, completions, utilisation and backlog ETA per account."""
     from dashboards import stats
 
@@ -84,7 +89,7 @@ def stats_queue(by: Annotated[str, typer.Option(help="Time grain: minute, hour, 
 
 
 @stats_command(stats_app, "peaks", ("since", "account", "workflow"), since="28d")
-def stats_peaks(f=None):
+def stats_peaks(f: Filters) -> Query:
     """Runs per hour of the week (UTC): the peak times."""
     from dashboards import stats
 
@@ -98,8 +103,8 @@ class AlertState(StrEnum):
 
 @stats_command(stats_app, "alerts", ("since", "account"))
 def stats_alerts(
-    f=None, state: Annotated[AlertState | None, typer.Option(help="Only firing or resolved alerts.")] = None,
-):
+    f: Filters, state: Annotated[AlertState | None, typer.Option(help="Only firing or resolved alerts.")] = None,
+) -> Query:
     """Failure spikes, stuck runs and growing queues the stream detected."""
     from dashboards import stats
 

@@ -3,9 +3,15 @@ report file and one short line for a failed request. Imports no command module."
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from runlens.cli.common import UserError
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 _CONNECTION_REASONS = (
     ("refused", "connection refused"), ("Name or service not known", "unknown host"),
@@ -24,7 +30,8 @@ def reason(exc: Exception) -> str:
     return text.split("\n")[0][:200]
 
 
-def write_report(client, out_path, since, until, variables=None, warn=None) -> Path:
+def write_report(client: Client, out_path: str | Path, since: date, until: date,
+                 variables: Mapping[str, Any] | None = None, warn: Callable[[str], None] | None = None) -> Path:
     """Write the report (``dashboards.report``) for ``[since, until]`` and these variable values
     (name -> value, comma-separated values or list; missing = All) and return its path.
 

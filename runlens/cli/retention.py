@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from dashboards import runs as rq
 from runlens.cli.common import BadArgument, RawCsvOpt, UserError, settings_of, shown, text_values
 from runlens.cli.explore_common import Format, FormatOpt, client_of, console_for, run_rows, say, write_table
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+_Result = TypeVar("_Result")
 
 retention_app = typer.Typer(help="Retention by plan: how long each account's runs and steps are kept.",
                             no_args_is_help=True, rich_markup_mode=None)
@@ -18,20 +24,20 @@ retention_app = typer.Typer(help="Retention by plan: how long each account's run
 # --------------------------------------------------------------------------- retention
 
 
-def _writer(ctx: typer.Context):
-    """A writable warehouse client with the migrations applied (the worker's DSN)."""
-    from embedded.stack import StackInfo
-    from sinks.clickhouse import WarehouseError, connect, migrate
+def _writer(ctx: typer.Context) -> tuple[Client, str]:
+    """A writable warehouse client with the migrations applied: the configured server, else a
+    running stack's warehouse process (as its writer), else the embedded data directory itself."""
+    from embedded.stack import StackInfo, resolve_writer
+    from sinks.clickhouse import WarehouseRefused, WarehouseUnavailable, connect, migrate
 
     settings = settings_of(ctx)
-    if settings.uses_embedded_warehouse and StackInfo.read(settings.stack_file) is not None:
-        raise UserError(f"the running stack in {settings.data_dir} owns the embedded warehouse: stop it "
-                     "(Ctrl-C `runlens up`) and run this again, or point RUNLENS_WAREHOUSE_DSN at a server")
+    running = settings.uses_embedded_warehouse and StackInfo.read(settings.stack_file) is not None
+    dsn = resolve_writer(settings) if running or not settings.uses_embedded_warehouse else settings.embedded_dsn
     password = settings.warehouse_password.get_secret_value() if settings.warehouse_password else None
     try:
-        client = connect(settings.worker_dsn, password=password)
+        client = connect(dsn, password=None if running else password)
         migrate(client, settings.database)
-    except WarehouseError as exc:
+    except (WarehouseUnavailable, WarehouseRefused) as exc:
         raise UserError(f"cannot write to the warehouse: {str(exc).splitlines()[0]}") from None
     return client, settings.database
 
@@ -53,7 +59,7 @@ def _plan_name(plan: str) -> str:
     return plan
 
 
-def _retention_call(fn):
+def _retention_call(fn: Callable[[], _Result]) -> _Result:
     from sinks.retention import RetentionError
 
     try:
@@ -69,7 +75,7 @@ def retention_show(ctx: typer.Context, format: FormatOpt = Format.table, raw_csv
 
     client = client_of(ctx)
     _, plan_rows = run_rows(client, rq.Query("SELECT plan, retention_days FROM retention_plans FINAL ORDER BY plan"))
-    plans = dict(plan_rows)
+    plans: dict[str, int] = {plan: days for plan, days in plan_rows}
     _, account_rows = run_rows(client, rq.Query(
         "SELECT account_id, plan, retention_days FROM account_plans FINAL ORDER BY account_id"))
     rows = [["(plan)", plan, days] for plan, days in plan_rows]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -15,6 +16,8 @@ from runlens.cli.common import (
     DURATION_HELP,
     AccountsOpt,
     BackfillRateOpt,
+    FormatOpt,
+    OutputFormat,
     RateOpt,
     SeedOpt,
     err,
@@ -26,35 +29,173 @@ from runlens.cli.common import (
     settings_of,
     stop_on_signals,
     workload_options,
+    write_rows,
 )
 from runlens.cli.reporting import write_report
 from runlens.settings import Settings, redact_text, redact_url
 
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
-def up(ctx: typer.Context) -> None:
-    """Start the embedded stack (broker, worker, warehouse) in the foreground until Ctrl-C."""
+    from embedded.stack import EmbeddedStack
+    from producers.kafka import GroupMember
+
+
+WorkersOpt = Annotated[int | None, typer.Option(
+    "--workers", min=1, max=32, help="Stream workers in the consumer group (default: RUNLENS_WORKERS, else 1).")]
+
+
+def up(ctx: typer.Context, workers: WorkersOpt = None) -> None:
+    """Start the embedded stack (broker, warehouse process, workers) in the foreground until Ctrl-C;
+    restart any part that dies."""
     from embedded.stack import EmbeddedStack
 
     settings = settings_of(ctx)
+    if workers is not None:
+        settings = settings.model_copy(update={"workers": workers})
     with stop_on_signals(), EmbeddedStack(settings) as stack:
-        out.print(f"runlens is up. broker: {redact_text(stack.brokers)}  query endpoint: "
-                  f"{redact_url(stack.query_url)}", markup=False, highlight=False, soft_wrap=True)
+        out.print(f"runlens is up. broker: {redact_text(stack.brokers)}  warehouse: "
+                  f"{redact_url(stack.query_url)}  workers: {len(stack.workers)}", markup=False, highlight=False,
+                  soft_wrap=True)
         out.print(f"logs: {printable(str(stack.logs))}   Ctrl-C to stop.", markup=False, highlight=False,
                   soft_wrap=True)
         try:
             while True:
                 time.sleep(1)
-                stack.check_worker()
+                stack.supervise()
         except KeyboardInterrupt:
             out.print("stopping...")
     out.print("stopped.")
 
 
+def status(ctx: typer.Context, format: FormatOpt = OutputFormat.table) -> None:
+    """The running stack: the warehouse's health, each worker with the partitions it owns and their
+    lag, members of the consumer group from elsewhere."""
+    from embedded.stack import StackInfo, StackNotRunning, resolve_brokers, resolve_reader
+    from producers.kafka import group_members, partition_lags
+
+    settings = settings_of(ctx)
+    info = StackInfo.read(settings.stack_file)
+    if info is None and not (settings.brokers and settings.warehouse_dsn):
+        raise StackNotRunning(f"no running stack in {settings.data_dir} (start one with `runlens up`, or set "
+                              "RUNLENS_BROKERS and RUNLENS_WAREHOUSE_DSN)")
+    brokers = resolve_brokers(settings)
+    rows: list[list[object]] = [["broker", info.pid if info else None, "up", "", None, redact_text(brokers)]]
+    reader = resolve_reader(settings).connect(settings.database)
+    try:
+        rows.append(_warehouse_row(reader, settings.database, info.warehouse_pid if info else 0))
+        try:
+            members = group_members(brokers, settings.consumer_group) or _reported_members(
+                reader, settings.events_topic)
+            lags = partition_lags(brokers, settings.consumer_group, [settings.events_topic])
+        except Exception as exc:  # noqa: BLE001 - the broker's answer is part of the status
+            rows.append(["workers", None, "unknown", "", None, printable(str(exc), one_line=True)])
+            write_rows(["part", "pid", "state", "partitions", "lag", "detail"], rows, format)
+            return
+    finally:
+        reader.close()
+    by_pid = {_pid_of(m.client_id): m for m in members}
+    known = [pid for pid in (info.worker_pids if info else ()) if pid]
+    for number, pid in enumerate(info.worker_pids if info else (), start=1):
+        member = by_pid.get(pid)
+        alive = bool(pid) and _alive(pid)
+        rows.append(_worker_row(f"worker {number}", pid or None, member, lags, alive))
+    for member in members:
+        if _pid_of(member.client_id) not in known:
+            rows.append(_worker_row(f"member {member.client_id}@{member.host}", None, member, lags, True))
+    unowned = sorted(tp for tp in lags if not any(tp in m.partitions for m in members))
+    if unowned:
+        rows.append(["unassigned", None, "rebalancing" if members else "no consumer", _partitions(unowned),
+                     sum(lags[tp] for tp in unowned), ""])
+    write_rows(["part", "pid", "state", "partitions", "lag", "detail"], rows, format)
+
+
+def _reported_members(client: Client, events_topic: str) -> list[GroupMember]:
+    """Who owns which events partition, as the workers report it in ``pipeline_metrics`` (for
+    brokers that do not describe a group's members): the latest report of each partition in the
+    last 30 seconds."""
+    from producers.kafka import GroupMember
+
+    rows = client.query(
+        "SELECT partition, argMax(worker, time) FROM pipeline_metrics WHERE metric = 'partition_lag' "
+        "AND time > now64(3) - INTERVAL 30 SECOND GROUP BY partition ORDER BY partition").result_rows
+    owned: dict[str, list[tuple[str, int]]] = {}
+    for partition, worker in rows:
+        owned.setdefault(worker, []).append((events_topic, int(partition)))
+    members = []
+    for worker, partitions in owned.items():
+        host, _, pid = worker.rpartition(":")
+        members.append(GroupMember(f"runlens-worker-{pid}", host, tuple(partitions)))
+    return members
+
+
+def _pid_of(client_id: str) -> int:
+    prefix, _, pid = client_id.rpartition("-")
+    return int(pid) if prefix.endswith("runlens-worker") and pid.isdigit() else 0
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _rss(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+        return f"RSS {kb / 1024:,.0f} MiB"
+    except (OSError, StopIteration, ValueError):
+        return ""
+
+
+def _partitions(partitions: Sequence[tuple[str, int]]) -> str:
+    return ",".join(str(partition) for _, partition in partitions)
+
+
+def _worker_row(name: str, pid: int | None, member: GroupMember | None, lags: dict[tuple[str, int], int],
+                alive: bool) -> list[object]:
+    if member is None:
+        return [name, pid, "running, not in the group yet" if alive else "dead", "", None, _rss(pid) if pid else ""]
+    owned = [tp for tp in member.partitions if tp in lags]
+    return [name, pid, "running" if alive else "gone", _partitions(owned), sum(lags[tp] for tp in owned),
+            _rss(pid) if pid else ""]
+
+
+def _warehouse_row(client: Client, database: str, pid: int) -> list[object]:
+    """Health of the warehouse as its reader sees it."""
+    try:
+        version, schema, events = client.query(
+            f"SELECT version(), (SELECT max(version) FROM {database}.schema_migrations), "
+            f"(SELECT count() FROM {database}.events)").result_rows[0]
+        detail = f"ClickHouse {version}, schema {schema}, {events:,} events stored"
+        state = "up"
+    except Exception as exc:  # noqa: BLE001 - an unhealthy warehouse is what status reports
+        detail, state = printable(str(exc), one_line=True)[:200], "unreachable"
+    rss = _rss(pid) if pid else ""
+    return ["warehouse", pid or None, state, "", None, f"{detail}; {rss}" if rss else detail]
+
+
 def worker(ctx: typer.Context) -> None:
-    """Run one stream worker (Faust) against the configured broker and warehouse."""
+    """Run one stream worker (Faust) against the configured broker and warehouse; joins a running
+    stack's consumer group when none is configured."""
     from runlens.worker import run_worker
 
     run_worker(settings_of(ctx))
+
+
+def warehouse(ctx: typer.Context) -> None:
+    """Run the embedded warehouse process: chDB in the data directory, served over ClickHouse's
+    HTTP interface to the writer (workers) and the reader (everything else). `up` runs it."""
+    from runlens.warehouse import run_warehouse
+
+    run_warehouse(settings_of(ctx))
 
 
 def demo(
@@ -82,11 +223,11 @@ def demo(
     spiked = catalog(config)[0]
     config = config.__class__(**{**config.__dict__, "spikes": (
         Spike(workflow=spiked["workflow_id"], at=moment + timedelta(seconds=15), rate=0.7, minutes=0.5),)})
-    window = dict(backfill=parse_duration_option(backfill, "--backfill"),
-                  duration=parse_duration_option(duration, "--duration"))
+    history = parse_duration_option(backfill, "--backfill")
+    live = parse_duration_option(duration, "--duration")
     with stop_on_signals(), EmbeddedStack(settings) as stack:
         out.print(Text.assemble(("runlens demo", "bold"), f" - broker {redact_text(stack.brokers)}, warehouse "
-                                f"{redact_url(settings.worker_dsn)}"))
+                                f"{redact_url(stack.query_url)}"))
         out.print(f"backfilling {backfill} of history, then {duration} of live traffic "
                   f"(failure spike on {spiked['name']!r} 15s in)...", markup=False, highlight=False)
         producer = CheckedProducer(stack.brokers)
@@ -96,15 +237,15 @@ def demo(
                 config, EventSink(producer, settings.events_topic), now=moment, bad_line_rate=0.0005,
                 on_progress=lambda r, ts: progress.update(
                     task, description=f"{r.events:,} events, {r.runs:,} runs, event time {ts:%a %H:%M}"),
-                **window)
+                backfill=history, duration=live)
             progress.update(task, description="waiting for the worker to catch up")
             producer.close()
-            lag = _wait_caught_up(stack)
+            lag = _wait_caught_up(stack, settings)
         out.print(f"sent {report.events:,} events of {report.runs:,} runs (and {report.bad_lines} bad lines) "
                   f"in {report.seconds:.0f}s; consumer lag now {lag}", highlight=False)
         _print_summary(settings, stack.reader_dsn)
-        report_path = _write_demo_report(settings, stack.reader_dsn, moment - window["backfill"],
-                                         moment + window["duration"] + timedelta(minutes=5))
+        report_path = _write_demo_report(settings, stack.reader_dsn, moment - history,
+                                         moment + live + timedelta(minutes=5))
         out.print(f"report: {printable(str(report_path))}", markup=False, highlight=False, soft_wrap=True)
         out.print(f"worker log: {printable(str(stack.logs / 'worker.log'))}", markup=False, highlight=False,
                   soft_wrap=True)
@@ -120,14 +261,14 @@ def _write_demo_report(settings: Settings, query_url: str, since: datetime, unti
                         warn=lambda text: err.print(text, highlight=False))
 
 
-def _wait_caught_up(stack, timeout: float = 600.0) -> int:
+def _wait_caught_up(stack: EmbeddedStack, s: Settings, timeout: float = 600.0) -> int:
+    """Wait until the worker's consumer lag on ``s``'s topics is 0 (the stack runs with ``s``)."""
     from producers.kafka import consumer_lag
 
-    s = stack.settings
     deadline = time.monotonic() + timeout
     lag = -1
     while time.monotonic() < deadline:
-        stack.check_worker()
+        stack.supervise()
         lag = consumer_lag(stack.brokers, s.consumer_group, [s.events_topic, s.dead_letter_topic])
         if lag == 0:
             break

@@ -1,15 +1,16 @@
-"""What every detector shares: the ``Alert`` it reports, the watermark it is advanced by, and
-the helpers for event times (integer milliseconds), alert ids, readable numbers and the
-per-account LRU. Pure, no I/O."""
+"""What every detector shares: the ``Alert`` it reports, the watermark it is advanced by, the
+checks of its arguments, the state of an alert while it fires (``_Firing``: resolved after a
+number of quiet minutes in a row), and the helpers for event times (integer milliseconds),
+alert ids, readable numbers and the per-account LRU. Pure, no I/O."""
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Protocol, TypeVar
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -39,7 +40,14 @@ def _targets(watermark: Watermark, known: Mapping[str, object]) -> tuple[list[tu
     return [(account, w) for account in list(known)], w
 
 
-def _common_floor(floor: int | None, candidate: int, accounts) -> int | None:
+class _Clocked(Protocol):
+    """A detector's per-account progress: the next minute (or boundary) to evaluate, None
+    before the account has started."""
+
+    next: int | None
+
+
+def _common_floor(floor: int | None, candidate: int, accounts: Collection[_Clocked]) -> int | None:
     """After a watermark common to every account (the single-clock mode): where accounts not
     started yet start, and accounts seen later, so that late data below it counts as late
     exactly as with one clock. Set once any account has started."""
@@ -50,6 +58,39 @@ def _common_floor(floor: int | None, candidate: int, accounts) -> int | None:
         if a.next is None:
             a.next = floor
     return floor
+
+
+def _require_at_least(minimum: float, **values: float) -> None:
+    """A detector's argument check: ValueError naming every one of ``values`` below ``minimum``."""
+    low = [name for name, value in values.items() if value < minimum]
+    if low:
+        raise ValueError(f"{', '.join(low)} must be >= {minimum:g}")
+
+
+class _Firing:
+    """An alert while it fires: its id, when it started (ms), its severity, and the run of quiet
+    minutes (the rule no longer met) that resolves it. Detectors add their own peak figures."""
+
+    __slots__ = ("alert_id", "started_ms", "severity", "clear_streak", "clear_since_ms")
+
+    def __init__(self, alert_id: str, started_ms: int, severity: str) -> None:
+        self.alert_id = alert_id
+        self.started_ms = started_ms
+        self.severity = severity
+        self.clear_streak = 0
+        self.clear_since_ms = started_ms
+
+    def holds(self) -> None:
+        """The rule is met this minute: the quiet run, if any, is over."""
+        self.clear_streak = 0
+
+    def quiet(self, end_ms: int, needed: int) -> bool:
+        """One more minute, ending at ``end_ms``, without the rule met; True once ``needed`` such
+        minutes came in a row: the alert resolves, as of ``clear_since_ms`` (the end of the first)."""
+        self.clear_streak += 1
+        if self.clear_streak == 1:
+            self.clear_since_ms = end_ms
+        return self.clear_streak >= needed
 
 
 def _alert_id(kind: str, account_id: str, subject: str, started_at: datetime) -> str:
@@ -106,8 +147,11 @@ class Alert:
     numbers: dict[str, float] = field(default_factory=dict)  # the figures behind it
 
 
-def _lru_account(accounts: OrderedDict[str, Any], account_id: str, cap: int, idle: Callable[[Any], bool],
-                 forget: Callable[[Any], None], new: Callable[[], Any]) -> Any:
+_Account = TypeVar("_Account")
+
+
+def _lru_account(accounts: OrderedDict[str, _Account], account_id: str, cap: int, idle: Callable[[_Account], bool],
+                 forget: Callable[[_Account], None], new: Callable[[], _Account]) -> _Account:
     """``accounts[account_id]``, most recently used last; a new one evicts the least recently
     used idle account (or, if none is idle, the least recently used) once ``cap`` are held."""
     acct = accounts.get(account_id)

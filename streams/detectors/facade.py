@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from enum import Enum
+from typing import Any, Final, Literal
 
 from streams.detectors.alert import Alert, Watermark
 from streams.detectors.failure_spike import FailureSpikeDetector
@@ -12,7 +14,7 @@ from streams.detectors.queue_growth import QueueGrowthDetector
 from streams.detectors.stuck_run import StuckRunDetector
 
 
-def _parse_ts(value) -> datetime:
+def _parse_ts(value: object) -> datetime:
     if isinstance(value, datetime):
         return value
     dt = datetime.fromisoformat(str(value).replace("z", "Z").replace("Z", "+00:00"))
@@ -21,7 +23,13 @@ def _parse_ts(value) -> datetime:
     return dt
 
 
-_DEFAULT = object()
+class _Default(Enum):
+    """The "default detector" argument of ``Detectors`` (``None`` means "none")."""
+
+    DEFAULT = "default"
+
+
+_DEFAULT: Final = _Default.DEFAULT
 
 
 class Detectors:
@@ -31,8 +39,10 @@ class Detectors:
     defaults to a detector with the default thresholds (``account_failure_spike``: a
     ``FailureSpikeDetector(scope="account")``); pass ``None`` to leave a detector out."""
 
-    def __init__(self, *, failure_spike=_DEFAULT, account_failure_spike=_DEFAULT, stuck_run=_DEFAULT,
-                 queue_growth=_DEFAULT) -> None:
+    def __init__(self, *, failure_spike: FailureSpikeDetector | None | Literal[_Default.DEFAULT] = _DEFAULT,
+                 account_failure_spike: FailureSpikeDetector | None | Literal[_Default.DEFAULT] = _DEFAULT,
+                 stuck_run: StuckRunDetector | None | Literal[_Default.DEFAULT] = _DEFAULT,
+                 queue_growth: QueueGrowthDetector | None | Literal[_Default.DEFAULT] = _DEFAULT) -> None:
         if failure_spike is _DEFAULT:
             failure_spike = FailureSpikeDetector()
         if account_failure_spike is _DEFAULT:
@@ -43,12 +53,12 @@ class Detectors:
             queue_growth = QueueGrowthDetector()
         if account_failure_spike is not None and account_failure_spike.scope != "account":
             raise ValueError("account_failure_spike needs scope='account'")
-        self.failure_spike = failure_spike
-        self.account_failure_spike = account_failure_spike
-        self.stuck_run = stuck_run
-        self.queue_growth = queue_growth
+        self.failure_spike: FailureSpikeDetector | None = failure_spike
+        self.account_failure_spike: FailureSpikeDetector | None = account_failure_spike
+        self.stuck_run: StuckRunDetector | None = stuck_run
+        self.queue_growth: QueueGrowthDetector | None = queue_growth
 
-    def observe_event(self, event: Mapping) -> None:
+    def observe_event(self, event: Mapping[str, Any]) -> None:
         """Feed one contract event (a dict as in ``shared/event-contract.md``; deduplicated by
         the caller). Step events are ignored. A run counts as failed when its status is
         ``failed``."""

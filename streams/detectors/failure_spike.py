@@ -15,11 +15,13 @@ from streams.detectors.alert import (
     _alert_id,
     _common_floor,
     _dt,
+    _Firing,
     _fmt_chance,
     _fmt_minutes,
     _fmt_pct,
     _lru_account,
     _ms,
+    _require_at_least,
     _targets,
 )
 from streams.detectors.stats import beta_binomial_tail, binomial_tail
@@ -52,16 +54,11 @@ class _SpikeAccount:
         self.last_sweep = -(1 << 62)
 
 
-class _SpikeFiring:
-    __slots__ = ("alert_id", "started_ms", "severity", "clear_streak", "clear_since_ms", "peak_rate",
-                 "peak_failures", "peak_runs", "minutes", "base_runs", "base_failures")
+class _SpikeFiring(_Firing):
+    __slots__ = ("peak_rate", "peak_failures", "peak_runs", "minutes", "base_runs", "base_failures")
 
     def __init__(self, alert_id: str, started_ms: int, severity: str) -> None:
-        self.alert_id = alert_id
-        self.started_ms = started_ms
-        self.severity = severity
-        self.clear_streak = 0
-        self.clear_since_ms = started_ms
+        super().__init__(alert_id, started_ms, severity)
         self.peak_rate = 0.0
         self.peak_failures = 0
         self.peak_runs = 0
@@ -90,12 +87,10 @@ class FailureSpikeDetector:
                  max_accounts: int = 100_000) -> None:
         if scope not in ("workflow", "account"):
             raise ValueError(f"scope must be 'workflow' or 'account', got {scope!r}")
-        if window_minutes < 1 or baseline_minutes < 1 or clear_minutes < 1:
-            raise ValueError("window_minutes, baseline_minutes and clear_minutes must be >= 1")
+        _require_at_least(1, window_minutes=window_minutes, baseline_minutes=baseline_minutes,
+                          clear_minutes=clear_minutes, max_keys=max_keys, max_accounts=max_accounts)
         if not 0.0 < prior_rate < 1.0 or prior_strength <= 0:
             raise ValueError("prior_rate must be in (0, 1) and prior_strength > 0")
-        if max_keys < 1 or max_accounts < 1:
-            raise ValueError("max_keys and max_accounts must be >= 1")
         self.window_minutes = int(window_minutes)
         self.baseline_minutes = int(baseline_minutes)
         self.min_runs = int(min_runs)
@@ -330,16 +325,13 @@ class FailureSpikeDetector:
         fs.minutes += 1
         if meets:
             assert numbers is not None
-            fs.clear_streak = 0
+            fs.holds()
             if numbers["window_rate"] > fs.peak_rate:
                 fs.peak_rate = numbers["window_rate"]
             if f > fs.peak_failures:
                 fs.peak_failures, fs.peak_runs = f, n
             return None
-        fs.clear_streak += 1
-        if fs.clear_streak == 1:
-            fs.clear_since_ms = end_ms
-        if fs.clear_streak < self.clear_minutes:
+        if not fs.quiet(end_ms, self.clear_minutes):
             return None
         # resolved: report the window now, against the baseline the alert was judged on
         bn, bf = fs.base_runs, fs.base_failures

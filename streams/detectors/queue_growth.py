@@ -8,7 +8,18 @@ import math
 from collections import OrderedDict, deque
 from datetime import datetime
 
-from streams.detectors.alert import _MINUTE_MS, Alert, Watermark, _alert_id, _common_floor, _dt, _ms, _targets
+from streams.detectors.alert import (
+    _MINUTE_MS,
+    Alert,
+    Watermark,
+    _alert_id,
+    _common_floor,
+    _dt,
+    _Firing,
+    _ms,
+    _require_at_least,
+    _targets,
+)
 
 
 class _Queue:
@@ -31,15 +42,11 @@ class _Queue:
         self.last_seen_ms = 0
 
 
-class _QueueFiring:
-    __slots__ = ("alert_id", "started_ms", "severity", "clear_streak", "clear_since_ms", "peak_pending")
+class _QueueFiring(_Firing):
+    __slots__ = ("peak_pending",)
 
     def __init__(self, alert_id: str, started_ms: int, severity: str, pending: int) -> None:
-        self.alert_id = alert_id
-        self.started_ms = started_ms
-        self.severity = severity
-        self.clear_streak = 0
-        self.clear_since_ms = started_ms
+        super().__init__(alert_id, started_ms, severity)
         self.peak_pending = pending
 
 
@@ -58,8 +65,7 @@ class QueueGrowthDetector:
                  idle_minutes: int = 60) -> None:
         if bucket_seconds < 1 or 60 % bucket_seconds:
             raise ValueError("bucket_seconds must divide 60")
-        if growth_minutes < 1 or clear_minutes < 1 or max_accounts < 1:
-            raise ValueError("growth_minutes, clear_minutes and max_accounts must be >= 1")
+        _require_at_least(1, growth_minutes=growth_minutes, clear_minutes=clear_minutes, max_accounts=max_accounts)
         self.bucket_seconds = int(bucket_seconds)
         self.growth_minutes = int(growth_minutes)
         self.min_pending = int(min_pending)
@@ -231,12 +237,9 @@ class QueueGrowthDetector:
         if q.pending > fs.peak_pending:
             fs.peak_pending = q.pending
         if grew_now and q.pending >= self.min_pending:
-            fs.clear_streak = 0
+            fs.holds()
             return None
-        fs.clear_streak += 1
-        if fs.clear_streak == 1:
-            fs.clear_since_ms = end_ms
-        if fs.clear_streak < self.clear_minutes:
+        if not fs.quiet(end_ms, self.clear_minutes):
             return None
         x = self._numbers(q)
         x["peak_pending"] = float(fs.peak_pending)

@@ -18,6 +18,7 @@ from streams.detectors.alert import (
     _fmt_duration,
     _lru_account,
     _ms,
+    _require_at_least,
     _targets,
 )
 
@@ -56,6 +57,11 @@ class _StuckAccount:
         self.parked: dict[str, dict[tuple[str, str], int]] = {}  # workflow -> runs waiting for a threshold
 
 
+_Changes = list[tuple[int, int, tuple[datetime | None, str, str], Alert]]
+"""Alerts raised while advancing, with their order: (boundary, 0 resolved / 1 firing, (time,
+account, run))."""
+
+
 class StuckRunDetector:
     """Runs that have been running far longer than their workflow usually takes.
 
@@ -77,10 +83,11 @@ class StuckRunDetector:
                  max_open_runs: int = 200_000, sample_size: int = 500, quantile: float = 0.99,
                  cold_floor_seconds: float | None = 3600.0, max_workflows: int = 50_000,
                  tombstone_seconds: float = 6 * 3600.0, max_accounts: int = 100_000) -> None:
-        if factor <= 0 or floor_seconds < 0 or min_samples < 1 or sample_size < min_samples:
-            raise ValueError("need factor > 0, floor_seconds >= 0, 1 <= min_samples <= sample_size")
-        if max_open_runs < 1 or max_workflows < 1 or max_accounts < 1 or not 0.0 < quantile <= 1.0:
-            raise ValueError("need max_open_runs, max_workflows, max_accounts >= 1 and 0 < quantile <= 1")
+        _require_at_least(1, min_samples=min_samples, max_open_runs=max_open_runs, max_workflows=max_workflows,
+                          max_accounts=max_accounts)
+        _require_at_least(0, floor_seconds=floor_seconds)
+        if factor <= 0 or sample_size < min_samples or not 0.0 < quantile <= 1.0:
+            raise ValueError("need factor > 0, sample_size >= min_samples and 0 < quantile <= 1")
         self.factor = float(factor)
         self.min_samples = int(min_samples)
         self.floor_seconds = float(floor_seconds)
@@ -197,9 +204,9 @@ class StuckRunDetector:
         total = 0
         for key, run in self._runs.items():
             if run.started_ms is not None and run.fired is None:
-                acct = self._accounts.get(run.account_id)
-                if acct is not None:
-                    acct.due.append((run.started_ms + self._floor_ms, run.started_ms, key))
+                owner = self._accounts.get(run.account_id)
+                if owner is not None:
+                    owner.due.append((run.started_ms + self._floor_ms, run.started_ms, key))
                     total += 1
         for acct in self._accounts.values():
             heapq.heapify(acct.due)
@@ -234,7 +241,7 @@ class StuckRunDetector:
         alerts, each by time, account and run). ``watermark`` is one time for every account or
         a mapping ``{account_id: time}`` that moves only those accounts' clocks."""
         targets, common = _targets(watermark, self._accounts)
-        out: list[tuple[int, int, tuple, Alert]] = []
+        out: _Changes = []
         for account_id, w in targets:
             acct = self._accounts.get(account_id)
             if acct is not None:
@@ -245,7 +252,7 @@ class StuckRunDetector:
         out.sort(key=lambda x: x[:3])
         return [alert for *_, alert in out]
 
-    def _advance_account(self, acct: _StuckAccount, last_tick: int, out: list) -> None:
+    def _advance_account(self, acct: _StuckAccount, last_tick: int, out: _Changes) -> None:
         if acct.next is None:
             if acct.first is None:
                 return
@@ -269,7 +276,7 @@ class StuckRunDetector:
             return 1 << 62  # forgotten: so are its closed runs
         return -(1 << 62) if acct.next is None else acct.next - _MINUTE_MS
 
-    def _tick(self, acct: _StuckAccount, T: int, out: list) -> None:
+    def _tick(self, acct: _StuckAccount, T: int, out: _Changes) -> None:
         runs = self._runs
         # 1. finishes at or before T: durations into samples, resolve stuck runs, close runs
         fin = acct.finishes

@@ -3,6 +3,8 @@ Both stop cleanly on a signal and leave no process behind."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import signal
@@ -36,14 +38,15 @@ def _alive(pid: int) -> bool:
 @pytest.mark.timeout(300)
 def test_up_serves_other_commands_and_stops_cleanly(tmp_path, run_prefix):
     settings = Settings(data_dir=tmp_path, topic_prefix=f"{run_prefix}up", database=f"{run_prefix}_up")
-    up = subprocess.Popen([sys.executable, "-m", "runlens", "up"], env=cli_env(settings),
+    up = subprocess.Popen([sys.executable, "-m", "runlens", "up", "--workers", "2"], env=cli_env(settings),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         stack = wait_for(lambda: json.loads(settings.stack_file.read_text()) if settings.stack_file.exists() else None,
                          lambda doc: doc is not None, timeout=120, what="the stack file")
         assert stack["pid"] == up.pid
         children = _children(up.pid)
-        assert len(children) == 2  # broker and worker
+        assert len(children) == 4  # broker, warehouse and two workers
+        assert len(stack["worker_pids"]) == 2 and {stack["warehouse_pid"], *stack["worker_pids"]} <= set(children)
 
         sim = run_cli(settings, "simulate", "--backfill", "2h", "--duration", "0", "--bad-rate", "0.01")
         assert sim.returncode == 0, sim.stderr
@@ -52,6 +55,18 @@ def test_up_serves_other_commands_and_stops_cleanly(tmp_path, run_prefix):
                                           "(SELECT count() FROM rejected_events) > 0 FROM runs", "-f", "csv").stdout,
                           lambda text: text.strip().endswith(b"1,1"), timeout=120, what="runs and rejections")
         assert counts
+        def status() -> dict[str, list[str]]:
+            result = run_cli(settings, "status", "-f", "csv")
+            assert result.returncode == 0, result.stderr
+            return {row[0]: row for row in csv.reader(io.StringIO(result.stdout.decode()))}
+        # each worker reports the partitions it owns with its metrics (every 5 s)
+        def both_own_partitions(p: dict[str, list[str]]) -> bool:
+            rows = [p.get(w, ["", "", "", ""]) for w in ("worker 1", "worker 2")]
+            return all(row[2] == "running" and row[3] != "" for row in rows)
+        parts = wait_for(status, both_own_partitions, timeout=60, what="both workers running with partitions")
+        assert parts["warehouse"][2] == "up" and "events stored" in parts["warehouse"][5]
+        owned = sorted(int(p) for w in ("worker 1", "worker 2") for p in parts[w][3].split(","))
+        assert owned == list(range(settings.partitions)), parts
 
         up.send_signal(signal.SIGINT)
         output, _ = up.communicate(timeout=60)

@@ -406,5 +406,5 @@ def test_retention_show_lists_the_configurable_plans(published, stack_settings):
     rows = _csv(run_cli(stack_settings, "retention", "show", "-f", "csv"))
     assert {(r["plan"], int(r["retention_days"])) for r in rows if r["account"] == "(plan)"} >= \
         {("free", 7), ("pro", 30), ("enterprise", 365)}
-    refused = run_cli(stack_settings, "retention", "set", "acme", "pro")
-    assert refused.returncode == 1 and "owns the embedded warehouse" in refused.stderr.decode()
+    # (`retention set` applies a TTL; the shared workload is older than the plans keep, so it is
+    # exercised on a warehouse of its own: test_export_retention.py)

@@ -43,7 +43,7 @@ def test_each_account_reader_sees_only_its_own_rows():
     from testcontainers.community.clickhouse import ClickHouseContainer
 
     from sinks.clickhouse import Warehouse, connect, migrate
-    from sinks.rows import event_columns
+    from sinks.rows import event_columns, sourced
     from sinks.tenancy import NOT_TENANT_READABLE, READABLE, tenant_sql
 
     container = (ClickHouseContainer(CLICKHOUSE_IMAGE, username="runlens", password="runlens")
@@ -57,8 +57,8 @@ def test_each_account_reader_sees_only_its_own_rows():
         admin = connect(f"http://runlens:runlens@{base}")
         migrate(admin, "runlens")
         events = _events()
-        Warehouse(admin, "runlens").insert_columns("events", event_columns((e, 0, i) for i, e in enumerate(events)),
-                                                   token="tenancy")
+        columns = event_columns(sourced(e, 0, i) for i, e in enumerate(events))
+        Warehouse(admin, "runlens").insert_columns("events", columns, token="tenancy")
         # initech's reader comes from the SQL provisioning, acme's and globex's from users.d
         for statement in tenant_sql("runlens", "initech", hashlib.sha256(b"initech-secret").hexdigest()):
             admin.command(statement)

@@ -45,16 +45,16 @@ def _warehouse(path: str, db: str):
 
 def serve(path: str, db: str, rows: int) -> None:
     """A warehouse with ``rows`` finished runs of account ``bulk`` and 10,000 of ``small``,
-    served read-only over HTTP (the embedded read endpoint) until stdin closes. Prints the
+    served read-only over HTTP (the warehouse process's front, reader only) until stdin closes. Prints the
     endpoint's URL with its (generated) reader credentials in it."""
-    from embedded.read_endpoint import ReadEndpoint
-    from embedded.read_policy import Credentials
+    from embedded.access import Credentials
+    from embedded.warehouse_server import WarehouseServer
 
     client = _warehouse(path, db)
     for account, n in (("bulk", rows), ("small", 10_000)):
         client.command(GENERATE.replace("{db}", db), parameters={"account": account, "rows": n})
     client.close()
-    endpoint = ReadEndpoint(path, database=db, credentials=Credentials.generate())
+    endpoint = WarehouseServer(path, database=db, reader=Credentials.generate())
     endpoint.start()
     print(endpoint.dsn, flush=True)
     sys.stdin.read()
@@ -85,7 +85,7 @@ def retention(path: str, db: str, report: str) -> None:
     from schemas import parse_event
     from sinks import retention as ret
     from sinks.clickhouse import Warehouse
-    from sinks.rows import event_columns
+    from sinks.rows import event_columns, sourced
 
     client = _warehouse(path, db)
     now = datetime.now(UTC)
@@ -109,7 +109,7 @@ def retention(path: str, db: str, report: str) -> None:
                  "status": "success", "started_at": stamp(at + timedelta(seconds=1))},
             ]
     parsed = [parse_event(json.dumps(e).encode()) for e in events]
-    Warehouse(client, db).insert_columns("events", event_columns((e, 0, i) for i, e in enumerate(parsed)),
+    Warehouse(client, db).insert_columns("events", event_columns(sourced(e, 0, i) for i, e in enumerate(parsed)),
                                          token="retention-probe")
 
     def counts():

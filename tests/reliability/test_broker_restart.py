@@ -109,7 +109,7 @@ def _stored(stack) -> tuple[int, int]:
 
 def _wait_stored(stack, distinct: int, timeout: float) -> tuple[int, int]:
     def probe():
-        stack.check_worker()          # what `runlens up` does: restart a worker that died
+        stack.supervise()          # what `runlens up` does: restart a worker that died
         return _stored(stack)
 
     return wait_for(probe, lambda v: v[0] >= distinct, timeout=timeout, interval=0.5,

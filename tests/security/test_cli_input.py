@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 import typer
 
-from runlens.cli import app, main
+from runlens.cli import app
 from runlens.settings import Settings
 from tests.helpers import run_cli
 
@@ -197,7 +197,7 @@ def _case_id(case: Case) -> str:
 
 
 @pytest.fixture
-def cli(capsys, monkeypatch, tmp_path):
+def cli(run_cli, monkeypatch, tmp_path):
     """``runlens ARGV`` in this process: (exit code, stdout, stderr). No stack runs (commands that
     need one fail with code 1), the warehouse DSN points at a closed port and carries a password,
     and anything that would start a stack or a benchmark trips the test instead."""
@@ -217,13 +217,7 @@ def cli(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(runlens.bench.Bench, "run", tripwire)
 
     def run(argv: list[str]) -> tuple[int, str, str]:
-        try:
-            main(argv)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
+        return run_cli(*argv)
 
     return run
 

@@ -157,5 +157,5 @@ def test_the_sender_from_the_future_judges_nothing_of_its_own_future(attacked):
 def test_the_worker_stayed_up(attacked, embedded_stack):
     """Responsive without a restart: the probe above was stored within its bounded wait."""
     assert embedded_stack.worker is not None and embedded_stack.worker.poll() is None
-    embedded_stack.check_worker()
+    embedded_stack.supervise()
     assert embedded_stack.worker_restarts == 0

@@ -95,7 +95,7 @@ def worker_pid(embedded_stack):
 
 
 def _assert_worker_never_restarted(stack, pid: int) -> None:
-    stack.check_worker()   # restarts a dead worker, and counts it
+    stack.supervise()   # restarts a dead worker, and counts it
     assert stack.worker_restarts == 0
     assert stack.worker is not None and stack.worker.poll() is None and stack.worker.pid == pid
 

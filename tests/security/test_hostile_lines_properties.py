@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from schemas.dead_letter import MAX_RAW_BYTES, DeadLetter
 from schemas.fast import DecodeError, decode_fast
 from schemas.validation import Rejection, decode_event, parse_event
-from sinks.rows import dead_letter_columns, event_columns, event_values
+from sinks.rows import dead_letter_columns, event_columns, event_values, sourced
 from streams.batch import MAX_RECORD_BYTES, MAX_RECORD_LINES, RawRecord, split_batch
 from tests.unit.test_batch import native_insert
 from tests.unit.test_fast_decoder import _values
@@ -158,7 +158,7 @@ def test_the_decoders_never_raise_and_the_fast_one_is_never_looser(line):
     if not isinstance(hot, Rejection):
         for event in (hot, strict):
             event_values(event)
-        assert native_insert("events", event_columns([(hot, 0, 0, 0), (strict, 0, 1, 0)]))
+        assert native_insert("events", event_columns([sourced(hot, 0, 0), sourced(strict, 0, 1)]))
 
 
 keys = st.one_of(st.none(), st.binary(max_size=16))

@@ -154,7 +154,7 @@ def attacked(stack, workload, tmp_path_factory):
 
 
 def test_the_worker_never_restarted(stack, attacked):
-    stack.check_worker()
+    stack.supervise()
     assert stack.worker_restarts == 0
     assert stack.worker is not None and stack.worker.poll() is None and stack.worker.pid == attacked["pid"]
 

@@ -142,12 +142,13 @@ def test_a_webhook_url_can_hide_its_path():
 def test_settings_repr_and_str_show_no_secret():
     s = Settings(warehouse_dsn="http://runlens:dsn-Pw-1@ch:8123", query_url="http://reader:query-Pw-2@ch:8123",
                  warehouse_password="override-Pw-3", alert_webhook_url="https://hooks.example/services/hook-Pw-4",
-                 broker_storage="s3://key:storage-Pw-5@bucket/")
-    for text in (repr(s), str(s), f"{s}", redact_text(f"failed with {s.worker_dsn}", s.secrets())):
+                 broker_storage="s3://key:storage-Pw-5@bucket/", write_password="writer-Pw-6")
+    for text in (repr(s), str(s), f"{s}", redact_text(f"failed with {s.warehouse_dsn}", s.secrets())):
         assert not re.search(r"Pw-\d", text), text
     assert "http://runlens:***@ch:8123" in repr(s)
     assert s.to_env()["RUNLENS_WAREHOUSE_DSN"] == "http://runlens:dsn-Pw-1@ch:8123"   # children still get it
-    assert s.secrets() == {"dsn-Pw-1", "query-Pw-2", "override-Pw-3", "services/hook-Pw-4", "storage-Pw-5"}
+    assert s.secrets() == {"dsn-Pw-1", "query-Pw-2", "override-Pw-3", "services/hook-Pw-4", "storage-Pw-5",
+                           "writer-Pw-6"}
 
 
 def test_redact_text_scrubs_urls_and_known_secrets_in_a_message():

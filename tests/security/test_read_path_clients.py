@@ -19,7 +19,7 @@ import stat
 import pytest
 from clickhouse_connect.driver.models import SettingDef
 
-from embedded.read_policy import Credentials, Refused, authenticate
+from embedded.access import Credentials, Refused, authenticate
 from embedded.stack import Reader, StackInfo, resolve_reader
 from runlens.settings import Settings
 from sinks import clickhouse

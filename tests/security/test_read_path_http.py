@@ -382,7 +382,7 @@ def test_runlens_query_cannot_drop_a_table(endpoint, stack_settings):
 
 
 def test_runlens_query_with_a_wrong_password_is_refused_in_one_line(embedded_stack, stack_settings):
-    url = f"http://runlens_reader:not-the-password@127.0.0.1:{embedded_stack.read_port}"
+    url = f"http://runlens_reader:not-the-password@127.0.0.1:{embedded_stack.warehouse_port}"
     result = run_cli(stack_settings, "query", "SELECT 1", RUNLENS_QUERY_URL=url)
     assert result.returncode == 1
     lines = result.stderr.decode().strip().splitlines()

@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 import chdb
 import pytest
 
-from embedded.read_endpoint import ReadEndpoint
-from embedded.read_policy import Credentials, EngineError, ReadLimits, ReadPolicy, Refused
+from embedded.access import Credentials, EngineError, Refused
+from embedded.read_policy import ReadLimits, ReadPolicy
+from embedded.warehouse_server import WarehouseServer
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.security]
@@ -124,16 +125,16 @@ def test_session_state_never_outlives_a_request(policy):
 
 @pytest.fixture
 def endpoint(warehouse, policy):
-    server = ReadEndpoint(warehouse, database=DB, credentials=Credentials.generate(),
+    server = WarehouseServer(warehouse, database=DB, reader=Credentials.generate(),
                           limits=ReadLimits(max_concurrent_queries=1))
     server.start()
     yield server
     server.stop()
 
 
-def _post(endpoint: ReadEndpoint, sql: str) -> tuple[int, bytes]:
+def _post(endpoint: WarehouseServer, sql: str) -> tuple[int, bytes]:
     parts = urlsplit(endpoint.url)
-    token = base64.b64encode(f"{endpoint.credentials.user}:{endpoint.credentials.password}".encode()).decode()
+    token = base64.b64encode(f"{endpoint.reader.user}:{endpoint.reader.password}".encode()).decode()
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     try:
         conn.request("POST", "/", body=sql.encode(), headers={"Authorization": f"Basic {token}"})

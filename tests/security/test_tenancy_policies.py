@@ -55,7 +55,7 @@ def _build(path: str, out: str) -> None:
     from producers.workload import Spike, WorkloadConfig, generate
     from schemas import parse_event
     from sinks.clickhouse import Warehouse, connect, migrate
-    from sinks.rows import event_columns
+    from sinks.rows import event_columns, sourced
 
     client = connect(f"chdb://{path}")
     migrate(client, DB)
@@ -65,7 +65,7 @@ def _build(path: str, out: str) -> None:
     config = WorkloadConfig(seed=5, accounts=3, backfill_runs_per_hour=300, spikes=spikes, replay_probability=1.0)
     events = [parse_event(json.dumps(e).encode()) for e in generate(config, start, start + timedelta(hours=2))]
     Warehouse(client, DB).insert_columns(
-        "events", event_columns((e, 0, i) for i, e in enumerate(events)), token="tenancy-policies")
+        "events", event_columns(sourced(e, 0, i) for i, e in enumerate(events)), token="tenancy-policies")
     for n, account in enumerate(ACCOUNTS):
         client.command(
             f"INSERT INTO {DB}.alert_events (alert_id, kind, account_id, subject, subject_name, state, severity, "
@@ -75,7 +75,8 @@ def _build(path: str, out: str) -> None:
     client.command(f"INSERT INTO {DB}.dead_letters (received_at, source, source_partition, source_offset, "
                    "source_index, reason, field, key, raw, dlq_partition, dlq_offset) VALUES "
                    "(now64(3), 'file:x', -1, 1, 0, 'bad json', NULL, NULL, '{\"account_id\": \"globex\"', 0, 0)")
-    client.command(f"INSERT INTO {DB}.pipeline_metrics VALUES (now64(3), 'w1', 'consumer_lag', 3)")
+    client.command(f"INSERT INTO {DB}.pipeline_metrics (time, worker, metric, value) "
+                   "VALUES (now64(3), 'w1', 'consumer_lag', 3)")
     objects = client.query(
         "SELECT name, engine, create_table_query FROM system.tables WHERE database = {db:String} ORDER BY name",
         parameters={"db": DB}).result_rows

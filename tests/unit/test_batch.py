@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from schemas.dead_letter import MAX_RAW_BYTES, DeadLetter
-from sinks.rows import EVENT_COLUMNS, dead_letter_columns, event_columns
+from sinks.rows import EVENT_COLUMNS, SourcedEvent, dead_letter_columns, event_columns, event_values, sourced
 from streams.batch import MAX_RECORD_BYTES, MAX_RECORD_LINES, RawRecord, record_groups, split_batch
 
 
@@ -180,6 +180,29 @@ def test_record_groups_bound_the_bytes_per_group_too():
 def test_an_absurd_record_counts_as_one_event_when_grouping():
     records = [RawRecord(b"k", b"\n" * 100_000, "t", 0, 0), RawRecord(b"k", b"{}", "t", 0, 1)]
     assert [[r.offset for r in g] for g in record_groups(records, max_events=10)] == [[0, 1]]
+
+
+def test_grouping_counts_a_record_as_the_line_bound_does(sample_events_path):
+    """A final newline is no line, and a record over the line bound is one dead letter: grouping
+    counts both the way ``split_batch`` does."""
+    line = _sample_lines(sample_events_path)[0]
+    full = RawRecord(b"k", b"\n".join([line] * MAX_RECORD_LINES) + b"\n", "t", 0, 0)
+    over = RawRecord(b"k", b"\n".join([line] * (MAX_RECORD_LINES + 1)), "t", 0, 1)
+    small = RawRecord(b"k", line, "t", 0, 2)
+    assert [[r.offset for r in g] for g in record_groups([full, small], max_events=MAX_RECORD_LINES + 1)] == [[0, 2]]
+    assert [[r.offset for r in g] for g in record_groups([over, small], max_events=2)] == [[1, 2]]
+    assert len(split_batch([over], max_event_bytes=10_000, now=NOW).dead_letters) == 1
+
+
+def test_split_events_are_sourced_events_with_their_values(sample_events_path):
+    split = split_batch(_records(sample_events_path), max_event_bytes=10_000)
+    assert split.events and all(type(item) is SourcedEvent for item in split.events)
+    for item in split.events:
+        assert item.values == event_values(item.event)
+        assert item == sourced(item.event, item.partition, item.offset, item.line)
+    cols = event_columns(sourced(item.event, 7, 40 + n) for n, item in enumerate(split.events))
+    assert cols["source_partition"] == [7] * len(split.events) and cols["source_index"] == [0] * len(split.events)
+    assert cols["source_offset"] == [40 + n for n in range(len(split.events))]
 
 
 def test_an_unexpected_error_on_one_line_dead_letters_that_line_only(sample_events_path, monkeypatch):

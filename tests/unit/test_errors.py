@@ -9,7 +9,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from dashboards.macros import MacroError
 from dashboards.runs import QueryError
 from dashboards.stats import StatsError
-from embedded.read_policy import EngineError, Refused
+from embedded.access import EngineError, Refused
 from embedded.stack import StackNotRunning
 from producers.kafka import BrokerUnavailable, DeliveryFailed
 from producers.simulate import DurationOutOfRange, parse_duration
@@ -17,7 +17,7 @@ from schemas.errors import InputError, PoisonError, RetryableError, RunlensError
 from sinks.clickhouse import (
     TRANSIENT_SERVER_CODES,
     Warehouse,
-    WarehouseError,
+    WarehouseRefused,
     WarehouseUnavailable,
     is_transient,
     server_code,
@@ -27,7 +27,7 @@ from sinks.retention import RetentionError
 TREE = {
     BrokerUnavailable: UnavailableError,
     DeliveryFailed: RetryableError,
-    WarehouseError: PoisonError,
+    WarehouseRefused: PoisonError,
     WarehouseUnavailable: RetryableError,
     RetentionError: InputError,
     MacroError: InputError,
@@ -61,11 +61,15 @@ def test_input_errors_are_still_value_errors():
         parse_duration("36501d")
 
 
-def test_warehouse_unavailable_is_still_a_warehouse_error_and_retryable_first():
+def test_error_tree_is_single_inheritance():
+    """One parent each (InputError also stays a ValueError): a kind is never two kinds, so handlers
+    may dispatch in any order."""
+    for cls in TREE:
+        runlens_parents = [base for base in cls.__bases__ if issubclass(base, RunlensError)]
+        assert len(runlens_parents) == 1, cls
     exc = WarehouseUnavailable("down", server_code=159)
-    assert isinstance(exc, WarehouseError) and exc.server_code == 159
-    # kind dispatch must test RetryableError before PoisonError (as write_with_retry does)
-    assert WarehouseUnavailable.__mro__.index(RetryableError) < WarehouseUnavailable.__mro__.index(PoisonError)
+    assert isinstance(exc, RetryableError) and not isinstance(exc, PoisonError) and exc.server_code == 159
+    assert not issubclass(WarehouseRefused, RetryableError)
 
 
 def test_read_path_errors_keep_their_clickhouse_number():
@@ -110,10 +114,10 @@ class _Client:
 
 @pytest.mark.parametrize("exc,kind,code", [
     (DatabaseError("Code: 252. DB::Exception: Too many parts", code=252), WarehouseUnavailable, 252),
-    (DatabaseError("Code: 60. DB::Exception: Unknown table", code=60), WarehouseError, 60),
+    (DatabaseError("Code: 60. DB::Exception: Unknown table", code=60), WarehouseRefused, 60),
     (OperationalError("HTTPConnectionPool: Connection refused"), WarehouseUnavailable, None),
 ])
 def test_insert_wraps_driver_errors_by_kind(exc, kind, code):
-    with pytest.raises(WarehouseError) as caught:
+    with pytest.raises((WarehouseUnavailable, WarehouseRefused)) as caught:
         Warehouse(_Client(exc), "runlens").insert_columns("events", {"a": ["x"]}, "tok")
     assert type(caught.value) is kind and caught.value.server_code == code

@@ -6,19 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from runlens.cli import main
 
-
-def _run(capsys, monkeypatch, tmp_path, *argv):
-    monkeypatch.setenv("RUNLENS_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("RUNLENS_ACCOUNT", raising=False)
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+@pytest.fixture
+def run(run_cli, tmp_path):
+    """``run_cli`` with no stack (an empty data directory) and no account from the environment."""
+    return lambda *argv: run_cli(*argv, env={"RUNLENS_DATA_DIR": str(tmp_path), "RUNLENS_ACCOUNT": None})
 
 
 @pytest.mark.parametrize(
@@ -55,32 +47,28 @@ def _run(capsys, monkeypatch, tmp_path, *argv):
         (["runs", "list", "-a", "acme"], 1, "no running stack"),
     ],
 )
-def test_bad_input_is_one_line_and_nothing_runs(capsys, monkeypatch, tmp_path, argv, code, message):
-    exit_code, out, err = _run(capsys, monkeypatch, tmp_path, *argv)
+def test_bad_input_is_one_line_and_nothing_runs(run, argv, code, message):
+    exit_code, out, err = run(*argv)
     assert exit_code == code, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
     assert "Traceback" not in err and out == ""
 
 
-def test_account_comes_from_the_environment(capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("RUNLENS_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("RUNLENS_ACCOUNT", "acme")
-    try:
-        main(["runs", "list", "--status", "nope"])
-    except SystemExit as exc:
-        assert exc.code == 2
-    assert "unknown status 'nope'" in capsys.readouterr().err
+def test_account_comes_from_the_environment(run_cli, tmp_path):
+    result = run_cli("runs", "list", "--status", "nope",
+                     env={"RUNLENS_DATA_DIR": str(tmp_path), "RUNLENS_ACCOUNT": "acme"})
+    assert result.code == 2
+    assert "unknown status 'nope'" in result.stderr
 
 
-def test_sql_without_a_name_lists_the_library(capsys, monkeypatch, tmp_path):
-    exit_code, out, err = _run(capsys, monkeypatch, tmp_path, "sql", "-f", "csv")
+def test_sql_without_a_name_lists_the_library(run):
+    exit_code, out, err = run("sql", "-f", "csv")
     assert exit_code == 0, err
     assert "error_signatures," in out and "mttr_by_workflow," in out and "since=1970-01-01" in out
 
 
-def test_sql_print_shows_the_statement_and_bound_values_without_running(capsys, monkeypatch, tmp_path):
-    exit_code, out, err = _run(capsys, monkeypatch, tmp_path, "sql", "mttr_by_workflow", "-a", "acme",
-                               "-p", "workflow=wf-welcome", "--print")
+def test_sql_print_shows_the_statement_and_bound_values_without_running(run):
+    exit_code, out, err = run("sql", "mttr_by_workflow", "-a", "acme", "-p", "workflow=wf-welcome", "--print")
     assert exit_code == 0, err
     assert "{account:String}" in out and "-- account = 'acme'" in out and "-- workflow = 'wf-welcome'" in out

@@ -14,7 +14,15 @@ import pytest
 
 from producers.workload import WorkloadConfig, corrupt, generate
 from schemas.events import RunContext, RunFinished, StepFinished
-from schemas.fast import DecodeError, decode_fast
+from schemas.fast import (
+    DecodeError,
+    FastRunFinished,
+    FastRunQueued,
+    FastRunStarted,
+    FastStepFinished,
+    FastStepStarted,
+    decode_fast,
+)
 from schemas.validation import Rejection, decode_event, parse_event
 
 START = datetime(2026, 11, 16, tzinfo=UTC)
@@ -178,3 +186,10 @@ def test_deep_nesting_makes_the_fast_decoder_defer_never_raise_anything_else(dep
     with pytest.raises(DecodeError):
         decode_fast(line)
     assert _agree(line) == "contract"
+
+
+def test_each_struct_names_its_type_as_its_tag():
+    """``type`` is a class attribute (cheap to read on the hot path, a Literal for the checker):
+    it must be the tag msgspec decodes by, and not a field."""
+    for cls in (FastRunQueued, FastRunStarted, FastRunFinished, FastStepStarted, FastStepFinished):
+        assert cls.type == cls.__struct_config__.tag and "type" not in cls.__struct_fields__

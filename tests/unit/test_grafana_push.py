@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from dashboards import panels as P
-from runlens.cli import main
 
 TOKEN = "glsa_test_token"
 
@@ -161,25 +160,17 @@ def token_env(monkeypatch):
     monkeypatch.setenv("RUNLENS_GRAFANA_TOKEN", TOKEN)
 
 
-def _run(capsys, command: str, *args: str) -> tuple[int, str, str]:
-    try:
-        main(["grafana", command, *args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+@pytest.fixture
+def push(run_cli):
+    """``runlens grafana push ARGS`` in this process: (exit code, stdout, stderr)."""
+    return lambda *args: run_cli("grafana", "push", *args)
 
 
-def _push(capsys, *args: str) -> tuple[int, str, str]:
-    return _run(capsys, "push", *args)
-
-
-def test_push_uploads_everything_and_is_idempotent(capsys):
+def test_push_uploads_everything_and_is_idempotent(push):
     with FakeGrafana() as grafana:
         args = ("--url", grafana.url, "--clickhouse-url", "http://ch.example:8124",
                 "--reader-password", "secret", "--webhook-url", "http://hooks.example/runlens")
-        code, out, err = _push(capsys, *args)
+        code, out, err = push(*args)
         assert code == 0, err
         assert "Grafana 11.6.0" in out and "dashboard runlens-overview: created" in out
         ds = grafana.datasources[P.DATASOURCE_UID]
@@ -198,7 +189,7 @@ def test_push_uploads_everything_and_is_idempotent(capsys):
         first = json.dumps([grafana.datasources, grafana.folders, grafana.dashboards, grafana.rules,
                             grafana.contact_points, grafana.policy], sort_keys=True)
 
-        code, out, err = _push(capsys, *args)
+        code, out, err = push(*args)
         assert code == 0, err
         assert ": created" not in out
         assert "dashboard runlens-overview: updated" in out and "folder runlens: unchanged" in out
@@ -208,9 +199,9 @@ def test_push_uploads_everything_and_is_idempotent(capsys):
         assert len(grafana.policy["routes"]) == 2
 
 
-def test_push_without_webhook_leaves_notifications_alone(capsys):
+def test_push_without_webhook_leaves_notifications_alone(push):
     with FakeGrafana() as grafana:
-        code, out, err = _push(capsys, "--url", grafana.url)
+        code, out, err = push("--url", grafana.url)
         assert code == 0, err
         assert not err, "a push over loopback with the token in the environment warns about nothing"
         assert "contact point: skipped" in out
@@ -218,10 +209,10 @@ def test_push_without_webhook_leaves_notifications_alone(capsys):
         assert grafana.datasources[P.DATASOURCE_UID]["jsonData"]["host"] == "clickhouse"
 
 
-def test_wrong_token_is_one_line(capsys, monkeypatch):
+def test_wrong_token_is_one_line(push, monkeypatch):
     monkeypatch.setenv("RUNLENS_GRAFANA_TOKEN", "glsa_wrong_but_secret_0123")
     with FakeGrafana() as grafana:
-        code, out, err = _push(capsys, "--url", grafana.url)
+        code, out, err = push("--url", grafana.url)
         assert code == 1
         assert err.strip().splitlines() == [
             f"runlens: error: Grafana at {grafana.url} rejected the token (401 Unauthorized): "
@@ -234,56 +225,56 @@ def test_wrong_token_is_one_line(capsys, monkeypatch):
     ("http://127.0.0.1:9", "cannot reach Grafana at http://127.0.0.1:9: connection refused"),
     ("localhost:3000", "is not an http(s) URL"),
 ])
-def test_wrong_url_is_one_line(capsys, url, message):
-    code, out, err = _push(capsys, "--url", url, "--timeout", "3")
+def test_wrong_url_is_one_line(push, url, message):
+    code, out, err = push("--url", url, "--timeout", "3")
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
 
 
-def test_url_that_is_not_grafana(capsys):
+def test_url_that_is_not_grafana(push):
     with FakeGrafana() as grafana:
-        code, out, err = _push(capsys, "--url", grafana.url + "/nothing-here")
+        code, out, err = push("--url", grafana.url + "/nothing-here")
         assert code == 1 and "does not answer like Grafana" in err
 
 
 # --------------------------------------------------------------------------- the token
 
 
-def test_token_from_the_other_environment_variable(capsys, monkeypatch):
+def test_token_from_the_other_environment_variable(push, monkeypatch):
     monkeypatch.delenv("RUNLENS_GRAFANA_TOKEN")
     monkeypatch.setenv("GRAFANA_TOKEN", TOKEN)
     with FakeGrafana() as grafana:
-        code, out, err = _push(capsys, "--url", grafana.url)
+        code, out, err = push("--url", grafana.url)
         assert code == 0 and not err, err
         assert set(grafana.dashboards) == {d.uid for d in P.DASHBOARDS}
 
 
-def test_token_on_the_command_line_works_but_warns(capsys, monkeypatch):
+def test_token_on_the_command_line_works_but_warns(push, monkeypatch):
     monkeypatch.delenv("RUNLENS_GRAFANA_TOKEN")
     with FakeGrafana() as grafana:
-        code, out, err = _push(capsys, "--url", grafana.url, "--token", TOKEN)
+        code, out, err = push("--url", grafana.url, "--token", TOKEN)
         assert code == 0, err
         (line,) = err.strip().splitlines()
         assert line.startswith("runlens: warning: --token is deprecated") and "RUNLENS_GRAFANA_TOKEN" in line
         assert TOKEN not in out + err
 
 
-def test_token_file(capsys, monkeypatch, tmp_path):
+def test_token_file(push, monkeypatch, tmp_path):
     monkeypatch.delenv("RUNLENS_GRAFANA_TOKEN")
     path = tmp_path / "token"
     path.write_text(TOKEN + "\n")
     with FakeGrafana() as grafana:
-        code, out, err = _push(capsys, "--url", grafana.url, "--token-file", str(path))
+        code, out, err = push("--url", grafana.url, "--token-file", str(path))
         assert code == 0 and not err, err
     path.write_text("")
-    code, out, err = _push(capsys, "--url", "http://127.0.0.1:9", "--token-file", str(path))
+    code, out, err = push("--url", "http://127.0.0.1:9", "--token-file", str(path))
     assert code == 1 and err.strip().splitlines() == [f"runlens: error: --token-file: {path} is empty"]
 
 
-def test_no_token_is_one_line(capsys, monkeypatch):
+def test_no_token_is_one_line(push, monkeypatch):
     monkeypatch.delenv("RUNLENS_GRAFANA_TOKEN")
-    code, out, err = _push(capsys, "--url", "http://127.0.0.1:9")
+    code, out, err = push("--url", "http://127.0.0.1:9")
     assert code == 1
     assert err.strip().splitlines() == [
         "runlens: error: no Grafana token: set RUNLENS_GRAFANA_TOKEN (or GRAFANA_TOKEN), or use --token-file"]
@@ -304,12 +295,12 @@ def _local_address() -> str | None:
     return None if ipaddress.ip_address(address).is_loopback else address
 
 
-def test_plain_http_to_another_host_warns_and_never_shows_the_token(capsys, monkeypatch):
+def test_plain_http_to_another_host_warns_and_never_shows_the_token(push, monkeypatch):
     address = _local_address()
     if address is None:
         pytest.skip("no non-loopback interface to serve the stand-in Grafana on")
     with FakeGrafana(address) as grafana:
-        code, out, err = _push(capsys, "--url", grafana.url)
+        code, out, err = push("--url", grafana.url)
         assert code == 0, err
         assert err.strip().splitlines() == [
             f"runlens: warning: sending the Grafana token over plain http to {address}: anyone on the network path "
@@ -317,9 +308,9 @@ def test_plain_http_to_another_host_warns_and_never_shows_the_token(capsys, monk
         assert TOKEN not in out + err
 
 
-def test_credentials_in_the_url_are_never_printed(capsys, monkeypatch):
+def test_credentials_in_the_url_are_never_printed(push, monkeypatch):
     monkeypatch.delenv("RUNLENS_GRAFANA_TOKEN")
-    code, out, err = _push(capsys, "--url", "http://admin:s3cret-pass@127.0.0.1:9", "--timeout", "3")
+    code, out, err = push("--url", "http://admin:s3cret-pass@127.0.0.1:9", "--timeout", "3")
     assert code == 1
     assert "s3cret-pass" not in out + err
     assert "--url carries a password" in err
@@ -338,12 +329,12 @@ def test_transport_warning(url, warned):
 # --------------------------------------------------------------------------- tenants
 
 
-def test_tenant_push_uses_the_tenants_datasource_folder_and_organisation(capsys, monkeypatch):
+def test_tenant_push_uses_the_tenants_datasource_folder_and_organisation(push, monkeypatch):
     from sinks import tenancy
 
     monkeypatch.setenv("RUNLENS_GRAFANA_ACME_PASSWORD", "acme-secret")
     with FakeGrafana() as grafana:
-        code, out, err = _push(capsys, "--url", grafana.url, "--tenant", "acme", "--org-id", "3")
+        code, out, err = push("--url", grafana.url, "--tenant", "acme", "--org-id", "3")
         assert code == 0, err
         assert set(grafana.org_headers) == {"3"}, "every request goes to the tenant's organisation"
         (ds,) = grafana.datasources.values()
@@ -359,16 +350,16 @@ def test_tenant_push_uses_the_tenants_datasource_folder_and_organisation(capsys,
         assert "acme-secret" not in out + err
 
 
-def test_tenant_must_be_a_valid_account(capsys):
-    code, out, err = _push(capsys, "--url", "http://127.0.0.1:9", "--tenant", "acme' OR 1=1")
+def test_tenant_must_be_a_valid_account(push):
+    code, out, err = push("--url", "http://127.0.0.1:9", "--tenant", "acme' OR 1=1")
     assert code == 1 and err.startswith("runlens: error: --tenant:")
 
 
-def test_provision_writes_the_tenants_files(capsys, tmp_path):
+def test_provision_writes_the_tenants_files(run_cli, tmp_path):
     import yaml
 
-    code, out, err = _run(capsys, "provision", "--tenant", "globex", "--org-id", "4", "--out", str(tmp_path),
-                          "--clickhouse-url", "https://ch.internal:9443")
+    code, out, err = run_cli("grafana", "provision", "--tenant", "globex", "--org-id", "4", "--out", str(tmp_path),
+                             "--clickhouse-url", "https://ch.internal:9443")
     assert code == 0, err
     names = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert names == ["dashboards/runlens-failures-globex.json", "dashboards/runlens-overview-globex.json",

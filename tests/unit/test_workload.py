@@ -382,6 +382,19 @@ def test_backlog_parse_rejects_bad_text(text, names):
     assert names in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("make, message", [
+    (lambda: Spike("wf-welcome", MONDAY, 1.5), "spike: bad rate=1.5"),
+    (lambda: Spike("wf-welcome", MONDAY, 0.5, minutes=0), "spike: bad minutes=0"),
+    (lambda: Spike("wf-welcome", MONDAY, 0.5, minutes=float("inf")), "spike: bad minutes=inf"),
+    (lambda: Backlog(None, MONDAY, -1), "backlog: bad minutes=-1"),
+    (lambda: Backlog("acme", MONDAY, 5, capacity_factor=-0.1), "backlog: bad capacity=-0.1"),
+    (lambda: Backlog(None, MONDAY.replace(tzinfo=None), 5), "backlog: at"),
+])
+def test_spike_and_backlog_reject_bad_values_when_built_directly(make, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()
+
+
 def test_a_backlog_for_an_unknown_account_is_an_error():
     with pytest.raises(ValueError, match="nobody"):
         generate(WorkloadConfig(backlogs=(Backlog("nobody", MONDAY, 5),)), MONDAY, MONDAY + timedelta(hours=1))

@@ -10,7 +10,7 @@ import logging
 
 import pytest
 
-from sinks.clickhouse import WarehouseError, WarehouseUnavailable
+from sinks.clickhouse import WarehouseRefused, WarehouseUnavailable
 from streams.app import RETRY_BACKOFF, WorkerStats, write_with_retry
 
 
@@ -74,7 +74,7 @@ def test_a_refusal_is_retried_after_the_longest_wait_and_logged_as_an_error(slee
     """Retrying a refused write will not help, but dropping it would lose the batch: the worker
     stalls on it (and says so) rather than skip it."""
     stats = WorkerStats()
-    write = FlakyWrite(stats, 2, WarehouseError("Code: 60. Unknown table"))
+    write = FlakyWrite(stats, 2, WarehouseRefused("Code: 60. Unknown table"))
     with caplog.at_level(logging.ERROR, logger="streams.app"):
         _run(write, stats)
     assert write.calls == 3 and sleeps == [RETRY_BACKOFF[-1] * 2] * 2
@@ -86,7 +86,7 @@ def test_a_transient_failure_after_a_refusal_starts_from_the_next_backoff_step(s
     """The backoff counts attempts of this write, whatever failed: a refusal then an outage
     waits the longest, then the second step."""
     stats = WorkerStats()
-    errors = iter([WarehouseError("refused"), WarehouseUnavailable("down")])
+    errors = iter([WarehouseRefused("refused"), WarehouseUnavailable("down")])
 
     def write() -> None:
         error = next(errors, None)
