@@ -324,7 +324,7 @@ Event = Annotated[
 # The ``events`` table stores one column per field of the models above, in the order derived
 # here: ``sinks.rows.EVENT_VALUE_COLUMNS`` is this tuple. The forms that must be written out
 # (the msgspec structs in ``schemas.fast``, the DDL in ``sinks/migrations/001_events.sql``) are
-# compared with the models by ``tests/unit/test_event_fields.py``.
+# compared with the models by ``tests/unit/schemas/test_event_fields.py``.
 
 NOT_STORED_FIELDS = frozenset({"tags"})
 """Contract fields on the wire but not in the ``events`` table (``tags``: v2 run labels)."""

@@ -6,7 +6,7 @@ worker's time per event. msgspec decodes and checks the same structure in ~2 us,
 tries it first and falls back to pydantic for every line msgspec refuses
 (``schemas.validation.decode_event`` does both). The fallback decides acceptance and writes
 the rejection reason; msgspec may refuse more (e.g. lax coercions pydantic allows, offsets
-other than UTC), never less. ``tests/unit/test_fast_decoder.py`` holds it to that over the
+other than UTC), never less. ``tests/unit/schemas/test_fast_decoder.py`` holds it to that over the
 generator's workload and its corruptions.
 
 The structs carry the contract's attribute names and enum types, so the worker reads either

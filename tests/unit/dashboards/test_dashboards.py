@@ -26,7 +26,7 @@ from dashboards.macros import (
     used_variables,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROVISIONING = ROOT / "dashboards" / "provisioning"
 T0 = datetime(2026, 11, 16, 0, 0, tzinfo=UTC)
 T1 = datetime(2026, 11, 16, 6, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ import pytest
 from sinks import retention, tenancy
 from sinks.clickhouse import migration_files, split_statements
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_ttl_maps_each_account_to_its_days_and_keeps_the_rest():

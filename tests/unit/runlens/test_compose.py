@@ -23,7 +23,7 @@ import yaml
 from dashboards import panels as P
 from runlens.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 # ${NAME}, ${NAME:?message} (required), ${NAME:-default} (optional): compose's interpolation

@@ -77,7 +77,7 @@ def test_record_groups_bound_the_events_per_group_and_keep_the_order():
 
 # -- hostile input: bounds of a record, per-line failures, dead letters of any shape -------------
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "sinks" / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[3] / "sinks" / "migrations"
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
