@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     write_password: SecretStr | None = Field(
         default=None, description="Password of the embedded warehouse's writer, runlens_writer (the workers). "
         "Unset: `runlens up` generates one per stack and hands it to its workers.")
+    schema_wait_seconds: float = Field(
+        default=300.0, gt=0, description="How long a worker waits for the warehouse schema it needs (applied by the "
+        "embedded warehouse process or `runlens migrate`) before it gives up.")
     workers: int = Field(
         default=1, ge=1, le=32, description="Stream workers `runlens up` runs in one consumer group.")
     read_max_execution_seconds: float = Field(

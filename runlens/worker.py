@@ -15,7 +15,7 @@ import faust
 from embedded.stack import resolve_brokers, resolve_writer, topic_specs
 from producers.kafka import ensure_topics
 from runlens.settings import Settings
-from sinks.clickhouse import Faults, Warehouse, connect, migrate
+from sinks.clickhouse import Faults, Warehouse, connect, wait_for_schema
 from streams.app import create_app
 from streams.config import WorkerConfig
 
@@ -28,13 +28,14 @@ def worker_config(settings: Settings) -> WorkerConfig:
 
 
 def run_worker(settings: Settings) -> None:
-    """Run until SIGTERM/SIGINT; exits non-zero on a fatal error. Applies the migrations the
-    schema lacks (idempotent; a no-op when the warehouse process has applied them already)."""
+    """Run until SIGTERM/SIGINT; exits non-zero on a fatal error. Never migrates: waits until the
+    schema has the version this code needs (applied by the warehouse process or `runlens migrate`)
+    before it consumes anything."""
     brokers = resolve_brokers(settings)
     ensure_topics(brokers, topic_specs(settings))
     password = settings.warehouse_password.get_secret_value() if settings.warehouse_password else None
     client = connect(resolve_writer(settings), password=password)
-    migrate(client, settings.database)
+    wait_for_schema(client, settings.database, timeout=settings.schema_wait_seconds)
     warehouse = Warehouse(client, settings.database, dedup=settings.insert_dedup,
                           faults=Faults(settings.fault_lose_reply_every, settings.fault_outage_file))
     app = create_app(worker_config(settings), brokers, warehouse)

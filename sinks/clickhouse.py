@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -147,6 +148,47 @@ def migrate(client: Client, database: str) -> list[str]:
         applied.append(name)
         log.info("applied migration %s to %s", name, db)
     return applied
+
+
+def latest_version() -> int:
+    """The schema version this code needs: the highest migration it ships."""
+    return max(version for version, _, _ in migration_files())
+
+
+def schema_version(client: Client, database: str) -> int:
+    """The highest migration applied to ``database`` (0: none, or no such database yet)."""
+    db = check_identifier(database)
+    exists = client.query("SELECT count() FROM system.tables WHERE database = {db:String} "
+                          "AND name = 'schema_migrations'", parameters={"db": db}).result_rows[0][0]
+    if not exists:
+        return 0
+    return int(client.query(f"SELECT max(version) FROM {db}.schema_migrations").result_rows[0][0] or 0)
+
+
+def wait_for_schema(client: Client, database: str, version: int | None = None, *, timeout: float = 300.0,
+                    interval: float = 0.5) -> int:
+    """Wait until ``database`` has at least ``version`` (default: ``latest_version()``) applied, and
+    return the version found. Workers call this instead of migrating, so that one party (the
+    warehouse process, or ``runlens migrate``) applies migrations while no worker inserts: a
+    migration that swaps a materialized view or backfills a table then cannot lose or double-count
+    rows inserted meanwhile. Raises ``WarehouseUnavailable`` after ``timeout``."""
+    needed = latest_version() if version is None else version
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = schema_version(client, database)
+        except (OperationalError, DatabaseError) as exc:
+            found, problem = -1, str(exc).splitlines()[0]
+        else:
+            problem = ""
+        if found >= needed:
+            return found
+        if time.monotonic() > deadline:
+            raise WarehouseUnavailable(
+                f"database {database} has schema version {max(found, 0)}, this worker needs {needed}: run "
+                f"`runlens migrate` (the embedded warehouse process migrates when it starts){'; ' if problem else ''}"
+                f"{problem}")
+        time.sleep(interval)
 
 
 def batch_token(kind: str, keys: Iterable[object]) -> str:

@@ -6,8 +6,8 @@ stderr and a non-zero exit code, never a traceback: 2 for bad usage (``InputErro
 
 Layout: ``common`` (shared by all; imports no command module), helper modules ``explore_common``
 and ``reporting`` (import only ``common``), and one module per job, each importing only helper
-modules: ``stack`` (up, status, worker, warehouse, demo), ``ingest`` (publish, simulate, schema), ``query`` (query,
-stats, reconcile), ``explore`` (runs), ``export`` (export, sql), ``retention``, ``grafana``
+modules: ``stack`` (up, status, worker, warehouse, migrate, demo), ``ingest`` (publish, simulate,
+schema), ``query`` (query, stats, reconcile), ``explore`` (runs), ``export`` (export, sql), ``retention``, ``grafana``
 (grafana, report), ``dlq`` and ``bench``. Only this module imports the command modules.
 """
 
@@ -36,7 +36,7 @@ def _root(ctx: typer.Context) -> None:
 
 # In the order `runlens --help` lists them.
 for _name, _command in (("up", stack.up), ("status", stack.status), ("worker", stack.worker),
-                        ("warehouse", stack.warehouse), ("publish", ingest.publish),
+                        ("warehouse", stack.warehouse), ("migrate", stack.migrate), ("publish", ingest.publish),
                         ("simulate", ingest.simulate), ("demo", stack.demo), ("query", query.query),
                         ("reconcile", query.reconcile), ("report", grafana.report), ("export", export.export_command),
                         ("sql", export.sql_command), ("bench", bench.bench_command)):

@@ -20,6 +20,7 @@ from runlens.cli.common import (
     OutputFormat,
     RateOpt,
     SeedOpt,
+    UserError,
     err,
     out,
     parse_duration_option,
@@ -188,6 +189,27 @@ def worker(ctx: typer.Context) -> None:
     from runlens.worker import run_worker
 
     run_worker(settings_of(ctx))
+
+
+def migrate(ctx: typer.Context) -> None:
+    """Apply the warehouse migrations this version ships (to RUNLENS_WAREHOUSE_DSN, or a running
+    stack's warehouse process). Workers wait for them; run it before starting new workers."""
+    from embedded.stack import resolve_writer
+    from sinks.clickhouse import WarehouseRefused, WarehouseUnavailable, connect
+    from sinks.clickhouse import migrate as apply_migrations
+
+    settings = settings_of(ctx)
+    password = settings.warehouse_password.get_secret_value() if settings.warehouse_password else None
+    try:
+        client = connect(resolve_writer(settings), password=password if settings.warehouse_dsn else None)
+        try:
+            applied = apply_migrations(client, settings.database)
+        finally:
+            client.close()
+    except (WarehouseUnavailable, WarehouseRefused) as exc:
+        raise UserError(f"cannot migrate the warehouse: {redact_text(str(exc).splitlines()[0])}") from None
+    out.print(f"{settings.database}: " + (f"applied {', '.join(applied)}" if applied else "schema is current"),
+              markup=False, highlight=False)
 
 
 def warehouse(ctx: typer.Context) -> None:

@@ -25,8 +25,8 @@ from schemas.fast import DecodeError, decode_fast
 from schemas.validation import Rejection, decode_event, parse_event
 from sinks.rows import dead_letter_columns, event_columns, event_values, sourced
 from streams.batch import MAX_RECORD_BYTES, MAX_RECORD_LINES, RawRecord, split_batch
-from tests.unit.streams.test_batch import native_insert
 from tests.unit.schemas.test_fast_decoder import _values
+from tests.unit.streams.test_batch import native_insert
 
 pytestmark = pytest.mark.security
 

@@ -55,6 +55,9 @@ def test_services_and_their_roles(compose):
     assert "./dashboards/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
     assert services["simulator"]["profiles"] == ["demo"], "the simulator is optional"
     assert services["worker"]["command"] == ["worker"] and "build" in services["worker"]
+    # one party migrates, once, before any worker consumes (workers only wait for the schema)
+    assert services["migrate"]["command"] == ["migrate"] and services["migrate"]["restart"] == "no"
+    assert services["worker"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
 
 
 def test_health_checks_and_start_order(compose):
@@ -64,7 +67,7 @@ def test_health_checks_and_start_order(compose):
         assert check["test"][0] in ("CMD", "CMD-SHELL") and check["retries"] > 0
     for name, needs in {"worker": {"kafka", "clickhouse"}, "grafana": {"clickhouse"}}.items():
         depends = services[name]["depends_on"]
-        assert {k for k, v in depends.items() if v["condition"] == "service_healthy"} == needs
+        assert {k for k, v in depends.items() if v["condition"] == "service_healthy"} == needs, name
 
 
 def test_named_volumes_are_declared_and_used(compose):
