@@ -1,6 +1,8 @@
-"""Two workers in one consumer group under load: one is SIGKILLed mid-batch and later added back.
-The survivor takes the dead worker's partitions over within the session timeout (plus a rebalance),
-and in the end every event is stored once and every aggregate equals the recomputation."""
+"""The embedded stack's processes fail one at a time under load. Two workers in one consumer group:
+one is SIGKILLed mid-batch and later added back; the survivor takes the dead worker's partitions
+over within the session timeout (plus a rebalance). The warehouse process is SIGKILLed: readers get
+a clear error meanwhile, `supervise` restarts it, the workers retry their batch. Each time, in the
+end, every event is stored once and every aggregate equals the recomputation."""
 
 from __future__ import annotations
 
@@ -66,3 +68,38 @@ def test_a_killed_worker_is_replaced_by_its_peer_and_rejoins(tmp_path, stack_fac
     count, positions = client.query(
         "SELECT count(), uniqExact(source_partition, source_offset, source_index) FROM events").result_rows[0]
     assert count == positions, "a position was stored twice"
+
+
+def test_readers_outlive_a_worker_and_the_warehouse_outlives_its_own_crash(tmp_path, stack_factory):
+    workload = make_workload(tmp_path, hours=4 if FULL else 2, duplicate_rate=0.01)
+    stack = stack_factory(batch_max_records=10, batch_max_seconds=0.2)
+    publisher = threading.Thread(target=lambda: run_cli(stack.settings, "publish", str(workload.path)), daemon=True)
+    publisher.start()
+    wait_for(lambda: _stored(stack), lambda n: n > 1_000, timeout=120, what="the worker storing")
+
+    # a dead worker takes no reader down: the warehouse is another process
+    stack.stop_worker(signal.SIGKILL)
+    query = run_cli(stack.settings, "query", "SELECT count() > 0 AS stored FROM events", "-f", "csv")
+    assert query.returncode == 0 and query.stdout.decode().split() == ["stored", "1"], query.stderr
+    stack.start_worker()
+
+    # a dead warehouse: readers get one line, the worker retries, supervise brings it back on its port
+    wait_for(lambda: _stored(stack), lambda n: n > 3_000, timeout=120, what="more events stored")
+    port, warehouse = stack.warehouse_port, stack.warehouse
+    assert warehouse is not None
+    warehouse.send_signal(signal.SIGKILL)
+    assert warehouse.wait(30) == -signal.SIGKILL
+    down = run_cli(stack.settings, "query", "SELECT 1")
+    assert down.returncode == 1 and len(down.stderr.decode().strip().splitlines()) == 1, down.stderr
+    stack.supervise()   # what `runlens up` does every second
+    assert stack.warehouse_restarts == 1 and stack.warehouse_port == port
+    publisher.join(300)
+    wait_caught_up(stack, timeout=300)
+    worker = stack.workers[0]
+    assert worker is not None and worker.poll() is None, "the worker gave up instead of retrying"
+    client = reader_of(stack)
+    assert oracle_problems(client, workload) == []
+    count, positions = client.query(
+        "SELECT count(), uniqExact(source_partition, source_offset, source_index) FROM events").result_rows[0]
+    assert count == positions, "a position was stored twice"
+
