@@ -158,6 +158,11 @@ def _variable(v: P.Variable, target: Target = OPERATORS) -> cogbuilder.Builder[d
         # fixed and hidden: the tenant's datasource sees no other account anyway
         return (db.ConstantVariable(v.name).label(v.label).value(target.account)
                 .description("The tenant this dashboard belongs to (fixed)."))
+    if v.textbox:
+        # typed in; empty is no filter ($__conditionalAll drops it). The value reaches the SQL only
+        # percent-encoded, as every other variable's (panels.values_of).
+        text = db.TextBoxVariable(v.name).label(v.label).default_value("")
+        return text.description(v.description) if v.description else text
     builder: db.QueryVariable | db.CustomVariable
     if v.sql:   # v.kind == "query" (narrows v.sql to str)
         builder = (db.QueryVariable(v.name).label(v.label).datasource(target.datasource).query(v.sql)
@@ -207,7 +212,10 @@ def _panel(panel: P.Panel, target: Target = OPERATORS) -> PanelBuilder:
                    .text_mode(cm.BigValueTextMode.AUTO)
                    .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False)))
     elif kind == "table":
-        builder = table.Panel().cell_height(cm.TableCellHeight.SM).filterable(False)
+        rows = table.Panel().cell_height(cm.TableCellHeight.SM).filterable(False)
+        if panel.paginate:
+            rows = rows.footer(cb.TableFooterOptions().show(False).reducer(["count"]).enable_pagination(True))
+        builder = rows
     elif kind == "barchart":
         bars = (barchart.Panel().show_value(cm.VisibilityMode.AUTO).fill_opacity(80)
                    .orientation(cm.VizOrientation.HORIZONTAL if panel.horizontal else cm.VizOrientation.AUTO)
@@ -243,6 +251,10 @@ def _panel(panel: P.Panel, target: Target = OPERATORS) -> PanelBuilder:
         builder = builder.decimals(panel.decimals)
     if panel.min_interval:
         builder = builder.interval(panel.min_interval)
+    for name in panel.hidden_series:
+        builder = builder.override_by_name(name, [
+            dm.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "transparent"}),
+            dm.DynamicConfigValue(id_val="custom.hideFrom", value={"legend": True, "tooltip": True, "viz": False})])
     return _links_override(panel, builder, target)
 
 
@@ -254,7 +266,8 @@ def build_dashboard(d: P.Dashboard, target: Target = OPERATORS) -> dict[str, Any
                .link(db.DashboardLink("runlens").type(dm.DashboardLinkType.DASHBOARDS).tags([target.tag])
                      .as_dropdown(False).include_vars(True).keep_time(True).target_blank(False)))
     for v in P.VARIABLES:
-        builder = builder.with_variable(_variable(v, target))
+        if v.name in d.variables:
+            builder = builder.with_variable(_variable(v, target))
     for panel in d.panels:
         builder = builder.with_panel(_panel(panel, target))
     return _plain(builder.build())

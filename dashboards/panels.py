@@ -16,12 +16,13 @@ Conventions every panel query follows, so any renderer can draw it:
 * ``stat``: numeric columns of the first row, one value each.
 * ``table``: any columns.
 
-Filters: every dashboard has the variables account, workflow, version, type, trigger, site and
-card (multi-value, *All* by default). Run panels filter on all seven; step panels filter on
-account, workflow and version directly and on the others through the workflows whose runs
-match; queue panels on account only (queue depth is kept per account); pipeline panels on
-account where the data has one. Each filter is wrapped in ``$__conditionalAll`` so *All*
-costs nothing.
+Filters: the analytics dashboards (``ANALYTICS``) have the variables account, workflow, version,
+type, trigger, site and card (multi-value, *All* by default); Workflow Runs adds status and a
+typed-in run or contact id, Run details has account and run (``Dashboard.variables``). Run
+panels filter on all seven; step panels filter on account, workflow and version directly and on
+the others through the workflows whose runs match; queue panels on account only (queue depth is
+kept per account); pipeline panels on account where the data has one. Each filter is wrapped in
+``$__conditionalAll`` so *All* costs nothing.
 """
 
 from __future__ import annotations
@@ -42,16 +43,18 @@ from dashboards.definitions.model import AlertRule, Dashboard, Link, Panel, Vari
 from dashboards.definitions.overview import OVERVIEW
 from dashboards.definitions.pipeline import PIPELINE
 from dashboards.definitions.queue import QUEUE
-from dashboards.definitions.variables import TRIGGERS, VARIABLES, WORKFLOW_TYPES
+from dashboards.definitions.run_details import RUN_DETAILS
+from dashboards.definitions.runs_list import RUN_LINK, RUN_LIST
+from dashboards.definitions.variables import RUN_STATUSES, STANDARD, TRIGGERS, VARIABLES, WORKFLOW_TYPES
 from dashboards.definitions.workflow import DURATION_BANDS, STEP_STATS, STEPS, WORKFLOW
 
 __all__ = [
-    "ACCOUNT", "ALERT_GROUP", "ALERT_INTERVAL", "ALERT_RULES", "CONTACT_POINT", "DASHBOARDS",
+    "ACCOUNT", "ALERT_GROUP", "ALERT_INTERVAL", "ALERT_RULES", "ANALYTICS", "CONTACT_POINT", "DASHBOARDS",
     "DATASOURCE_TYPE", "DATASOURCE_UID", "DURATION_BANDS", "FAILURES", "FOLDER_TITLE", "FOLDER_UID",
-    "GROUP_BY", "OVERVIEW", "PER_MINUTE", "PIPELINE", "QUEUE", "RUNS", "STEPS", "STEP_STATS", "TRIGGERS",
-    "VARIABLES", "WEBHOOK_URL_ENV", "WORKFLOW", "WORKFLOW_LINK", "WORKFLOW_TYPES", "AlertRule",
-    "Dashboard", "Link", "Panel", "Variable", "all_panels", "dashboard", "panel_options", "run_filter",
-    "step_filter", "values_of",
+    "GROUP_BY", "OVERVIEW", "PER_MINUTE", "PIPELINE", "QUEUE", "RUNS", "RUN_DETAILS", "RUN_LINK", "RUN_LIST",
+    "RUN_STATUSES", "STANDARD", "STEPS", "STEP_STATS", "TRIGGERS", "VARIABLES", "WEBHOOK_URL_ENV", "WORKFLOW",
+    "WORKFLOW_LINK", "WORKFLOW_TYPES", "AlertRule", "Dashboard", "Link", "Panel", "Variable", "all_panels",
+    "dashboard", "panel_options", "run_filter", "step_filter", "values_of",
 ]
 
 DATASOURCE_UID = "runlens-clickhouse"
@@ -59,7 +62,10 @@ DATASOURCE_TYPE = "grafana-clickhouse-datasource"
 FOLDER_UID = "runlens"
 FOLDER_TITLE = "runlens"
 
-DASHBOARDS = (OVERVIEW, WORKFLOW, FAILURES, QUEUE, PIPELINE)
+DASHBOARDS = (OVERVIEW, WORKFLOW, FAILURES, QUEUE, PIPELINE, RUN_LIST, RUN_DETAILS)
+# The analytics dashboards, which the HTML report draws (Workflow Runs and Run details are
+# interactive pages: a list of up to 1,000 runs, one run's log).
+ANALYTICS = (OVERVIEW, WORKFLOW, FAILURES, QUEUE, PIPELINE)
 
 
 def all_panels() -> list[tuple[Dashboard, Panel]]:

@@ -304,6 +304,32 @@ def run_links(account: str, run_ids: list[str]) -> Query:
     return Query(sql, {"account": account, "run_ids": list(run_ids)}, REPLAY_LINK_COLUMNS)
 
 
+def _some_runs_params(account: str, run_ids: list[str]) -> dict[str, Any]:
+    if not account or not account.strip():
+        raise QueryError("--account: an account is required (every query reads one account)")
+    return {"account": account, "run_ids": list(run_ids)}
+
+
+def runs_steps(account: str, run_ids: list[str]) -> Query:
+    """``run_steps`` of several runs of the account at once (``run_id`` first)."""
+    params = _some_runs_params(account, run_ids)
+    columns = ("run_id", *STEP_COLUMNS, "resume_late_ms")
+    sql = (f"SELECT run_id, {', '.join(STEP_COLUMNS)}, "
+           "dateDiff('millisecond', scheduled_resume_at, resumed_at) AS resume_late_ms "
+           "FROM steps WHERE account_id = {account:String} AND run_id IN {run_ids:Array(String)} "
+           "ORDER BY run_id, step_index, attempt, started_at")
+    return Query(sql, params, columns)
+
+
+def runs_replays(account: str, run_ids: list[str]) -> Query:
+    """``run_replays`` of several runs of the account at once (``replay_of`` names the run)."""
+    params = _some_runs_params(account, run_ids)
+    sql = (f"SELECT {', '.join(REPLAY_LINK_COLUMNS)} FROM runs "
+           "WHERE account_id = {account:String} AND replay_of IN {run_ids:Array(String)} "
+           "ORDER BY coalesce(started_at, queued_at), run_id")
+    return Query(sql, params, REPLAY_LINK_COLUMNS)
+
+
 # --------------------------------------------------------------------------- replay comparison
 
 

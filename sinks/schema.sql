@@ -834,7 +834,7 @@ CREATE TABLE runlens.pipeline_metrics
 (
     `time` DateTime64(3, 'UTC'),
     `worker` String,
-    `metric` LowCardinality(String),
+    `metric` LowCardinality(String) COMMENT 'consumer_lag, partition_lag (per partition), the worker counters, and per batch: batch_records, batch_events_stored, batch_dead_letters, batch_duplicates, batch_redelivered, batch_wall_ms, batch_live_events, batch_latency_p50_ms, batch_latency_p95_ms, batch_latency_max_ms, batch_dead_letters_stored (migration 009)',
     `partition` Int32 DEFAULT -1,
     `value` Float64
 )

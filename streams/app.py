@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,6 +81,78 @@ class WorkerStats:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "last_batch_at"}
+
+
+LIVE_WINDOW_MS = 3_600_000.0
+"""Only events at most this old when their insert was acknowledged count towards latency: a
+backfill's or a replay's age is not the pipeline's latency."""
+
+BATCH_METRICS = (
+    "batch_records", "batch_events_stored", "batch_dead_letters", "batch_duplicates", "batch_redelivered",
+    "batch_wall_ms", "batch_live_events", "batch_latency_p50_ms", "batch_latency_p95_ms", "batch_latency_max_ms",
+)
+"""The per-batch figures each worker writes to ``pipeline_metrics`` (partition -1, ``time`` = when
+the batch was done: its inserts acknowledged), one row each per batch of the events topic:
+
+- ``batch_records``: Kafka records consumed;
+- ``batch_events_stored``: rows written to ``events`` (repeated event ids included: they are stored,
+  marked ``is_new = 0``);
+- ``batch_dead_letters``: lines sent to the dead-letter topic;
+- ``batch_duplicates``: stored events whose id the partition had seen before (``is_new = 0``);
+- ``batch_redelivered``: events skipped because already stored (a redelivered batch);
+- ``batch_wall_ms``: the batch's wall time in the worker, from handing it over (``take_events``) to
+  its end (all inserts acknowledged, alerts delivered);
+- ``batch_live_events``, ``batch_latency_p50_ms`` / ``_p95_ms`` / ``_max_ms``: event-to-queryable
+  latency, *insert acknowledged - event ts* over the batch's stored events at most an hour old
+  (``LIVE_WINDOW_MS``); the latency rows are left out when the batch has none.
+
+Event time (not the Kafka record timestamp) is the start: it is what a user sees as "the run did
+this at ...", and it includes the producer's own delay before publishing. The acknowledgement of
+the insert is the end: from then on the row is visible to every query."""
+
+DEAD_LETTER_BATCH_METRIC = "batch_dead_letters_stored"
+"""One row per batch of the dead-letter topic: the dead letters it stored in ``dead_letters``
+(those the worker sent and those a producer sent, e.g. lines ``runlens publish`` rejected)."""
+
+
+@dataclass
+class BatchTally:
+    """What one batch of the events topic did, gathered group by group (``process_records``)."""
+
+    records: int = 0
+    stored: int = 0
+    dead_letters: int = 0
+    duplicates: int = 0
+    redelivered: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+def live_latencies_ms(event_times: Sequence[datetime], acked_at: float) -> list[float]:
+    """Milliseconds from each event time to ``acked_at`` (epoch seconds), for the events that were
+    at most ``LIVE_WINDOW_MS`` old and not in the future then."""
+    acked_ms = acked_at * 1000.0
+    return [d for t in event_times if 0.0 <= (d := acked_ms - t.timestamp() * 1000.0) <= LIVE_WINDOW_MS]
+
+
+def batch_figures(tally: BatchTally, wall_s: float) -> dict[str, float]:
+    """The ``BATCH_METRICS`` values of one batch (the latency ones only when it had live events).
+    Percentiles are nearest-rank: the smallest latency with at least that share at or below it."""
+    figures = {"batch_records": float(tally.records), "batch_events_stored": float(tally.stored),
+               "batch_dead_letters": float(tally.dead_letters), "batch_duplicates": float(tally.duplicates),
+               "batch_redelivered": float(tally.redelivered), "batch_wall_ms": wall_s * 1000.0}
+    latencies = sorted(tally.latencies_ms)
+    if latencies:
+        n = len(latencies)
+        figures.update({"batch_live_events": float(n),
+                        "batch_latency_p50_ms": latencies[max(0, -(-n * 50 // 100) - 1)],
+                        "batch_latency_p95_ms": latencies[max(0, -(-n * 95 // 100) - 1)],
+                        "batch_latency_max_ms": latencies[-1]})
+    return figures
+
+
+MAX_BUFFERED_FIGURES = 100_000
+"""Batch figure rows kept for the next metrics sample at most (oldest dropped beyond): bounded
+memory when samples cannot be written for a long time."""
 
 
 def faust_broker_url(brokers: str) -> str:
@@ -159,6 +231,8 @@ class IngestWorker:
             FUTURE_TOLERANCE, timedelta(seconds=config.max_clock_skew_seconds)))
         self.webhook = WebhookNotifier(config.alert_webhook_url) if config.alert_webhook_url else None
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        # per-batch figures (time, metric, value) waiting for the next metrics sample (``record_metrics``)
+        self.batch_rows: list[tuple[datetime, str, float]] = []
         _shorten_fetch_wait(FETCH_MAX_WAIT_MS)
         self.app = app = faust.App(
             config.consumer_group,
@@ -232,21 +306,38 @@ class IngestWorker:
         memory stays bounded by the group, not the batch, and a crash between two groups leaves
         each partition's stored events a prefix, so the high-water position stays exact."""
         stats = self.stats
+        started = time.perf_counter()
         records = sorted(_records(events), key=lambda r: (r.partition, r.offset))
         stats.events_in += len(records)
         observed = 0
         received = datetime.now(UTC)   # the clock event times are judged against, once per batch
+        tally = BatchTally(records=len(records))
         for group in record_groups(records, self.config.insert_max_rows, GROUP_MAX_BYTES):
-            observed += await self.process_records(group, received)
+            observed += await self.process_records(group, received, tally)
         if observed:
             raised = self.alerts.advance()
             if raised:
                 await self.deliver_alerts(raised)
         stats.batches += 1
         stats.last_batch_at = time.time()
+        self.keep_batch_figures(tally, time.perf_counter() - started, stats.last_batch_at)
 
-    async def process_records(self, records: list[RawRecord], received: datetime) -> int:
-        """Validate, dead-letter, annotate and store one group; returns how many events it stored.
+    def keep_batch_figures(self, tally: BatchTally, wall_s: float, at: float) -> None:
+        """Buffer one batch's ``BATCH_METRICS`` rows for the next metrics sample (one insert for
+        all batches since the last one, off the batch path)."""
+        when = datetime.fromtimestamp(at, UTC)
+        self.keep_rows([(when, metric, value) for metric, value in batch_figures(tally, wall_s).items()])
+
+    def keep_rows(self, figures: list[tuple[datetime, str, float]]) -> None:
+        rows = self.batch_rows
+        rows.extend(figures)
+        if len(rows) > MAX_BUFFERED_FIGURES:
+            del rows[:len(rows) - MAX_BUFFERED_FIGURES]
+
+    async def process_records(self, records: list[RawRecord], received: datetime,
+                              tally: BatchTally | None = None) -> int:
+        """Validate, dead-letter, annotate and store one group; returns how many events it stored
+        and adds what it did to ``tally`` (the batch's figures).
         A line's content cannot make this raise: ``split_batch`` turns every problem of a line
         (decoding, validation, column mapping) into its dead letter before the ledger sees it."""
         stats, warehouse = self.stats, self.warehouse
@@ -267,8 +358,14 @@ class IngestWorker:
             if note is not None:
                 kept.append(item)
                 notes.append(note)
-        stats.skipped_redelivered += len(split.events) - len(kept)
-        stats.duplicates += sum(1 for n in notes if not n.is_new)
+        redelivered = len(split.events) - len(kept)
+        duplicates = sum(1 for n in notes if not n.is_new)
+        stats.skipped_redelivered += redelivered
+        stats.duplicates += duplicates
+        if tally is not None:
+            tally.dead_letters += len(split.dead_letters)
+            tally.redelivered += redelivered
+            tally.duplicates += duplicates
         if not kept:
             return 0
         columns = event_columns(kept, notes)
@@ -277,6 +374,9 @@ class IngestWorker:
         await write_with_retry(lambda: warehouse.insert_columns("events", columns, token),
                                stats, f"{len(kept)} events")
         stats.events_written += len(kept)
+        if tally is not None:
+            tally.stored += len(kept)
+            tally.latencies_ms += live_latencies_ms(columns["ts"], time.time())
         for (event, *_), note in zip(kept, notes, strict=True):
             if note.is_new:
                 self.alerts.observe(event, received)
@@ -299,8 +399,11 @@ class IngestWorker:
 
     async def record_metrics(self) -> None:
         """Pipeline health every few seconds into ``pipeline_metrics``: the worker's counters, the
-        group's lag, and one ``partition_lag`` row per events partition this worker owns (best
-        effort: a failed write is logged and skipped, never retried, never blocks ingestion)."""
+        group's lag, one ``partition_lag`` row per events partition this worker owns, and the
+        figures of every batch handled since the last sample (``BATCH_METRICS``,
+        ``DEAD_LETTER_BATCH_METRIC``), in one insert.
+        Best effort: a failed write is logged and skipped, never retried, never blocks ingestion;
+        only the batch figures are kept for the next sample (bounded), the panels sum them."""
         config, worker_name = self.config, self.worker_name
         loop = asyncio.get_running_loop()
         try:
@@ -314,15 +417,20 @@ class IngestWorker:
         figures = {**{k: float(v) for k, v in self.stats.as_dict().items()}, "consumer_lag": lag,
                    "too_late_for_alerts": float(self.alerts.too_late), "rss_bytes": float(_rss_bytes())}
         metrics = list(figures) + ["partition_lag"] * len(owned)
+        batch_rows, self.batch_rows = self.batch_rows, []
         columns: dict[str, list[Any]] = {
-            "time": [now] * len(metrics), "worker": [worker_name] * len(metrics), "metric": metrics,
-            "partition": [-1] * len(figures) + owned,
-            "value": list(figures.values()) + [float(lags.get((config.events_topic, p), -1)) for p in owned]}
+            "time": [now] * len(metrics) + [r[0] for r in batch_rows],
+            "worker": [worker_name] * (len(metrics) + len(batch_rows)),
+            "metric": metrics + [r[1] for r in batch_rows],
+            "partition": [-1] * len(figures) + owned + [-1] * len(batch_rows),
+            "value": list(figures.values()) + [float(lags.get((config.events_topic, p), -1)) for p in owned]
+                     + [r[2] for r in batch_rows]}
         try:
             await loop.run_in_executor(None, lambda: self.warehouse.insert_columns(
                 "pipeline_metrics", columns, f"metrics-{worker_name}-{now.timestamp()}"))
         except Exception as exc:  # noqa: BLE001
             log.info("skipped a metrics sample: %s", exc)
+            self.batch_rows[:0] = batch_rows[-MAX_BUFFERED_FIGURES:]   # batches handled meanwhile stay after
 
     async def store_dead_letters(self, events: Sequence[EventT]) -> None:
         """Store one batch of the dead-letter topic. ``from_record`` and ``dead_letter_columns``
@@ -334,6 +442,7 @@ class IngestWorker:
         token = batch_token("dead_letters", [(p, o) for _, p, o in items])
         await write_with_retry(lambda: self.warehouse.insert_columns("dead_letters", columns, token),
                                self.stats, f"{len(items)} dead letters")
+        self.keep_rows([(datetime.now(UTC), DEAD_LETTER_BATCH_METRIC, float(len(items)))])
 
 
 async def _guarded(step: Callable[[Sequence[EventT]], Awaitable[None]], events: Sequence[EventT]) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# The variables of the analytics dashboards (Overview ... Pipeline health).
+STANDARD_VARIABLES = ("account", "workflow", "version", "type", "trigger", "site", "card")
+
 
 @dataclass(frozen=True)
 class Variable:
@@ -17,10 +20,11 @@ class Variable:
     description: str = ""
     multi: bool = True
     include_all: bool = True
+    textbox: bool = False              # typed in (Grafana textbox): one value, no options, empty = no filter
 
     @property
     def kind(self) -> str:
-        return "query" if self.sql else "custom"
+        return "textbox" if self.textbox else "query" if self.sql else "custom"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class Panel:
     horizontal: bool = False           # barchart orientation
     links: tuple[Link, ...] = ()
     decimals: int | None = None
+    hidden_series: tuple[str, ...] = ()  # barchart: columns drawn transparent, out of legend and tooltip
+    paginate: bool = False             # table: Grafana pages the rows
 
     @property
     def time_series(self) -> bool:
@@ -62,6 +68,7 @@ class Dashboard:
     panels: tuple[Panel, ...]
     time_from: str = "now-6h"
     refresh: str = "1m"
+    variables: tuple[str, ...] = STANDARD_VARIABLES   # names, of dashboards.panels.VARIABLES
 
     def panel(self, panel_id: int) -> Panel:
         return next(p for p in self.panels if p.id == panel_id)

@@ -12,21 +12,21 @@ PIPELINE = Dashboard(
     time_from="now-1h",
     refresh="30s",
     panels=(
-        Panel(1, "Events in / out per second", "timeseries", sql_text(f"""
+        Panel(1, "Events in / out per second", "timeseries", sql_text("""
             SELECT t AS time,
-                   (sum(stored) + sum(dead)) / $__interval_s AS events_in,
-                   sum(stored) / $__interval_s AS events_stored
+                   sum(value) / $__interval_s AS events_in,
+                   sumIf(value, metric = 'batch_events_stored') / $__interval_s AS events_stored
             FROM (
-                SELECT $__timeInterval(ingested_at) AS t, count() AS stored, 0 AS dead
-                FROM events WHERE $__timeFilter(ingested_at) AND {ACCOUNT} GROUP BY t
-                UNION ALL
-                SELECT $__timeInterval(received_at) AS t, 0 AS stored, count() AS dead
-                FROM dead_letters WHERE $__timeFilter(received_at) GROUP BY t
+                SELECT $__timeInterval(time) AS t, metric, value
+                FROM pipeline_metrics
+                WHERE metric IN ('batch_events_stored', 'batch_dead_letters_stored') AND $__timeFilter(time)
             )
-            GROUP BY time ORDER BY time"""),
+            GROUP BY t ORDER BY t"""),
             (0, 0, 12, 8), unit="suffix: events/s", min_interval="10s",
             description="In: records the worker consumed (stored events and dead letters); stored: rows "
-                        "written to the events table, by the time they were written."),
+                        "written to the events table, by the time their insert was acknowledged. From the "
+                        "workers' per-batch figures (batch_events_stored, batch_dead_letters_stored), over "
+                        "every account."),
         Panel(2, "Consumer lag", "timeseries", sql_text("""
             SELECT $__timeInterval(time) AS t, worker, max(value) AS lag
             FROM pipeline_metrics
@@ -35,29 +35,41 @@ PIPELINE = Dashboard(
             (12, 0, 12, 8), unit="short", min_interval="10s",
             description="Records behind the head of the events topic, as each worker reports it."),
         Panel(3, "Dead-letter rate", "timeseries", sql_text("""
-            SELECT t AS time, round(100 * sum(dead) / (sum(stored) + sum(dead)), 3) AS dead_letter_pct
+            SELECT t AS time,
+                   round(100 * sumIf(value, metric = 'batch_dead_letters_stored') / sum(value), 3)
+                       AS dead_letter_pct
             FROM (
-                SELECT $__timeInterval(ingested_at) AS t, count() AS stored, 0 AS dead
-                FROM events WHERE $__timeFilter(ingested_at) GROUP BY t
-                UNION ALL
-                SELECT $__timeInterval(received_at) AS t, 0 AS stored, count() AS dead
-                FROM dead_letters WHERE $__timeFilter(received_at) GROUP BY t
+                SELECT $__timeInterval(time) AS t, metric, value
+                FROM pipeline_metrics
+                WHERE metric IN ('batch_events_stored', 'batch_dead_letters_stored') AND $__timeFilter(time)
             )
-            GROUP BY time ORDER BY time"""),
+            GROUP BY t HAVING sum(value) > 0 ORDER BY t"""),
             (0, 8, 12, 8), unit="percent", min_interval="1m",
-            description="Share of consumed records that were invalid and went to the dead-letter topic."),
-        Panel(4, "Event-to-queryable latency (live events)", "timeseries", sql_text(f"""
-            SELECT $__timeInterval(ingested_at) AS time,
-                   quantile(0.5)(dateDiff('millisecond', ts, ingested_at)) AS p50,
-                   quantile(0.95)(dateDiff('millisecond', ts, ingested_at)) AS p95,
-                   max(dateDiff('millisecond', ts, ingested_at)) AS max
-            FROM events
-            WHERE $__timeFilter(ingested_at) AND {ACCOUNT}
-              AND ts > ingested_at - INTERVAL 1 HOUR AND ts <= ingested_at
-            GROUP BY time ORDER BY time"""),
+            description="Share of consumed records that were invalid and went to the dead-letter topic "
+                        "(the workers' per-batch figures)."),
+        Panel(4, "Event-to-queryable latency (live events)", "timeseries", sql_text("""
+            SELECT t AS time,
+                   quantileExactWeighted(0.5)(p50, toUInt64(n)) AS p50,
+                   quantileExactWeighted(0.95)(p95, toUInt64(n)) AS p95,
+                   max(worst) AS max
+            FROM (
+                SELECT $__timeInterval(time) AS t, worker, time AS acked_at,
+                       anyIf(value, metric = 'batch_live_events') AS n,
+                       anyIf(value, metric = 'batch_latency_p50_ms') AS p50,
+                       anyIf(value, metric = 'batch_latency_p95_ms') AS p95,
+                       anyIf(value, metric = 'batch_latency_max_ms') AS worst
+                FROM pipeline_metrics
+                WHERE metric IN ('batch_live_events', 'batch_latency_p50_ms', 'batch_latency_p95_ms',
+                                 'batch_latency_max_ms')
+                  AND $__timeFilter(time)
+                GROUP BY t, worker, acked_at
+            )
+            GROUP BY t ORDER BY t"""),
             (12, 8, 12, 8), unit="ms", min_interval="10s",
-            description="From the event's own time to the moment its row was written. Only events "
-                        "less than an hour old on arrival count: a backfill's age is not latency."),
+            description="From the event's own time to the moment its insert was acknowledged (queryable), "
+                        "as the workers measure it per batch. Only events less than an hour old on arrival "
+                        "count: a backfill's age is not latency. p50/p95: the batches' percentiles weighted "
+                        "by their live events; max: exact. Over every account."),
         Panel(5, "Dead letters by reason", "table", sql_text("""
             SELECT splitByString(': ', reason)[1] AS reason, count() AS records,
                    max(received_at) AS last_seen, any(source) AS example_source

@@ -1,4 +1,5 @@
-"""The dashboard variables every dashboard has (multi-value, *All* by default)."""
+"""The dashboard variables: ``VARIABLES`` holds every one, each dashboard names its own
+(``Dashboard.variables``; the analytics dashboards ``STANDARD``, multi-value, *All* by default)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from dashboards.definitions.model import Variable
 WORKFLOW_TYPES = ("card", "site", "contact", "survey", "integration")
 TRIGGERS = ("manual", "automatic", "api", "scheduled")
 
-VARIABLES = (
+# The analytics dashboards' variables (model.STANDARD_VARIABLES), on Overview ... Pipeline health.
+STANDARD = (
     Variable("account", "Account", sql_text("""
         SELECT DISTINCT account_id FROM run_stats_state
         WHERE $__timeFilter(bucket) ORDER BY account_id"""),
@@ -35,3 +37,23 @@ VARIABLES = (
         WHERE $__timeFilter(bucket) AND card_id != '' AND {ACCOUNT} ORDER BY card_id"""),
         description="Cards (forms, quizzes, surveys) the selected accounts' runs belong to."),
 )
+
+# The Workflow Runs and Run details dashboards' own variables (dashboards.definitions.runs_list,
+# run_details): in VARIABLES (every variable a dashboard may have; each dashboard names its own,
+# Dashboard.variables), on those two dashboards only.
+RUN_STATUSES = ("success", "failed", "running", "pending", "stopped")
+
+STATUS = Variable("status", "Status", options=RUN_STATUSES,
+                  description="Run status (latest state): success, failed, running, pending, stopped.")
+SEARCH = Variable("search", "Run or contact id", multi=False, include_all=False, textbox=True,
+                  description="A run id or a contact id, typed in (empty: every run).")
+RUN = Variable("run", "Run", multi=False, include_all=False, textbox=True,
+               description="The run shown (its id, typed in or set by a link from Workflow Runs).")
+
+VARIABLES = (*STANDARD, STATUS, SEARCH, RUN)
+
+# Which variables each of the two dashboards has, in the order Grafana shows them.
+RUN_LIST_VARIABLES = (*STANDARD, STATUS, SEARCH)
+RUN_DETAILS_VARIABLES = (STANDARD[0], RUN)
+# Variables whose value is typed in (Grafana textbox variables), not picked from options.
+TEXT_VARIABLES = frozenset(v.name for v in VARIABLES if v.textbox)

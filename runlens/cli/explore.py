@@ -14,9 +14,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from dashboards import run_page, sqllib
 from dashboards import runs as rq
-from dashboards import sqllib
-from runlens.cli.common import BadArgument, RawCsvOpt, UserError, parse_when, printable, shown, text_values
+from runlens.cli.common import (
+    BadArgument,
+    RawCsvOpt,
+    UserError,
+    parse_when,
+    path_value,
+    printable,
+    shown,
+    text_values,
+)
 from runlens.cli.explore_common import (
     AccountOpt,
     CardOpt,
@@ -148,6 +157,10 @@ def runs_show(
     account: AccountOpt,
     format: FormatOpt = Format.table,
     raw_csv: RawCsvOpt = False,
+    html_file: Annotated[str | None, typer.Option(
+        "--html", metavar="FILE", callback=path_value,
+        help="Write the run details as one self-contained HTML page (overview, step timeline chart, step log, "
+             "replays) instead of printing them.")] = None,
 ) -> None:
     """One run: overview, step timeline with inputs, outputs and errors, and its replay links."""
     client = client_of(ctx)
@@ -159,6 +172,14 @@ def runs_show(
     if run["replay_of"]:
         cols, rows = run_rows(client, rq.run_links(account, [run["replay_of"]]))
         original = as_records(cols, rows)[0] if rows else {"run_id": run["replay_of"], "status": "not found"}
+    if html_file is not None:
+        try:
+            path = run_page.write_run_page(run_page.RunDetails(run, steps, original, replays), html_file)
+        except OSError as exc:
+            raise UserError(f"--html: cannot write {shown(html_file, 200)}: {exc.strerror or exc.__class__.__name__}") \
+                from None
+        say(f"wrote {path.resolve()}")
+        return
     if format is Format.json:
         json_doc({"run": run, "original": original, "replays": replays, "steps": steps})
         return

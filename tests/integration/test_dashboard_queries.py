@@ -15,6 +15,7 @@ import pytest
 from dashboards import panels as P
 from dashboards.macros import ALL, TimeRange, expand
 from dashboards.report import column_kind, query_interval, variable_specs, variable_values
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -23,10 +24,12 @@ T1 = datetime(2026, 11, 16, 6, 0, tzinfo=UTC)
 ACME = variable_values({"account": "acme"})
 
 # Panels over ingestion time (the pipeline's own clock), not event time: run over the minutes
-# the shared workload was ingested.
+# the shared workload was ingested. Throughput and dead-letter rate read the workers' per-batch
+# figures (pipeline_metrics), written with the worker's next metrics sample: `ingestion_window`
+# waits for them.
 INGESTION_PANELS = {("runlens-pipeline", 1), ("runlens-pipeline", 3), ("runlens-pipeline", 5)}
-# Panels the workload cannot fill: worker metrics (written by the worker later), live-event
-# latency (the workload is all backfill), detector alerts.
+# Panels the workload cannot fill: consumer lag (sampled, may be all before the window), live-event
+# latency (the workload is all backfill: no batch has a live event), detector alerts.
 NOT_GUARANTEED = {("runlens-pipeline", 2), ("runlens-pipeline", 4), ("runlens-pipeline", 6),
                   ("runlens-pipeline", 7)}
 
@@ -58,19 +61,59 @@ def _check_shape(panel: P.Panel, columns: list[tuple[str, str]]) -> None:
 def ingestion_window(reader, published):
     start, end = reader.query("SELECT min(ingested_at), max(ingested_at) FROM events").result_rows[0]
     start, end = start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)
+    # the figures of the last batch of each topic: a batch's time is after its rows' ingested_at
+    # (events) or received_at (dead letters)
+    covered = """
+        SELECT (SELECT max(time) FROM pipeline_metrics WHERE metric = 'batch_events_stored')
+                   >= (SELECT max(ingested_at) FROM events),
+               (SELECT max(time) FROM pipeline_metrics WHERE metric = 'batch_dead_letters_stored')
+                   >= (SELECT max(received_at) FROM dead_letters)"""
+    wait_for(lambda: reader.query(covered).result_rows[0], lambda done: all(done), timeout=60,
+             what="the workers' batch figures to cover the stored events and dead letters")
     return start - timedelta(minutes=1), end + timedelta(minutes=1)
+
+
+def test_batch_figures_count_what_was_stored(reader, published, ingestion_window):
+    """The figures the throughput panels sum account for every stored row: each row of `events`
+    was counted by the batch that wrote it (repeats and redeliveries may add to the figures, never
+    take away); the panel over the ingestion window sums to all of them."""
+    (stored, dead, records), = reader.query(
+        "SELECT sumIf(value, metric = 'batch_events_stored'), sumIf(value, metric = 'batch_dead_letters_stored'), "
+        "sumIf(value, metric = 'batch_records') FROM pipeline_metrics").result_rows
+    (rows,), = reader.query("SELECT count() FROM events").result_rows
+    (letters,), = reader.query("SELECT count() FROM dead_letters").result_rows
+    assert stored >= rows > 10_000 and dead >= letters > 0 and records > 0
+    start, end = ingestion_window
+    panel = P.PIPELINE.panel(1)
+    time = TimeRange(start, end, query_interval(panel, start, end))
+    got = reader.query(_panel_sql(panel, start, end)).result_rows
+    assert sum(row[2] for row in got) * time.interval_s == pytest.approx(stored)
 
 
 def _panel_sql(panel: P.Panel, start: datetime, end: datetime, values=ACME) -> str:
     return expand(panel.sql, TimeRange(start, end, query_interval(panel, start, end)), values, variable_specs())
 
 
+@pytest.fixture(scope="module")
+def details_run(reader, published) -> str:
+    """The run the Run details panels are asked about: an acme run of the window that was
+    replayed and has a retried step (so every panel of the dashboard has rows)."""
+    rows = reader.query(
+        "SELECT replay_of FROM runs WHERE account_id = 'acme' AND replay_of IS NOT NULL "
+        "AND replay_of IN (SELECT run_id FROM steps WHERE account_id = 'acme' AND attempt > 1) "
+        "AND started_at >= '2026-11-16 00:00:00' AND started_at < '2026-11-16 06:00:00' "
+        "ORDER BY replay_of LIMIT 1").result_rows
+    assert rows, "the workload has no replayed acme run with a retry"
+    return rows[0][0]
+
+
 @pytest.mark.parametrize("uid, panel_id", [(d.uid, p.id) for d, p in P.all_panels()],
                          ids=[f"{d.uid}-{p.id}" for d, p in P.all_panels()])
-def test_panel_query(reader, published, ingestion_window, uid, panel_id):
+def test_panel_query(reader, published, ingestion_window, details_run, uid, panel_id):
     panel = P.dashboard(uid).panel(panel_id)
     start, end = ingestion_window if (uid, panel_id) in INGESTION_PANELS else (T0, T1)
-    sql = _panel_sql(panel, start, end)
+    values = variable_values({"account": "acme", "run": details_run}) if uid == P.RUN_DETAILS.uid else ACME
+    sql = _panel_sql(panel, start, end, values)
     columns = _columns(reader, sql)
     _check_shape(panel, columns)
     result = reader.query(sql)

@@ -5,6 +5,7 @@ account never sees another's runs."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -169,6 +170,33 @@ def test_show_a_failed_retried_replayed_run(published, stack_settings, runs, ste
     replay = json.loads(_ok(run_cli(stack_settings, "runs", "show", replay_ids[0], "-a", account, "-f", "json")))
     assert replay["original"]["run_id"] == run_id and replay["original"]["status"] == "failed"
     assert replay["run"]["replay_mode"] == runs[(account, replay_ids[0])]["replay_mode"]
+
+
+def test_show_html_writes_the_run_page_and_refuses_another_account(published, stack_settings, runs, steps, tmp_path):
+    (account, run_id), replay_ids = _replayed_failure_with_retries(runs, steps)
+    out = tmp_path / "run.html"
+    assert _ok(run_cli(stack_settings, "runs", "show", run_id, "-a", account, "--html", str(out))).strip() \
+        == f"wrote {out.resolve()}"
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<script src=" not in page
+    mine = {k[2:]: s for k, s in steps.items() if k[:2] == (account, run_id)}
+    log = page[page.index('<table class="log">'):]
+    log = log[:log.index("</table>")]
+    assert log.count("<tr") == 1 + len(mine)                  # the header and one row per attempt
+    for step in mine.values():
+        assert f"<td>{html.escape(step['step_name'])}</td>" in log
+        assert f'<td class="nw">{step["step_type"]}</td>' in log
+    assert any(attempt > 1 for _, attempt in mine)
+    expected = runs[(account, run_id)]
+    assert f"<code>{html.escape(expected['workflow_id'])}</code>" in page and expected["error_code"] in page
+    assert all(replay in page for replay in replay_ids)
+    assert page.count('data-bars="') == 1 and f'data-bars="{len(mine)}"' in page
+    # another account's run is not found: one line, nothing written
+    other = next(a for a in ("acme", "globex", "initech") if a != account and (a, run_id) not in runs)
+    refused = tmp_path / "other.html"
+    result = run_cli(stack_settings, "runs", "show", run_id, "-a", other, "--html", str(refused))
+    assert result.returncode == 1 and result.stdout == b"" and not refused.exists()
+    assert result.stderr.decode().count("\n") == 1 and f"not found in account '{other}'" in result.stderr.decode()
 
 
 def test_show_a_delay_step_with_scheduled_and_actual_resume(published, stack_settings, events):

@@ -101,6 +101,7 @@ for _cmd in ("runs list", "runs show", "runs compare", "runs replays", "export")
                        (_cmd, "--status"): "choice", (_cmd, "--type"): "choice", (_cmd, "--trigger"): "choice",
                        (_cmd, "--error-class"): "choice", (_cmd, "--replays"): "choice", (_cmd, "--sort"): "choice"})
 TEXT_KINDS[("export", "--out")] = "path"
+TEXT_KINDS[("runs show", "--html")] = "path"
 
 # Commands whose options other modules own (grafana_cmd, the query command): invariants only.
 OTHERS = ("grafana", "report", "query")

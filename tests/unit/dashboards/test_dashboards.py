@@ -14,6 +14,7 @@ import yaml
 
 from dashboards import grafana as G
 from dashboards import panels as P
+from dashboards.definitions.variables import TEXT_VARIABLES
 from dashboards.macros import (
     ALL,
     BACKEND_MACROS,
@@ -67,7 +68,7 @@ def test_one_dashboard_file_per_definition_with_unique_uids():
     dashboards = _dashboards()
     assert set(dashboards) == {d.uid for d in P.DASHBOARDS}
     uids = [d["uid"] for d in dashboards.values()]
-    assert len(uids) == len(set(uids)) == 5
+    assert len(uids) == len(set(uids)) == 7
     assert all(name == d["uid"] for name, d in dashboards.items())
 
 
@@ -105,11 +106,17 @@ def test_every_variable_used_is_defined_before_use(uid):
     dashboard = _dashboards()[uid]
     variables = dashboard["templating"]["list"]
     names = [v["name"] for v in variables]
-    assert names == ["account", "workflow", "version", "type", "trigger", "site", "card"]
+    assert names == list(P.dashboard(uid).variables)
+    assert names[0] == "account" and set(names) <= {v.name for v in P.VARIABLES}
+    if P.dashboard(uid) in P.ANALYTICS:
+        assert names == ["account", "workflow", "version", "type", "trigger", "site", "card"]
     for index, v in enumerate(variables):
         if v["type"] == "query":
             assert used_variables(v["query"]) <= set(names[:index]), f"{v['name']} uses a later variable"
-        assert v["multi"] and v["includeAll"] and v["current"]["value"] == ["$__all"]
+        if v["type"] == "textbox":   # typed in: one value, empty = no filter
+            assert v["name"] in TEXT_VARIABLES and not v["multi"] and not v["includeAll"] and v["query"] == ""
+        else:
+            assert v["multi"] and v["includeAll"] and v["current"]["value"] == ["$__all"]
     for panel, target in _all_targets(dashboard):
         undefined = used_variables(target["rawSql"]) - set(names)
         assert not undefined, f"{uid} {panel['title']!r} uses undefined variables {undefined}"
@@ -129,6 +136,8 @@ def test_panels_carry_the_definitions_sql_and_format(uid):
         assert target["rawSql"] == spec.sql
         assert target["editorType"] == "sql"
         assert target["format"] == (0 if panel["type"] in ("timeseries", "heatmap") else 1)
+        if uid == P.RUN_DETAILS.uid:
+            continue   # one run, whatever the time range (the link sets the range to the run's window)
         assert "$__timeFilter(" in spec.sql or "$__fromTime" in spec.sql or "$__toTime" in spec.sql, \
             f"{spec.title!r} ignores the dashboard's time range"
         if panel["type"] == "timeseries":
@@ -396,7 +405,7 @@ def test_report_renders_every_panel_once_with_plotly_inlined(tmp_path):
     client = FakeClient()
     path = write_report(client, tmp_path / "r.html", T0, T1, {"account": "acme"})
     page = path.read_text()
-    panels = P.all_panels()
+    panels = [(d, p) for d in P.ANALYTICS for p in d.panels]   # the report draws the analytics dashboards
     assert len(client.queries) == len(panels)
     filtered = [(q, p) for q, p in zip(client.queries, client.parameters, strict=True) if "account_id IN" in q]
     assert filtered, "no panel filtered on the account"
@@ -449,6 +458,9 @@ _PER_RUN_VIEW = re.compile(r"\b(?:FROM|JOIN)\s+(runs|steps|run_state|step_state)
 @pytest.mark.parametrize("uid, panel_id", [(d.uid, p.id) for d, p in P.all_panels()],
                          ids=[f"{d.uid}-{p.id}" for d, p in P.all_panels()])
 def test_panels_do_not_fold_every_run(uid, panel_id):
+    if uid in (P.RUN_LIST.uid, P.RUN_DETAILS.uid):
+        pytest.skip("lists runs one by one: reads run_state / step_state filtered on their key before the fold "
+                    "(tests/unit/dashboards/test_run_dashboards.py)")
     panel = P.dashboard(uid).panel(panel_id)
     assert not _PER_RUN_VIEW.search(panel.sql), f"{panel.title!r} reads a per-run view:\n{panel.sql}"
 
@@ -526,6 +538,27 @@ def test_tenant_uids_fit_grafanas_limit():
 
 
 def test_operator_variables_take_no_typed_in_values():
+    """No typed-in values but in the textboxes made for them (a run id, a contact id)."""
     for d in _dashboards().values():
         for v in d["templating"]["list"]:
+            if v["type"] == "textbox":
+                assert v["name"] in TEXT_VARIABLES and d["uid"] in (P.RUN_LIST.uid, P.RUN_DETAILS.uid)
+                continue
             assert v["allowCustomValue"] is False, f"{d['uid']}: ${v['name']} accepts typed-in values"
+
+
+def test_pipeline_health_reads_figures_not_scans():
+    """Pipeline health reads the workers' figures (``pipeline_metrics``), never a scan of the
+    events or run state, and only metric names the workers write."""
+    import re
+
+    from streams.app import BATCH_METRICS, DEAD_LETTER_BATCH_METRIC
+
+    written = set(BATCH_METRICS) | {DEAD_LETTER_BATCH_METRIC, "consumer_lag", "partition_lag"}
+    for panel in P.PIPELINE.panels:
+        assert not _tables(panel.sql) & {"events", "run_state", "runs", "steps", "dead_letters"}, panel.title
+        if "pipeline_metrics" in _tables(panel.sql):
+            names = set(re.findall(r"'([a-z0-9_]+)'", panel.sql)) - {"UTC"}
+            assert names and names <= written, f"{panel.title} reads {names - written}"
+    for panel_id in (1, 3, 4):
+        assert _tables(P.PIPELINE.panel(panel_id).sql) == {"pipeline_metrics"}

@@ -341,7 +341,8 @@ def test_tenant_push_uses_the_tenants_datasource_folder_and_organisation(push, m
         assert ds["uid"] == tenancy.datasource_uid("acme") and ds["jsonData"]["username"] == "runlens_acme"
         assert ds["secureJsonData"]["password"] == "acme-secret"
         assert set(grafana.folders) == {"runlens-acme"}
-        assert len(grafana.dashboards) == 4 and not grafana.rules and not grafana.contact_points
+        assert len(grafana.dashboards) == len(P.DASHBOARDS) - 1 == 6
+        assert not grafana.rules and not grafana.contact_points
         for body in grafana.dashboards.values():
             text = json.dumps(body["dashboard"])
             assert P.DATASOURCE_UID not in text, "a tenant dashboard refers to the all-accounts datasource"
@@ -363,7 +364,8 @@ def test_provision_writes_the_tenants_files(run_cli, tmp_path):
     assert code == 0, err
     names = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert names == ["dashboards/runlens-failures-globex.json", "dashboards/runlens-overview-globex.json",
-                     "dashboards/runlens-queue-globex.json", "dashboards/runlens-workflow-globex.json",
+                     "dashboards/runlens-queue-globex.json", "dashboards/runlens-run-globex.json",
+                     "dashboards/runlens-runs-globex.json", "dashboards/runlens-workflow-globex.json",
                      "provisioning/dashboards/runlens-globex.yaml", "provisioning/datasources/runlens-globex.yaml"]
     (ds,) = yaml.safe_load((tmp_path / "provisioning/datasources/runlens-globex.yaml").read_text())["datasources"]
     assert ds["orgId"] == 4 and ds["jsonData"]["username"] == "runlens_globex"

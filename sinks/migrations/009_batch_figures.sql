@@ -1,0 +1,21 @@
+-- Per-batch figures in pipeline_metrics: after each batch of the events topic, each worker
+-- records what the batch did (partition -1, time = when the batch's last insert was acknowledged),
+-- buffered and written with its next metrics sample (one insert every few seconds). The Pipeline
+-- health panels (throughput, dead-letter rate, event-to-queryable latency) sum these figures
+-- instead of scanning `events` (dashboards/README.md). One row per batch and metric:
+--   batch_records         Kafka records consumed
+--   batch_events_stored   rows written to `events` (repeated ids included: stored with is_new = 0)
+--   batch_dead_letters    lines sent to the dead-letter topic
+--   batch_duplicates      stored events whose id the partition had seen before (is_new = 0)
+--   batch_redelivered     events skipped because already stored (a redelivered batch)
+--   batch_wall_ms         the batch's wall time in the worker, from its hand-over to its end
+--   batch_live_events     stored events at most an hour old when acknowledged (the latency sample)
+--   batch_latency_p50_ms, batch_latency_p95_ms, batch_latency_max_ms
+--                         event-to-queryable latency of those events: insert acknowledged - event ts
+--                         (nearest-rank percentiles); left out when the batch had no live event
+-- and one row per batch of the dead-letter topic:
+--   batch_dead_letters_stored  dead letters stored in `dead_letters` (the worker's and those a
+--                         producer sent, e.g. lines `runlens publish` rejected)
+-- No new table: the names are recorded on the column.
+ALTER TABLE {db}.pipeline_metrics COMMENT COLUMN metric
+    'consumer_lag, partition_lag (per partition), the worker counters, and per batch: batch_records, batch_events_stored, batch_dead_letters, batch_duplicates, batch_redelivered, batch_wall_ms, batch_live_events, batch_latency_p50_ms, batch_latency_p95_ms, batch_latency_max_ms, batch_dead_letters_stored (migration 009)';
