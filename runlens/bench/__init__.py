@@ -4,21 +4,30 @@ yardsticks measured in the same run on the same machine.
 Phases, each on its own embedded broker and (where there is one) its own worker, topic prefix,
 database and data directory under ``<out>/<timestamp>/scratch`` (deleted at the end):
 
-* **baselines** (own broker, no worker; B2 writes to its own chDB directory in this process):
+* **baselines** (own broker, no worker):
   B0 a bare confluent-kafka produce loop of pre-encoded events, one record per event, with the
   runlens producer configuration (idempotent, acks=all, lz4, linger 20 ms);
   B1 a bare consume loop (``consume(2000)``) that only counts records;
   B2 a bare consume loop + orjson decode + timestamp parsing + columnar clickhouse-connect insert
-  of one batch of as many rows as the worker's insert size setting into ``events`` of a warehouse created with
-  the runlens migrations (so its materialized views run too) + a synchronous offset commit
-  after each insert. No validation, no ledger, no dead letters, no dedup token.
-* **pipeline** (one stack): the runlens producer path (``producers.simulate.EventSink``) ->
-  broker -> Faust worker -> chDB. Sustained throughput for a fixed number of pre-generated,
-  pre-encoded events sent as fast as possible, until the worker's committed consumer lag is 0;
-  then event -> queryable latency at fixed shares of that rate; then a soak at half of it.
+  of one batch of as many rows as the worker's insert size setting into ``events`` of a warehouse
+  process (``runlens warehouse``, started by the phase on its own folder and port with fresh
+  passwords) over HTTP as its writer, as the workers write; the warehouse applies the runlens
+  migrations (so its materialized views run too) + a synchronous offset commit after each
+  insert. No validation, no ledger, no dead letters, no dedup token. Its CPU is the consuming
+  process's plus the warehouse process's; the warehouse's RSS is reported after it.
+  B2_in_process the same loop into chDB opened in the consuming process (``chdb://``): the old
+  shape, reported next to B2.
+* **pipeline** (one stack, ``--workers`` workers, default the settings' ``workers``): the runlens
+  producer path -> broker -> Faust workers -> warehouse process. Sustained throughput for a fixed
+  number of pre-generated, pre-encoded events sent as fast as possible, until the workers'
+  committed consumer lag is 0; then event -> queryable latency at fixed shares of that rate;
+  then a soak at half of it. Workers' and the warehouse's CPU and RSS alongside.
+* **workers** (a second stack with 2 workers, or 1 when the pipeline ran more): the pipeline
+  phase's max-rate run again, the same events under fresh ids (retagged in place: the bench
+  holds one copy), side by side with the pipeline phase's figure.
 * **queries** (one stack): history backfilled through the same pipeline to each size, then
   every summary panel, every ``runlens stats`` query and every Grafana panel
-  (``dashboards.panels``, when present) run repeatedly through the worker's read endpoint,
+  (``dashboards.panels``, when present) run repeatedly through the warehouse's read endpoint,
   exactly as ``runlens stats`` reaches it.
 
 Writes ``bench.json``, ``bench.md`` and ``bench.png`` to ``<out>/<timestamp>/`` and prints the

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from runlens.bench.common import Plan, rss_mb
+from runlens.bench.common import Plan, proc_cpu_seconds, rss_mb
 from runlens.bench.probes import EmitterSink, PlainSink
 from runlens.settings import Settings
 
@@ -52,8 +52,8 @@ class BenchBase:
         update: dict[str, Any] = {
             "data_dir": self.scratch / phase, "topic_prefix": f"bench-{self.run_id}-{phase}",
             "database": f"bench_{phase}", "brokers": None, "warehouse_dsn": None, "query_url": None,
-            "warehouse_password": None, "read_port": 0, "broker_port": 0, "log_level": "WARNING",
-            "alert_webhook_url": None,
+            "warehouse_password": None, "warehouse_port": 0, "read_password": None, "write_password": None,
+            "broker_port": 0, "log_level": "WARNING", "alert_webhook_url": None,
         }
         # test hooks of the reliability suite, where the settings have them: always off here
         fields = type(self.base).model_fields
@@ -91,9 +91,10 @@ class BenchBase:
         except Exception as exc:  # noqa: BLE001 - a failed phase is reported; the others still run
             message = f"{type(exc).__name__}: {exc}".splitlines()[0][:400]
             entry: dict[str, Any] = {"phase": name, "error": message}
-            log = self.scratch / name / "logs" / "worker.log"
-            if log.is_file():  # the scratch folder goes away: keep what the worker said
-                entry["worker_log_tail"] = log.read_text(errors="replace").splitlines()[-30:]
+            for process in ("worker", "warehouse"):
+                log = self.scratch / name / "logs" / f"{process}.log"
+                if log.is_file():  # the scratch folder goes away: keep what the process said
+                    entry[f"{process}_log_tail"] = log.read_text(errors="replace").splitlines()[-30:]
             self.result["errors"].append(entry)
             self.console.print(f"bench: phase {name} failed: {message}", markup=False, highlight=False)
         finally:
@@ -114,6 +115,26 @@ class BenchBase:
         if stack.worker is None:
             raise RuntimeError("the stack's worker is not running")
         return stack.worker.pid
+
+    @staticmethod
+    def worker_pids(stack: EmbeddedStack) -> list[int]:
+        """Every running worker's pid, in the stack's order."""
+        return [proc.pid for proc in stack.workers if proc is not None]
+
+    @staticmethod
+    def warehouse_pid(stack: EmbeddedStack) -> int | None:
+        return stack.warehouse.pid if stack.warehouse is not None else None
+
+    @staticmethod
+    def cpu_of(pids: list[int]) -> float | None:
+        """CPU seconds of all ``pids`` together; None if one of them is gone (or none is given)."""
+        total = 0.0
+        for pid in pids:
+            value = proc_cpu_seconds(pid)
+            if value is None:
+                return None
+            total += value
+        return total if pids else None
 
     def _wait_lag_zero(self, stack: EmbeddedStack, timeout: float, total: int | None = None, label: str = "",
                        on_sample: Callable[[], None] | None = None, interval: float = 0.25) -> tuple[int, float]:

@@ -39,12 +39,13 @@ class Plan:
     seed: int
     producer: str
     keep_scratch: bool
+    workers: int | None = None   # the pipeline phase's workers; None: the settings' ``workers``
 
     def as_dict(self) -> dict[str, Any]:
         return {"quick": self.quick, "events": self.events, "rates_pct": self.rates,
                 "latency_seconds_per_rate": self.latency_s, "soak_seconds": self.soak_s,
                 "history": self.history, "repeat": self.repeat, "seed": self.seed,
-                "producer": self.producer}
+                "producer": self.producer, "workers": self.workers}
 
 
 # --------------------------------------------------------------------------- measuring helpers
@@ -161,6 +162,17 @@ def cycled(pool: tuple[list[str], list[bytes]]) -> Iterator[tuple[str, bytes]]:
             yield tag + key, value.replace(b':"run_', b':"' + tag.encode() + b"run_")
 
 
+def retag(keys: list[str], values: list[bytes], old: str, new: str) -> None:
+    """The same events under other run ids, in place (no second copy of the workload): every run
+    id tagged ``old`` (``""`` for the generated ids) is tagged ``new`` instead, in the keys and in
+    the encoded events, so a worker's ledger takes them for events it has not seen."""
+    key_old, key_new = old + "run_", new + "run_"
+    value_old, value_new = b':"' + key_old.encode(), b':"' + key_new.encode()
+    for i in range(len(values)):
+        keys[i] = keys[i].replace(key_old, key_new)
+        values[i] = values[i].replace(value_old, value_new)
+
+
 def encoded(events: Iterator[dict], n: int) -> tuple[list[str], list[bytes]]:
     keys, values = [], []
     dumps = orjson.dumps
@@ -221,6 +233,7 @@ def growth_of(sizes: list[dict]) -> list[dict]:
 
 
 PRODUCERS = ("emitter", "sink", "single")
+BASELINES = ("B0", "B1", "B2", "B2_in_process")   # the yardsticks every rate is divided by
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:\- ]")

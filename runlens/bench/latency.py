@@ -17,7 +17,6 @@ from runlens.bench.common import (
     encoded,
     live_events,
     percentile,
-    proc_cpu_seconds,
     ratio_of,
     rounded,
     rss_mb,
@@ -43,12 +42,12 @@ class Latency(BenchBase):
         for i in range(watcher.batch):
             group = (bucket, "acme", f"wf-bench-{i % 20}", 1, "card", "manual", "", "")
             watcher.add((f"run_bench_absent_{i:06d}", "acme", group, 1), time.monotonic())
-        pid = self.worker_pid(stack)
-        c0, t0 = proc_cpu_seconds(pid), time.monotonic()
+        pids = self.worker_pids(stack)
+        c0, t0 = self.cpu_of(pids), time.monotonic()
         watcher.start()
         time.sleep(seconds)
         watcher.stop()
-        cpu = delta_of(proc_cpu_seconds(pid), c0)
+        cpu = delta_of(self.cpu_of(pids), c0)
         elapsed = time.monotonic() - t0
         return {"what": f"worker CPU while the probe poller queried {watcher.batch} pending probes every "
                         f"{watcher.interval:g}s against an otherwise idle worker",
@@ -76,8 +75,8 @@ class Latency(BenchBase):
                 break
         watcher = Visibility(reader)
         hop = KafkaHop(stack.brokers, self.settings_of(stack).events_topic)
-        worker_pid = self.worker_pid(stack)
-        w0 = proc_cpu_seconds(worker_pid)
+        worker_pids = self.worker_pids(stack)
+        w0 = self.cpu_of(worker_pids)
         watcher.start()
         hop.start()
         try:
@@ -111,7 +110,7 @@ class Latency(BenchBase):
             watcher.stop()
             hop.stop()
         lag, t_done = self._wait_lag_zero(stack, 120 + n / 1000)
-        worker_cpu = delta_of(proc_cpu_seconds(worker_pid), w0)
+        worker_cpu = delta_of(self.cpu_of(worker_pids), w0)
         seconds = t_sent - t0
         busy = t_done - t0
         row: dict[str, Any] = {
@@ -134,8 +133,8 @@ class Latency(BenchBase):
         interval = 2.0 if duration <= 120 else 5.0
         source = cycled(encoded(live_events(self.plan.seed + 7, datetime.now(UTC), max(1.0, rate / 10)),
                                  min(200_000, max(1_000, int(rate * 20)))))
-        worker_pid = self.worker_pid(stack)
-        w0 = proc_cpu_seconds(worker_pid)
+        worker_pids = self.worker_pids(stack)
+        w0 = self.cpu_of(worker_pids)
         samples: list[tuple[float, float]] = []
         push = getattr(sink, "push", None)
         t0 = time.monotonic()
@@ -164,7 +163,7 @@ class Latency(BenchBase):
         seconds = time.monotonic() - t0
         sink.flush()
         lag, _ = self._wait_lag_zero(stack, 120 + sent / 1000)
-        worker_cpu = delta_of(proc_cpu_seconds(worker_pid), w0)
+        worker_cpu = delta_of(self.cpu_of(worker_pids), w0)
         values = [mb for _, mb in samples]
         half = samples[len(samples) // 2:] if len(samples) >= 4 else samples
         return {
@@ -196,7 +195,18 @@ class Latency(BenchBase):
             resources["steady_state_from"] = "median of the samples during the fixed-rate runs"
         throughput = pipeline.get("throughput", {})
         b2 = self.result.get("baselines", {}).get("B2", {})
-        resources["worker_cpu_s_per_million_at_max"] = throughput.get("worker_cpu_s_per_million")
-        resources["cpu_per_million_ratio_to_B2"] = ratio_of(throughput.get("worker_cpu_s_per_million"),
-                                                          b2.get("cpu_s_per_million"))
+        worker_cpu, warehouse_cpu = throughput.get("worker_cpu_s_per_million"), \
+            throughput.get("warehouse_cpu_s_per_million")
+        resources["worker_cpu_s_per_million_at_max"] = worker_cpu
+        resources["cpu_per_million_ratio_to_B2"] = ratio_of(worker_cpu, b2.get("cpu_s_per_million"))
+        resources["warehouse_cpu_s_per_million_at_max"] = warehouse_cpu
+        resources["warehouse_cpu_per_million_ratio_to_B2"] = ratio_of(warehouse_cpu,
+                                                                    b2.get("warehouse_cpu_s_per_million"))
+        total = worker_cpu + warehouse_cpu if worker_cpu is not None and warehouse_cpu is not None else None
+        resources["pipeline_cpu_s_per_million_at_max"] = rounded(total, 2)
+        resources["pipeline_cpu_per_million_ratio_to_B2"] = ratio_of(total, b2.get("total_cpu_s_per_million"))
+        resources["warehouse_rss_mb_after_B2"] = b2.get("warehouse_rss_mb_after")
+        resources["warehouse_rss_ratio_to_B2"] = {
+            name: ratio_of(resources.get(f"warehouse_rss_mb_{name}"), b2.get("warehouse_rss_mb_after"))
+            for name in ("idle", "after_throughput", "end", "peak")}
         resources["rss_timeline"] = [(phase, round(t, 1), round(mb, 1)) for phase, t, mb in self.rss_samples]

@@ -21,6 +21,54 @@ def _x(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if not a or not b else a / b
+
+
+_BASELINES = ("B0", "B1", "B2", "B2_in_process")
+
+
+def _ratios(ratio_to: dict[str, float | None] | None) -> str:
+    ratio_to = ratio_to or {}
+    return " / ".join(f"{_x(ratio_to.get(n))} {n.replace('_', ' ')}" for n in _BASELINES if n in ratio_to)
+
+
+def _cpu(run: dict[str, Any]) -> str:
+    """A run's CPU s / M events: its workers', and the warehouse process's when measured."""
+    text = f"{_fmt(run.get('worker_cpu_s_per_million'), 2)} (worker{'s' if (run.get('workers') or 1) > 1 else ''})"
+    if run.get("warehouse_cpu_s_per_million") is not None:
+        text += f" + {_fmt(run['warehouse_cpu_s_per_million'], 2)} (warehouse)"
+    return text
+
+
+def _rss_list(values: list[float | None] | None) -> str:
+    return " + ".join(_fmt(v, 0) for v in values) if values else "–"
+
+
+def _workers_section(result: dict[str, Any]) -> list[str]:
+    side = result.get("pipeline", {}).get("workers_side_by_side") or {}
+    if not side:
+        return []
+    base = result.get("baselines", {})
+    lines = ["## Workers side by side", "",
+             f"The max-rate run of the **bold** producer path, the same {_fmt(next(iter(side.values()))['events'])} "
+             "events (under fresh ids), on the pipeline phase's stack and on a stack of its own with the other "
+             "number of workers (warmed up the same way, every worker holding partitions). RSS after the run, "
+             "each worker's and the warehouse process's.", "",
+             "| workers | events/s | ÷ B2 | ÷ B2 in process | worker RSS (MiB, each) | warehouse RSS (MiB) | "
+             "CPU s / M events |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for n, row in side.items():
+        lines.append(f"| {n} | {_fmt(row.get('events_per_s'))} | {_x(row.get('ratio_to_B2'))} | "
+                     f"{_x(row.get('ratio_to_B2_in_process'))} | {_rss_list(row.get('workers_rss_mb_after'))} | "
+                     f"{_fmt(row.get('warehouse_rss_mb_after'), 0)} | "
+                     f"{_cpu({**row, 'workers': int(n)})} |")
+    two_to_one = result.get("pipeline", {}).get("workers_2_to_1")
+    b2 = base.get("B2") or {}
+    lines += ["", f"2 workers ÷ 1 worker: {_x(two_to_one)} (B2: {_fmt(b2.get('events_per_s'))} events/s, "
+                  f"B2 in process: {_fmt((base.get('B2_in_process') or {}).get('events_per_s'))} events/s).", ""]
+    return lines
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     m = result.get("machine", {})
     opts = result.get("options", {})
@@ -32,41 +80,56 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines.append(f"Workload: {_fmt(w.get('events'))} events of {_fmt(w.get('avg_event_bytes'), 0)} bytes on average, "
                  f"{w.get('partitions')} partitions, worker settings "
                  + ", ".join(f"{k}={v}" for k, v in (w.get("worker_settings") or {}).items())
-                 + f"; mode {'quick' if opts.get('quick') else 'full'}, producer "
+                 + f"; {result.get('pipeline', {}).get('workers') or opts.get('workers') or 1} worker(s) in the "
+                 f"pipeline phase; mode {'quick' if opts.get('quick') else 'full'}, producer "
                  f"{opts.get('producer')}; total {result.get('seconds')} s ("
                  + ", ".join(f"{k} {v} s" for k, v in (result.get("phase_seconds") or {}).items()) + ").")
     lines.append("")
     base = result.get("baselines", {})
     tp = result.get("pipeline", {}).get("throughput", {})
     lines += ["## Throughput", "",
-              "The fixed-rate runs below use the **bold** pipeline figure as the maximum.", "",
+              "The fixed-rate runs below use the **bold** pipeline figure as the maximum. B2 is the yardstick of "
+              "the current shape (the consumer inserts into a warehouse process over HTTP); B2 in process is the "
+              "old shape (chDB inside the consumer), measured the same way.", "",
               "| measure | events | seconds | events/s | CPU s / M events | pipeline (bold) ÷ this |",
               "|---|---:|---:|---:|---:|---:|"]
     for name, title in (("B0", "B0 bare produce"), ("B1", "B1 bare consume (count)"),
-                        ("B2", "B2 bare consume + decode + insert")):
+                        ("B2", "B2 bare consume + decode + insert into a warehouse process over HTTP"),
+                        ("B2_in_process", "B2 in process: the same loop into chDB inside the consumer (old shape)")):
         b = base.get(name)
         if b:
+            cpu = _fmt(b.get("cpu_s_per_million"), 2)
+            if b.get("warehouse_cpu_s_per_million") is not None:
+                cpu = f"{cpu} (client) + {_fmt(b['warehouse_cpu_s_per_million'], 2)} (warehouse)"
             lines.append(f"| {title} | {_fmt(b['events'])} | {b['seconds']:.2f} | {_fmt(b['events_per_s'])} | "
-                         f"{_fmt(b.get('cpu_s_per_million'), 2)} | {_x(tp.get('ratio_to', {}).get(name))} |")
+                         f"{cpu} | {_x(tp.get('ratio_to', {}).get(name))} |")
     by_producer = result.get("pipeline", {}).get("throughput_by_producer") or ({"": tp} if tp else {})
     for mode, run in by_producer.items():
         title = {"emitter": "RunEmitter (multi-event records, 20 ms linger)",
                  "sink": "EventSink, as publish/simulate send",
                  "single": "one record per event, as RunEmitter(one_record_per_event=True) sends"}.get(mode, mode)
         bold = "**" if run.get("producer") == tp.get("producer") else ""
-        ratios = " / ".join(f"{_x(run.get('ratio_to', {}).get(n))} {n}" for n in ("B0", "B1", "B2"))
         lines.append(f"| {bold}pipeline{bold}: {title} ({_fmt(run.get('records'))} records), until lag 0 | "
                      f"{_fmt(run['events'])} | {run['seconds']:.2f} | {bold}{_fmt(run['events_per_s'])}{bold} | "
-                     f"{_fmt(run.get('worker_cpu_s_per_million'), 2)} (worker) | {ratios} |")
+                     f"{_cpu(run)} | {_ratios(run.get('ratio_to'))} |")
     poison = result.get("pipeline", {}).get("poison")
     if poison:
         lines.append(f"| pipeline with 1 % poison lines ({_fmt(poison['bad_lines'])} bad lines of every kind the "
                      f"contract rejects, all dead-lettered), EventSink, valid events until lag 0 | "
                      f"{_fmt(poison['valid_events'])} | {poison['seconds']:.2f} | "
                      f"{_fmt(poison['valid_events_per_s'])} | "
-                     f"{_fmt(poison.get('worker_cpu_s_per_million'), 2)} (worker) | "
+                     f"{_cpu(poison)} | "
                      f"{_x(poison.get('ratio_to_clean_run'))} the clean EventSink run |")
     lines.append("")
+    b2, b2_in = base.get("B2") or {}, base.get("B2_in_process") or {}
+    if b2:
+        lines.append(f"B2 (warehouse process over HTTP) ÷ B2 in process: "
+                     f"{_x(_ratio(b2.get('events_per_s'), b2_in.get('events_per_s')))}. The warehouse process of B2 "
+                     f"held {_fmt(b2.get('warehouse_rss_mb_idle'), 0)} MiB RSS idle, "
+                     f"{_fmt(b2.get('warehouse_rss_mb_after'), 0)} MiB after B2 (peak "
+                     f"{_fmt(b2.get('warehouse_rss_mb_peak'), 0)} MiB).")
+        lines.append("")
+    lines += _workers_section(result)
     lat = result.get("pipeline", {}).get("latency", [])
     if lat:
         lines += ["## Event → queryable latency (ms)", "",
@@ -94,7 +157,9 @@ def render_markdown(result: dict[str, Any]) -> str:
     res = result.get("resources", {})
     if res:
         soak = res.get("soak") or {}
-        lines += ["## Resources (worker process)", "", "| measure | value |", "|---|---:|",
+        lines += ["## Resources (worker and warehouse processes)", "",
+                  "Worker figures are the first worker's; with more workers, each worker's RSS is in the "
+                  "workers section and CPU is all workers together.", "", "| measure | value |", "|---|---:|",
                   f"| RSS idle after warm-up | {_fmt(res.get('worker_rss_mb_idle'), 0)} MiB |",
                   f"| RSS after the max-rate run | {_fmt(res.get('worker_rss_mb_after_throughput'), 0)} MiB |",
                   f"| RSS at steady state ({res.get('steady_state_from')}) | "
@@ -106,9 +171,25 @@ def render_markdown(result: dict[str, Any]) -> str:
                 what = "peak RSS (VmHWM)" if match.group(1) else "RSS"
                 lines.append(f"| {what} after the {match.group(2)} producer's max-rate run (last) | "
                              f"{_fmt(value, 0)} MiB |")
+        rss_ratio = res.get("warehouse_rss_ratio_to_B2") or {}
         lines += [
                   f"| CPU s per million events at max rate | {_fmt(res.get('worker_cpu_s_per_million_at_max'), 2)} "
-                  f"({_x(res.get('cpu_per_million_ratio_to_B2'))} B2) |"]
+                  f"({_x(res.get('cpu_per_million_ratio_to_B2'))} B2's client) |",
+                  f"| warehouse process: RSS idle after warm-up | {_fmt(res.get('warehouse_rss_mb_idle'), 0)} MiB "
+                  f"({_x(rss_ratio.get('idle'))} after B2) |",
+                  f"| warehouse process: RSS after the max-rate run | "
+                  f"{_fmt(res.get('warehouse_rss_mb_after_throughput'), 0)} MiB "
+                  f"({_x(rss_ratio.get('after_throughput'))} after B2) |",
+                  f"| warehouse process: RSS at the end of the phase | {_fmt(res.get('warehouse_rss_mb_end'), 0)} MiB "
+                  f"({_x(rss_ratio.get('end'))} after B2) |",
+                  f"| warehouse process: peak RSS (VmHWM) at the end of the phase | "
+                  f"{_fmt(res.get('warehouse_rss_mb_peak'), 0)} MiB ({_x(rss_ratio.get('peak'))} after B2) |",
+                  f"| warehouse process: CPU s per million events at max rate | "
+                  f"{_fmt(res.get('warehouse_cpu_s_per_million_at_max'), 2)} "
+                  f"({_x(res.get('warehouse_cpu_per_million_ratio_to_B2'))} B2's warehouse) |",
+                  f"| worker + warehouse: CPU s per million events at max rate | "
+                  f"{_fmt(res.get('pipeline_cpu_s_per_million_at_max'), 2)} "
+                  f"({_x(res.get('pipeline_cpu_per_million_ratio_to_B2'))} B2's client + warehouse) |"]
         if soak:
             slope = (f"; {_fmt(soak['growth_mb_per_min_second_half'], 2)} MiB/min over the second half"
                      if soak["seconds"] >= 120 else "")
@@ -164,9 +245,9 @@ def render_chart(result: dict[str, Any], path: Path) -> None:
     ax = axes[0][0]
     base = result.get("baselines", {})
     names, rates = [], []
-    for name in ("B0", "B1", "B2"):
+    for name in _BASELINES:
         if name in base:
-            names.append(name)
+            names.append(name.replace("_", "\n"))
             rates.append(base[name]["events_per_s"])
     colors = ["#9aa7b8"] * len(names)
     tp = result.get("pipeline", {}).get("throughput")
@@ -175,11 +256,18 @@ def render_chart(result: dict[str, Any], path: Path) -> None:
         names.append(f"pipeline\n{mode}".strip())
         rates.append(run["events_per_s"])
         colors.append("#d9822b" if run.get("producer") == tp.get("producer") else "#f0c08a")
+    side = result.get("pipeline", {}).get("workers_side_by_side") or {}
+    for n, row in side.items():
+        if row.get("run"):   # the pipeline phase's own run is drawn already
+            names.append(f"pipeline\n{n} workers")
+            rates.append(row["events_per_s"])
+            colors.append("#b5651d")
     ax.bar(names, rates, color=colors)
+    ax.tick_params(axis="x", labelsize=7)
     ax.set_yscale("log")
     ax.set_title("Throughput (events/s, log scale)")
     for i, v in enumerate(rates):
-        ax.text(i, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=9)
+        ax.text(i, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=8)
 
     ax = axes[0][1]
     lat = result.get("pipeline", {}).get("latency", [])

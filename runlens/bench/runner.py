@@ -60,7 +60,7 @@ class Bench(Yardsticks, Pipeline, Latency, Queries):
                 shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _run(self) -> dict[str, Any]:
-        steps = 3 + len(PRODUCERS) + (1 if self.plan.soak_s else 0) + len(self.plan.rates) + 2 * len(self.plan.history)
+        steps = 4 + len(PRODUCERS) + (1 if self.plan.soak_s else 0) + len(self.plan.rates) + 2 * len(self.plan.history)
         self.overall = self.progress.add_task("bench", total=steps)
         self.detail = self.progress.add_task("", total=None)
         self.step("generating the events")
@@ -78,6 +78,10 @@ class Bench(Yardsticks, Pipeline, Latency, Queries):
         self.phase("baselines", lambda: self.baselines(data["keys"], data["values"]))
         self.advance()
         self.phase("pipeline", lambda: self.pipeline(data))
+        # the events once more, on a stack with the other number of workers (2 when the pipeline ran 1)
+        self.phase("workers", lambda: self.workers_side_by_side(data))
+        for events in data.values():
+            events.clear()
         data.clear()
         gc.collect()
         if self.plan.history:

@@ -1,20 +1,29 @@
-"""Phase 1, baselines: B0 bare produce, B1 bare consume, B2 bare consume + decode + insert."""
+"""Phase 1, baselines: B0 bare produce, B1 bare consume, B2 bare consume + decode + insert into a
+warehouse process over HTTP (the shape the workers write in), and the in-process B2 of the old
+shape (chDB inside the consuming process) next to it."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import sys
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from runlens.bench.base import BenchBase
-from runlens.bench.common import b2_batch_rows
+from runlens.bench.common import b2_batch_rows, delta_of, proc_cpu_seconds, proc_memory_mb, ratio_of, rounded
 from runlens.bench.probes import b2_plan
+from runlens.settings import Settings
 
 if TYPE_CHECKING:
+    import subprocess
+
     from confluent_kafka import Consumer
+
+B2_DATABASE = "bench_b2"
 
 
 class Yardsticks(BenchBase):
@@ -22,6 +31,7 @@ class Yardsticks(BenchBase):
 
     def baselines(self, keys: list[str], values: list[bytes]) -> None:
         from embedded.broker import start_broker
+        from embedded.processes import stop
         from producers.kafka import TopicSpec, ensure_topics
 
         settings = self.settings_for("baselines")
@@ -37,11 +47,50 @@ class Yardsticks(BenchBase):
             out["B0"] = self.b0_produce(broker.bootstrap, topic, keys, values)
             self.step("B1: bare consume loop")
             out["B1"] = self.b1_consume(broker.bootstrap, topic, len(values))
-            self.step("B2: bare consume + decode + insert")
-            out["B2"] = self.b2_insert(broker.bootstrap, topic, len(values), folder / "warehouse",
-                                       b2_batch_rows(settings))
+            batch_rows = b2_batch_rows(settings)
+            self.step("B2: starting a warehouse process")
+            warehouse, dsn = self.b2_warehouse(settings)
+            try:
+                idle = proc_memory_mb(warehouse.pid)
+                self.step("B2: bare consume + decode + insert into the warehouse process")
+                b2 = self.b2_insert(broker.bootstrap, topic, len(values), dsn, batch_rows, "B2",
+                                    server_pid=warehouse.pid)
+                memory = proc_memory_mb(warehouse.pid)
+                b2.update(warehouse_rss_mb_idle=rounded(idle.get("VmRSS")),
+                          warehouse_rss_mb_after=rounded(memory.get("VmRSS")),
+                          warehouse_rss_mb_peak=rounded(memory.get("VmHWM")))
+                out["B2"] = b2
+            finally:
+                stop(warehouse, timeout=30)
+            self.step("B2 in process: the same loop into chDB inside this process")
+            in_process = self.b2_insert(broker.bootstrap, topic, len(values),
+                                        f"chdb://{(folder / 'warehouse-in-process').resolve()}", batch_rows,
+                                        "B2_in_process")
+            in_process["ratio_to_B2"] = ratio_of(in_process["events_per_s"], out["B2"]["events_per_s"])
+            out["B2_in_process"] = in_process
         finally:
             broker.stop()
+
+    def b2_warehouse(self, settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
+        """A warehouse process (``runlens warehouse``) of its own on the phase's folder, with
+        fresh passwords; returns it and the writer's DSN once it listens (its schema is current)."""
+        from embedded.processes import free_port, spawn, stop, wait_for_port
+
+        port = free_port()
+        write_password = secrets.token_urlsafe(32)
+        env = dict(os.environ)
+        env.update(settings.to_env())
+        env.update(RUNLENS_DATA_DIR=str(settings.data_dir), RUNLENS_WAREHOUSE_PORT=str(port),
+                   RUNLENS_DATABASE=B2_DATABASE, RUNLENS_READ_PASSWORD=secrets.token_urlsafe(32),
+                   RUNLENS_WRITE_PASSWORD=write_password)
+        proc = spawn([sys.executable, "-m", "runlens", "warehouse"],
+                     log_file=settings.data_dir / "logs" / "warehouse.log", env=env)
+        try:
+            wait_for_port(port, timeout=120, proc=proc)
+        except BaseException:
+            stop(proc, timeout=10)
+            raise
+        return proc, f"http://runlens_writer:{write_password}@127.0.0.1:{port}"
 
     def b0_produce(self, brokers: str, topic: str, keys: list[str], values: list[bytes]) -> dict:
         from confluent_kafka import Producer
@@ -111,20 +160,25 @@ class Yardsticks(BenchBase):
                 "events": count, "seconds": round(seconds, 3), "events_per_s": round(count / seconds),
                 "cpu_s_per_million": round(cpu / count * 1e6, 2)}
 
-    def b2_insert(self, brokers: str, topic: str, n: int, warehouse: Path, batch_rows: int) -> dict:
+    def b2_insert(self, brokers: str, topic: str, n: int, dsn: str, batch_rows: int, label: str,
+                  server_pid: int | None = None) -> dict:
+        """Consume + decode + columnar insert into ``events`` of the warehouse at ``dsn`` (a
+        warehouse process over HTTP, or ``chdb://`` in this process). ``server_pid``: the
+        warehouse process, whose CPU is measured too."""
         from sinks.clickhouse import connect, migrate
 
-        database = "bench_b2"
-        client = connect(f"chdb://{warehouse}")
+        database = B2_DATABASE
+        client = connect(dsn)
+        in_process = dsn.startswith("chdb:")
         try:
             migrate(client, database)
             described = client.query(f"DESCRIBE TABLE {database}.events").result_rows
             columns = [(row[0], row[1]) for row in described if row[2] == ""]  # no DEFAULT / MATERIALIZED
             names = [name for name, _ in columns]
             plan = b2_plan(columns)
-            consumer = self._consumer(brokers, f"bench-b2-{self.run_id}")
+            consumer = self._consumer(brokers, f"bench-{label.lower()}-{self.run_id}")
             consumer.subscribe([topic])
-            count, inserts, t0, cpu0 = 0, 0, None, 0.0
+            count, inserts, t0, cpu0, server0 = 0, 0, None, 0.0, None
             buffer: dict[str, list] = {name: [] for name in names}
             loads, fromiso = orjson.loads, datetime.fromisoformat
             deadline = time.monotonic() + 180 + n / 5_000
@@ -140,16 +194,17 @@ class Yardsticks(BenchBase):
 
                 while count < n:
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"B2 consumed {count:,} of {n:,} records")
+                        raise TimeoutError(f"{label} consumed {count:,} of {n:,} records")
                     batch = consumer.consume(2000, 1.0)
                     if batch and t0 is None:
                         t0, cpu0 = time.perf_counter(), time.process_time()
+                        server0 = proc_cpu_seconds(server_pid) if server_pid else None
                     for message in batch:
                         if message.error() is not None:
                             continue
                         payload = message.value()
                         if payload is None:   # the bench sends no tombstones
-                            raise RuntimeError("B2 read a record without a value")
+                            raise RuntimeError(f"{label} read a record without a value")
                         doc = loads(payload)
                         error = doc.get("error") or {}
                         for name, kind, source in plan:
@@ -174,21 +229,31 @@ class Yardsticks(BenchBase):
                         if len(buffer[names[0]]) >= batch_rows:
                             insert()
                     if count and count % 50_000 < 2000:
-                        self.show(f"B2: {count:,} inserted", count, n)
+                        self.show(f"{label}: {count:,} inserted", count, n)
                 insert()
                 if t0 is None:
-                    raise RuntimeError("B2 consumed no records")
+                    raise RuntimeError(f"{label} consumed no records")
                 seconds = time.perf_counter() - t0
                 cpu = time.process_time() - cpu0
+                server_cpu = delta_of(proc_cpu_seconds(server_pid), server0) if server_pid else None
             finally:
                 consumer.close()
             stored = client.query(f"SELECT count() FROM {database}.events").result_rows[0][0]
         finally:
             client.close()
         if stored != n:
-            raise RuntimeError(f"B2 stored {stored:,} rows of {n:,}")
-        return {"what": f"consume(2000) + orjson decode + timestamp parsing + columnar clickhouse-connect insert "
-                        f"of {batch_rows:,} rows into `events` of a migrated chDB warehouse (materialized views "
-                        "included) + synchronous commit after each insert; no validation, ledger or dead letters",
-                "events": count, "seconds": round(seconds, 3), "events_per_s": round(count / seconds),
-                "inserts": inserts, "batch_rows": batch_rows, "cpu_s_per_million": round(cpu / count * 1e6, 2)}
+            raise RuntimeError(f"{label} stored {stored:,} rows of {n:,}")
+        where = ("a migrated chDB warehouse opened in this process (chdb://, the old in-process shape)" if in_process
+                 else "a migrated warehouse process (`runlens warehouse`, chDB behind ClickHouse's HTTP interface) "
+                      "over HTTP as its writer, as the workers write")
+        out = {"what": f"consume(2000) + orjson decode + timestamp parsing + columnar clickhouse-connect insert "
+                       f"of {batch_rows:,} rows into `events` of {where} (materialized views included) + "
+                       "synchronous commit after each insert; no validation, ledger or dead letters",
+               "events": count, "seconds": round(seconds, 3), "events_per_s": round(count / seconds),
+               "inserts": inserts, "batch_rows": batch_rows, "cpu_s_per_million": round(cpu / count * 1e6, 2)}
+        if server_pid:
+            server_per_million = server_cpu / count * 1e6 if server_cpu is not None else None
+            out["warehouse_cpu_s_per_million"] = rounded(server_per_million, 2)
+            out["total_cpu_s_per_million"] = rounded(cpu / count * 1e6 + server_per_million
+                                                     if server_per_million is not None else None, 2)
+        return out

@@ -85,7 +85,8 @@ class _embedded_only:
 
     _NAMES = ("RUNLENS_BROKERS", "RUNLENS_WAREHOUSE_DSN", "RUNLENS_QUERY_URL", "RUNLENS_WAREHOUSE_PASSWORD",
               "RUNLENS_ALERT_WEBHOOK_URL", "RUNLENS_READ_PORT", "RUNLENS_BROKER_PORT", "RUNLENS_DATA_DIR",
-              "RUNLENS_TOPIC_PREFIX", "RUNLENS_DATABASE")
+              "RUNLENS_TOPIC_PREFIX", "RUNLENS_DATABASE", "RUNLENS_WAREHOUSE_PORT", "RUNLENS_READ_PASSWORD",
+              "RUNLENS_WRITE_PASSWORD")
 
     def __enter__(self) -> _embedded_only:
         names = [name for name in os.environ if name in self._NAMES or name.startswith("RUNLENS_FAULT_")]
@@ -120,6 +121,10 @@ def bench_command(
         help="Producer path for the max-rate, fixed-rate and soak runs: emitter (multi-event records with a "
              "linger, as RunEmitter sends), single (one record per event) or sink (EventSink, as publish/simulate "
              "send). The max-rate run is also measured with the others.")] = "emitter",
+    workers: Annotated[int | None, typer.Option(
+        min=1, max=32, help="Stream workers of the pipeline phase, 1..32 (default: RUNLENS_WORKERS, else 1). Its "
+                            "max-rate run is also measured on a stack of 2 workers (of 1 when this is not 1), side "
+                            "by side.")] = None,
     keep_scratch: Annotated[bool, typer.Option("--keep-scratch", help="Keep the phases' data directories.")] = False,
 ) -> None:
     """Benchmark the embedded pipeline: throughput, latency, memory, query speed, against bare loops."""
@@ -132,7 +137,7 @@ def bench_command(
         soak_s=parse_seconds(soak or ("15s" if quick else "10m"), "--soak", True),
         history=parse_history(history or ("100k" if quick else "1m,10m")),
         repeat=repeat or (3 if quick else 10),
-        seed=seed, producer=producer.strip().lower(), keep_scratch=keep_scratch,
+        seed=seed, producer=producer.strip().lower(), keep_scratch=keep_scratch, workers=workers,
     )
     if plan.producer not in PRODUCERS:
         raise BadArgument(f"--producer: unknown producer path {shown(producer)} (emitter, single or sink)")

@@ -41,15 +41,22 @@ def test_quick_bench_writes_a_complete_result(quick_bench):
     machine = doc["machine"]
     assert machine["cpus"] >= 1 and machine["ram_gib"] and machine["python"] and machine["cpu_model"]
 
-    for name in ("B0", "B1", "B2"):
+    for name in ("B0", "B1", "B2", "B2_in_process"):
         baseline = doc["baselines"][name]
         assert baseline["events"] == doc["workload"]["events"]
         assert baseline["events_per_s"] > 0 and baseline["what"]
+    b2 = doc["baselines"]["B2"]   # into a warehouse process over HTTP: its CPU and RSS measured too
+    assert "warehouse process" in b2["what"] and "chdb://" in doc["baselines"]["B2_in_process"]["what"]
+    for key in ("warehouse_cpu_s_per_million", "warehouse_rss_mb_idle", "warehouse_rss_mb_after",
+                "warehouse_rss_mb_peak"):
+        assert b2[key] is not None and b2[key] > 0, key
+    assert doc["baselines"]["B2_in_process"]["ratio_to_B2"] > 0
 
     throughput = doc["pipeline"]["throughput"]
     assert throughput["final_lag"] == 0
     assert throughput["events"] == doc["workload"]["events"] and throughput["events_per_s"] > 0
-    assert set(throughput["ratio_to"]) == {"B0", "B1", "B2"}
+    assert set(throughput["ratio_to"]) == {"B0", "B1", "B2", "B2_in_process"}
+    assert throughput["warehouse_cpu_s_per_million"] > 0
     assert all(v is not None and v > 0 for v in throughput["ratio_to"].values())
     assert set(doc["pipeline"]["throughput_by_producer"]) == {"emitter", "sink", "single"}
     poison = doc["pipeline"]["poison"]   # every bad line dead-lettered, every valid event stored
@@ -64,9 +71,22 @@ def test_quick_bench_writes_a_complete_result(quick_bench):
         _percentiles_present(row["run_stats"])
         _percentiles_present(row["kafka_hop"])
 
+    # the pipeline phase ran the settings' one worker; the workers phase the same events on two
+    assert doc["pipeline"]["workers"] == 1
+    by_workers = doc["pipeline"]["throughput_by_workers"]
+    assert set(by_workers) == {"1", "2"} and all(rate > 0 for rate in by_workers.values())
+    assert by_workers["1"] == throughput["events_per_s"]
+    side = doc["pipeline"]["workers_side_by_side"]
+    for n in ("1", "2"):
+        assert len(side[n]["workers_rss_mb_after"]) == int(n) and all(side[n]["workers_rss_mb_after"])
+        assert side[n]["warehouse_rss_mb_after"] > 0 and side[n]["ratio_to_B2"] > 0
+    assert side["2"]["run"]["final_lag"] == 0 and side["2"]["run"]["workers"] == 2
+    assert side["2"]["run"]["events_stored_total"] >= side["2"]["events"]   # after the warm-up events
+
     resources = doc["resources"]
     for key in ("worker_rss_mb_idle", "worker_rss_mb_steady", "worker_rss_mb_peak",
-                "worker_cpu_s_per_million_at_max"):
+                "worker_cpu_s_per_million_at_max", "warehouse_rss_mb_idle", "warehouse_rss_mb_after_throughput",
+                "warehouse_rss_mb_peak", "warehouse_cpu_s_per_million_at_max"):
         assert resources[key] is not None and resources[key] > 0, key
     soak = resources["soak"]
     assert soak["final_lag"] == 0 and len(soak["samples"]) >= 2 and soak["growth_mb"] is not None
@@ -84,10 +104,12 @@ def test_quick_bench_writes_a_complete_result(quick_bench):
             assert "error" in q or q["p50_ms"] is not None, q
 
     markdown = (folder / "bench.md").read_text()
-    for heading in ("## Throughput", "## Event → queryable latency", "## Resources", "## Query speed"):
+    for heading in ("## Throughput", "## Workers side by side", "## Event → queryable latency", "## Resources",
+                    "## Query speed"):
         assert heading in markdown
     assert markdown.splitlines()[2].startswith("Machine:")
     assert "## Throughput" in result.stdout.decode()
+    assert "B2 in process" in markdown and "warehouse process: RSS after the max-rate run" in markdown
     png = (folder / "bench.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     assert not (folder / "scratch").exists()
@@ -98,6 +120,9 @@ def test_quick_bench_writes_a_complete_result(quick_bench):
     (["--soak", "abc"], "--soak: invalid duration 'abc'"),
     (["--history", "1x"], "--history: invalid event count '1x'"),
     (["--rates", "0,50"], "--rates:"),
+    (["--workers", "0"], "Invalid value for '--workers': Input should be greater than or equal to 1"),
+    (["--workers", "33"], "Invalid value for '--workers': Input should be less than or equal to 32"),
+    (["--workers", "two"], "Invalid value for '--workers'"),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path, args, message):
     result = run_cli(Settings(data_dir=tmp_path / "data"), "bench", "--quick", "--out", str(tmp_path / "r"), *args)
