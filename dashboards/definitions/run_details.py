@@ -7,9 +7,9 @@ retries show as further bars on the step's lane, the gap before them is the retr
 steps span their wait), the step log (every attempt with its data, error details, condition
 result and branch, action kind and target) and the run's replay lineage with each run's outcome.
 
-Every panel reads the run's own rows only: ``run_state`` / ``step_state`` filtered on
-(account, run) before the fold, which is their sort key, so a panel reads a handful of rows
-whatever the history (the per-run views would fold every run). Replays are found through
+Every panel reads the run's own rows only: the ``runs`` / ``steps`` views filtered on (account,
+run), which ClickHouse applies before the views' fold of ``run_state`` / ``step_state`` (their
+sort key), so a panel reads a handful of rows whatever the history. Replays are found through
 ``run_notes`` (the replay runs' lifecycle rows), then read from ``run_state`` by key.
 
 The timeline is a horizontal, stacked ``barchart`` (core Grafana; a Gantt chart): one bar per
@@ -34,33 +34,9 @@ from dashboards.definitions.variables import RUN_DETAILS_VARIABLES
 RUN = is_in("run_id", "run")
 THE_RUN = run_fold(f"{ACCOUNT} AND {RUN}")
 
-# The step attempts of the selected run, as the `steps` view computes them, folded from the run's
-# rows of step_state only (its key starts with (account_id, run_id)).
-STEPS = nested(f"""
-    (SELECT account_id, run_id, step_id, attempt, ctx.step_index AS step_index, ctx.step_name AS step_name,
-            ctx.step_type AS step_type, if(finished_at IS NULL, 'running', fin.status) AS status,
-            coalesce(fin.started_at, started_ts) AS started_at, finished_at,
-            if(finished_at IS NULL OR coalesce(fin.started_at, started_ts) IS NULL, NULL,
-               dateDiff('millisecond', coalesce(fin.started_at, started_ts), finished_at)) AS duration_ms,
-            if(finished_at IS NULL, NULL, fin.error_code) AS error_code,
-            if(finished_at IS NULL, NULL, fin.error_class) AS error_class,
-            if(finished_at IS NULL, NULL, fin.error_message) AS error_message,
-            if(finished_at IS NULL, NULL, fin.error_stack_trace) AS error_stack_trace,
-            if(finished_at IS NULL, NULL, fin.error_suggested_fix) AS error_suggested_fix,
-            if(finished_at IS NULL, NULL, fin.input) AS input,
-            if(finished_at IS NULL, NULL, fin.output) AS output,
-            if(finished_at IS NULL, NULL, fin.condition_result) AS condition_result,
-            if(finished_at IS NULL, NULL, fin.branch) AS branch,
-            if(finished_at IS NULL, NULL, fin.action_kind) AS action_kind,
-            if(finished_at IS NULL, NULL, fin.target) AS target,
-            if(finished_at IS NULL, NULL, fin.scheduled_resume_at) AS scheduled_resume_at,
-            if(finished_at IS NULL, NULL, fin.resumed_at) AS resumed_at
-     FROM (
-         SELECT account_id, run_id, step_id, attempt, argMaxMerge(context) AS ctx,
-                min(started_ts) AS started_ts, max(finished_at) AS finished_at, argMaxMerge(finish) AS fin
-         FROM step_state
-         WHERE {ACCOUNT} AND {RUN}
-         GROUP BY account_id, run_id, step_id, attempt))""")
+# The step attempts of the selected run: the `steps` view, its key filtered before its fold.
+STEPS = nested(f"""(SELECT * FROM steps
+     WHERE {ACCOUNT} AND {RUN})""")
 
 # The selected run's original (itself when it is no replay) and every replay of that original:
 # replay runs are the ones with `replay` rows in run_notes; only those and the original are folded.

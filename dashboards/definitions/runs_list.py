@@ -6,9 +6,9 @@ status (multi), workflow type, site, card, trigger, workflow, version (of the se
 workflows) and a typed-in run id or contact id. Counts by status above the table. Each run links
 to its Run details dashboard (account and run id, the time range and the filters kept).
 
-The list reads the per-run state (``run_state``) folded exactly as the ``runs`` view folds it
-(``RUN_FOLD``), but with the account filter inside the fold, so a query reads the selected
-accounts' runs only, as ``runlens runs list`` (``dashboards.runs``) does. It is the one
+The list reads the ``runs`` view with the account filter on its key, which ClickHouse applies
+before the view's fold, so a query reads the selected accounts' runs only, as ``runlens runs
+list`` (``dashboards.runs``) does. It is the one
 dashboard that must list runs one by one: no aggregate holds them.
 """
 
@@ -21,30 +21,6 @@ from dashboards.definitions.variables import RUN_LIST_VARIABLES
 RUN_LIST_UID = "runlens-runs"
 RUN_DETAILS_UID = "runlens-run"
 
-# The run's columns, as the `runs` view computes them (sinks/migrations/002_views.sql), from the
-# argMax states of `run_state`; ``where`` filters run_state before the fold (its key is
-# (account_id, run_id), so an account or run filter reads only those runs). site_id and card_id
-# are '' rather than NULL, as in run_stats_state (the site / card variables' values).
-_RUN_COLUMNS = """
-    account_id, run_id,
-    ctx.workflow_id AS workflow_id, ctx.workflow_name AS workflow_name,
-    ctx.workflow_version AS workflow_version, ctx.workflow_version_name AS workflow_version_name,
-    ctx.workflow_type AS workflow_type, ctx.trigger AS trigger,
-    ifNull(ctx.site_id, '') AS site_id, ctx.site_name AS site_name,
-    ifNull(ctx.card_id, '') AS card_id, ctx.card_name AS card_name, ctx.contact_id AS contact_id,
-    multiIf(finished_at IS NOT NULL, fin.status,
-            started_ts IS NOT NULL OR step_seen_at IS NOT NULL, 'running', 'pending') AS status,
-    queued_at, coalesce(fin.started_at, started_ts) AS started_at, finished_at,
-    if(queued_at IS NULL OR coalesce(started_ts, fin.started_at) IS NULL, NULL,
-       dateDiff('millisecond', queued_at, coalesce(started_ts, fin.started_at))) AS queue_ms,
-    if(finished_at IS NULL OR coalesce(fin.started_at, started_ts) IS NULL, NULL,
-       dateDiff('millisecond', coalesce(fin.started_at, started_ts), finished_at)) AS duration_ms,
-    if(finished_at IS NULL, NULL, fin.error_code) AS error_code,
-    if(finished_at IS NULL, NULL, fin.error_class) AS error_class,
-    if(finished_at IS NULL, NULL, fin.error_message) AS error_message,
-    ctx.replay_of AS replay_of, ctx.replay_mode AS replay_mode"""
-
-
 def nested(sql: str) -> str:
     """``sql`` (a parenthesised subquery) indented to sit in a panel's query after ``FROM``:
     ``sql_text`` dedents a query by its least indented line, which a subquery must not be."""
@@ -53,15 +29,14 @@ def nested(sql: str) -> str:
 
 
 def run_fold(where: str) -> str:
-    """The ``runs`` view's rows for the run_state rows matching ``where`` (a subquery)."""
-    return nested("(SELECT" + _RUN_COLUMNS + """
-    FROM (
-        SELECT account_id, run_id, argMaxMerge(context) AS ctx, min(queued_at) AS queued_at,
-               min(started_ts) AS started_ts, min(step_seen_at) AS step_seen_at,
-               max(finished_at) AS finished_at, argMaxMerge(finish) AS fin
-        FROM run_state
-        WHERE """ + where + """
-        GROUP BY account_id, run_id))""")
+    """The ``runs`` view's rows matching ``where`` (a subquery). ClickHouse applies a condition on
+    the view's grouping key (account_id, run_id) before the view's fold of ``run_state``, whose
+    sort key it is, so an account or run filter reads only those runs (EXPLAIN: the primary key
+    condition reaches run_state; one granule for one run). site_id and card_id are '' rather than
+    NULL, as in run_stats_state (the site / card variables' values)."""
+    return nested(f"""(SELECT * REPLACE (ifNull(site_id, '') AS site_id, ifNull(card_id, '') AS card_id)
+     FROM runs
+     WHERE {where})""")
 
 
 def text_value(variable: str) -> str:

@@ -459,7 +459,7 @@ _PER_RUN_VIEW = re.compile(r"\b(?:FROM|JOIN)\s+(runs|steps|run_state|step_state)
                          ids=[f"{d.uid}-{p.id}" for d, p in P.all_panels()])
 def test_panels_do_not_fold_every_run(uid, panel_id):
     if uid in (P.RUN_LIST.uid, P.RUN_DETAILS.uid):
-        pytest.skip("lists runs one by one: reads run_state / step_state filtered on their key before the fold "
+        pytest.skip("lists runs one by one: reads the runs / steps views by their key, applied before the fold "
                     "(tests/unit/dashboards/test_run_dashboards.py)")
     panel = P.dashboard(uid).panel(panel_id)
     assert not _PER_RUN_VIEW.search(panel.sql), f"{panel.title!r} reads a per-run view:\n{panel.sql}"

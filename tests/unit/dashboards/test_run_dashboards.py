@@ -67,19 +67,44 @@ def test_variables_reach_the_sql_only_percent_encoded(uid, panel_id):
 
 @pytest.mark.parametrize("uid, panel_id", [(d.uid, p.id) for d, p in PANELS], ids=IDS)
 def test_per_run_state_is_read_only_for_the_selected_runs(uid, panel_id):
-    """The per-run tables are read with the account filter (and on Run details the run filter)
-    inside the fold, on their sort key; never the `runs` / `steps` views (which fold every run)."""
+    """The per-run views are read with the account filter first (and on Run details the run
+    filter): a condition on the views' key, which ClickHouse applies before their fold (see
+    test_a_key_filter_on_the_views_reaches_the_tables_key); never the raw events."""
     from sinks import tenancy
 
     panel = DASHBOARDS[uid][0].panel(panel_id)
     tables = set(_TABLE.findall(panel.sql))
     assert tables <= set(tenancy.READABLE), tables - set(tenancy.READABLE)
-    assert not tables & {"runs", "steps", "events"}
-    for match in re.finditer(r"FROM (run_state|step_state)\s+WHERE (.*)", panel.sql):
+    assert not tables & {"run_state", "step_state", "events"}
+    for match in re.finditer(r"FROM (runs|steps)\s+WHERE (.*)", panel.sql):
         where = match.group(2)
         assert where.startswith(ACCOUNT), f"{panel.title}: {match.group(1)} read without the account first"
-        if uid == RUN_DETAILS.uid and match.group(1) == "step_state":
+        if uid == RUN_DETAILS.uid and match.group(1) == "steps":
             assert RUN in where
+
+
+@pytest.mark.parametrize("view, table", [("runs", "run_state"), ("steps", "step_state")])
+def test_a_key_filter_on_the_views_reaches_the_tables_key(tmp_path, view, table):
+    """What makes reading the views by (account, run) cheap: ClickHouse moves the condition
+    before the view's GROUP BY, onto the primary key of the state table it folds."""
+    from sinks.clickhouse import connect, migrate
+
+    client = connect(f"chdb://{tmp_path}")
+    try:
+        migrate(client, "keyed")
+        client.command("INSERT INTO keyed.events (event_id, schema_version, type, ts, account_id, run_id, "
+                       "workflow_id, workflow_name, workflow_version, workflow_type, trigger, step_id, step_index, "
+                       "step_name, step_type, attempt, is_new, source_partition, source_offset, source_index) "
+                       "SELECT toString(number), 1, 'step.started', now64(3) - number, "
+                       "if(number % 2 = 0, 'acme', 'globex'), 'r' || toString(number % 5000), 'wf', 'WF', 1, "
+                       "'marketing', 'manual', 's1', 0, 'S', 'action', 1, 1, 0, number, 0 FROM numbers(20000)")
+        plan = "\n".join(row[0] for row in client.query(
+            f"EXPLAIN indexes = 1 SELECT * FROM keyed.{view} WHERE account_id = 'acme' AND run_id = 'r2'").result_rows)
+    finally:
+        client.close()
+    assert f"keyed.{table}" in plan or table in plan
+    assert re.search(r"Condition: .*account_id in \['acme', 'acme'\]", plan), plan
+    assert re.search(r"Condition: .*run_id in \['r2', 'r2'\]", plan), plan
 
 
 @pytest.mark.parametrize("uid", list(DASHBOARDS))
