@@ -56,6 +56,11 @@ class Credentials:
     def generate(cls, user: str = READER_USER) -> Credentials:
         return cls(user, secrets.token_urlsafe(32))
 
+    @classmethod
+    def given_or_generated(cls, user: str, password: str | None) -> Credentials:
+        """``user`` with ``password``, or with a generated one when it is unset or empty."""
+        return cls(user, password) if password else cls.generate(user)
+
     def matches(self, user: str, password: str) -> bool:
         """Constant-time comparison of both parts (no early exit on the user name)."""
         user_ok = hmac.compare_digest(user.encode(), self.user.encode())

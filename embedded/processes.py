@@ -56,6 +56,34 @@ def stop(proc: subprocess.Popen, *, timeout: float = 20.0, sig: int = signal.SIG
     return proc.wait()
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def proc_memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak RSS) in MiB, from /proc/<pid>/status (empty when unreadable)."""
+    out: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                name, value = line.split(":", 1)
+                out[name] = int(value.split()[0]) / 1024
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def rss_mb(pid: int) -> float | None:
+    return proc_memory_mb(pid).get("VmRSS")
+
+
 def wait_for_port(port: int, *, timeout: float, proc: subprocess.Popen | None = None) -> None:
     """Wait until 127.0.0.1:port accepts connections; raise if the child exits or time runs out."""
     deadline = time.monotonic() + timeout

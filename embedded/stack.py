@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from embedded.access import READER_USER, WRITER_USER, Credentials
 from embedded.broker import EmbeddedBroker, start_broker
 from embedded.config import StackConfig, SupportsStackConfig, as_config
-from embedded.processes import free_port, spawn, stop, wait_for_port
+from embedded.processes import alive, free_port, spawn, stop, wait_for_port
 from producers.kafka import TopicSpec, ensure_topics
 from schemas.errors import UnavailableError
 from schemas.redaction import redact_url
@@ -73,13 +73,7 @@ class StackInfo:
                        int(doc.get("warehouse_pid") or 0), tuple(int(pid) for pid in doc.get("worker_pids") or ()))
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        try:
-            os.kill(info.pid, 0)
-        except ProcessLookupError:
-            return None  # a stale file from a stack that died
-        except PermissionError:
-            pass
-        return info
+        return info if alive(info.pid) else None  # else a stale file from a stack that died
 
     def write(self, path: Path) -> None:
         """Replace ``path`` atomically with a file created owner-only (0600): it never exists, not
@@ -181,10 +175,8 @@ class EmbeddedStack:
         self.warehouse_port = self.config.warehouse_port or free_port()
         self.worker_restarts = 0
         self.warehouse_restarts = 0
-        self.reader = Credentials(READER_USER, self.config.read_password) if self.config.read_password \
-            else Credentials.generate()
-        self.writer = Credentials(WRITER_USER, self.config.write_password) if self.config.write_password \
-            else Credentials.generate(WRITER_USER)
+        self.reader = Credentials.given_or_generated(READER_USER, self.config.read_password)
+        self.writer = Credentials.given_or_generated(WRITER_USER, self.config.write_password)
 
     @property
     def settings(self) -> StackConfig | SupportsStackConfig:

@@ -234,13 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise Refused(211, "EMPTY_QUERY", "Empty query")
         params = {k[len("param_"):]: v for k, v in args.items() if k.startswith("param_")}
         result = policy.run(sql, args.get("default_format") or "TabSeparated", params)
-        self._reply(200, result.data, {
-            "Content-Type": "application/octet-stream",
-            "X-ClickHouse-Format": result.format,
-            "X-ClickHouse-Timezone": "UTC",
-            "X-ClickHouse-Server-Display-Name": SERVER_VERSION,
-            "X-ClickHouse-Summary": '{"read_rows":"0","read_bytes":"0","written_rows":"0"}',
-        })
+        self._answer(result.data, result.format, '{"read_rows":"0","read_bytes":"0","written_rows":"0"}')
 
     def _read_chunks(self, limit: int) -> bytes:
         """A chunked body (clickhouse-connect streams inserts so), refused once it passes ``limit``."""
@@ -268,12 +262,16 @@ class _Handler(BaseHTTPRequestHandler):
         write_path = self.owner.write_path
         assert write_path is not None   # the writer exists only with a write path
         result = write_path.run(args.get("query", ""), body, args)
-        self._reply(200, result.data, {
+        self._answer(result.data, result.format, json.dumps(result.summary))
+
+    def _answer(self, data: bytes, fmt: str, summary: str) -> None:
+        """A statement's result, with the headers a ClickHouse server sends."""
+        self._reply(200, data, {
             "Content-Type": "application/octet-stream",
-            "X-ClickHouse-Format": result.format,
+            "X-ClickHouse-Format": fmt,
             "X-ClickHouse-Timezone": "UTC",
             "X-ClickHouse-Server-Display-Name": SERVER_VERSION,
-            "X-ClickHouse-Summary": json.dumps(result.summary),
+            "X-ClickHouse-Summary": summary,
         })
 
     def _error(self, status: int, code: int, text: str) -> None:

@@ -36,6 +36,7 @@ import chdb
 
 from embedded.access import EngineError, Refused
 from embedded.read_policy import string_literal
+from sinks.clickhouse import check_identifier
 
 _INSERT_WITH_DATA = re.compile(
     r"^\s*INSERT\s+INTO\s+(?P<target>.+?)\s+FORMAT\s+(?P<format>[A-Za-z0-9_]+)\s*$", re.IGNORECASE | re.DOTALL)
@@ -165,9 +166,12 @@ class WritePath:
 
 
 def _identifier(name: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise Refused(36, "BAD_ARGUMENTS", f"Invalid database name {name!r}")
-    return name
+    """``name`` if ``sinks.clickhouse.check_identifier`` accepts it as a database name, else the
+    client's error."""
+    try:
+        return check_identifier(name)
+    except ValueError as exc:
+        raise Refused(36, "BAD_ARGUMENTS", str(exc)) from None
 
 
 def _summary(result: Any, *, written: bool) -> dict[str, str]:

@@ -13,6 +13,8 @@ import logging
 import signal
 import threading
 
+from pydantic import SecretStr
+
 from embedded.access import READER_USER, WRITER_USER, Credentials
 from embedded.read_policy import ReadLimits
 from embedded.warehouse_server import WarehouseServer
@@ -22,12 +24,10 @@ from sinks.clickhouse import connect, migrate
 log = logging.getLogger(__name__)
 
 
-def _credentials(user: str, secret: object, variable: str) -> Credentials:
-    value = getattr(secret, "get_secret_value", lambda: None)()
-    if not value:
+def _credentials(user: str, secret: SecretStr | None, variable: str) -> Credentials:
+    if not secret or not secret.get_secret_value():
         log.warning("%s is not set: the warehouse accepts no %s (`runlens up` sets it)", variable, user)
-        return Credentials.generate(user)
-    return Credentials(user, value)
+    return Credentials.given_or_generated(user, secret.get_secret_value() if secret else None)
 
 
 def run_warehouse(settings: Settings) -> None:

@@ -39,6 +39,7 @@ probes), ``yardsticks`` / ``pipeline`` / ``latency`` / ``queries`` (the phases, 
 The command line is ``runlens.cli.bench``.
 """
 
+from embedded.processes import proc_memory_mb, rss_mb
 from runlens.bench.common import (
                                   PRODUCERS,
                                   Plan,
@@ -49,8 +50,6 @@ from runlens.bench.common import (
                                   machine_facts,
                                   percentile,
                                   proc_cpu_seconds,
-                                  proc_memory_mb,
-                                  rss_mb,
                                   stats_group,
 )
 from runlens.bench.report import render_chart, render_markdown

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from runlens.bench.common import Plan, proc_cpu_seconds, rss_mb
+from embedded.processes import rss_mb
+from runlens.bench.common import Plan, proc_cpu_seconds
 from runlens.bench.probes import EmitterSink, PlainSink
 from runlens.settings import Settings
 

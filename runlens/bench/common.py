@@ -62,23 +62,6 @@ def proc_cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def proc_memory_mb(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (peak RSS) in MiB, from /proc/<pid>/status."""
-    out: dict[str, float] = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                name, value = line.split(":", 1)
-                out[name] = int(value.split()[0]) / 1024
-    except (OSError, ValueError):
-        pass
-    return out
-
-
-def rss_mb(pid: int) -> float | None:
-    return proc_memory_mb(pid).get("VmRSS")
-
-
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..100); None without values."""
     if not values:

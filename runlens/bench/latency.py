@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from embedded.processes import rss_mb
 from runlens.bench.base import BenchBase, BenchSink
 from runlens.bench.common import (
     cycled,
@@ -19,7 +20,6 @@ from runlens.bench.common import (
     percentile,
     ratio_of,
     rounded,
-    rss_mb,
     slope_of,
     stats_group,
 )

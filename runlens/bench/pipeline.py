@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from embedded.processes import proc_memory_mb, rss_mb
 from runlens.bench.base import BenchSink
 from runlens.bench.common import (
     BASELINES,
@@ -18,11 +19,9 @@ from runlens.bench.common import (
     encoded,
     live_events,
     proc_cpu_seconds,
-    proc_memory_mb,
     ratio_of,
     retag,
     rounded,
-    rss_mb,
 )
 from runlens.bench.latency import Latency
 

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from embedded.processes import proc_memory_mb
 from runlens.bench.base import BenchBase
-from runlens.bench.common import count_label, growth_of, percentile, proc_memory_mb, rounded, workload_config
+from runlens.bench.common import count_label, growth_of, percentile, rounded, workload_config
 from runlens.bench.suite import query_suite
 
 if TYPE_CHECKING:

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from embedded.processes import proc_memory_mb
 from runlens.bench.base import BenchBase
-from runlens.bench.common import b2_batch_rows, delta_of, proc_cpu_seconds, proc_memory_mb, ratio_of, rounded
+from runlens.bench.common import b2_batch_rows, delta_of, proc_cpu_seconds, ratio_of, rounded
 from runlens.bench.probes import b2_plan
 from runlens.settings import Settings
 

@@ -72,6 +72,7 @@ def up(ctx: typer.Context, workers: WorkersOpt = None) -> None:
 def status(ctx: typer.Context, format: FormatOpt = OutputFormat.table) -> None:
     """The running stack: the warehouse's health, each worker with the partitions it owns and their
     lag, members of the consumer group from elsewhere."""
+    from embedded import processes
     from embedded.stack import StackInfo, StackNotRunning, resolve_brokers, resolve_reader
     from producers.kafka import group_members, partition_lags
 
@@ -99,7 +100,7 @@ def status(ctx: typer.Context, format: FormatOpt = OutputFormat.table) -> None:
     known = [pid for pid in (info.worker_pids if info else ()) if pid]
     for number, pid in enumerate(info.worker_pids if info else (), start=1):
         member = by_pid.get(pid)
-        alive = bool(pid) and _alive(pid)
+        alive = bool(pid) and processes.alive(pid)
         rows.append(_worker_row(f"worker {number}", pid or None, member, lags, alive))
     for member in members:
         if _pid_of(member.client_id) not in known:
@@ -135,25 +136,11 @@ def _pid_of(client_id: str) -> int:
     return int(pid) if prefix.endswith("runlens-worker") and pid.isdigit() else 0
 
 
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
 def _rss(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-        return f"RSS {kb / 1024:,.0f} MiB"
-    except (OSError, StopIteration, ValueError):
-        return ""
+    from embedded.processes import rss_mb
+
+    mb = rss_mb(pid)
+    return "" if mb is None else f"RSS {mb:,.0f} MiB"
 
 
 def _partitions(partitions: Sequence[tuple[str, int]]) -> str:
