@@ -20,6 +20,7 @@ wait for the warehouse to hold the acknowledged events instead.
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import threading
@@ -204,7 +205,12 @@ def test_durable_broker_restarts_under_load(tmp_path, stack_factory, s3_store, i
     assert producer.failed == [], f"{len(producer.failed)} events not delivered: {producer.failed[:1]}"
     acked = producer.acked
     assert len(acked) == len(workload.lines)
-    assert refused and "5 records were not delivered" in refused[0] and "timed out" in refused[0].lower(), refused
+    # librdkafka either expires the records (message.timeout.ms) or still holds them when the
+    # flush gives up, depending on whether it had learnt the topic's leaders before the kill;
+    # either way the producer is told, with the count of what was not delivered.
+    assert len(refused) == 1, refused
+    assert re.search(r"^5 records (were not delivered: .*timed out|still undelivered after 10s "
+                     r"\(broker .* unreachable\?\))", refused[0], re.IGNORECASE), refused
 
     # What the broker kept of what it acknowledged, read independently of the pipeline.
     served = _served(stack)
