@@ -57,6 +57,9 @@ class Settings(BaseSettings):
         "ledger's 200,000-event horizon to be recognised exactly.")
     insert_max_rows: int = Field(default=50_000, ge=100, description="Most rows per warehouse insert.")
     batch_max_seconds: float = Field(default=0.5, gt=0, description="Longest the worker waits to fill a batch.")
+    batch_idle_seconds: float = Field(
+        default=0.02, gt=0, le=5, description="A batch closes when no record arrived for this long (the partitions "
+        "have nothing more ready), without waiting for batch_max_seconds.")
     max_event_bytes: int = Field(
         default=256 * 1024, ge=1024, description="Larger events are dead-lettered as oversize.")
     max_clock_skew_seconds: float = Field(

@@ -35,6 +35,7 @@ from streams.batch import GROUP_MAX_BYTES, RawRecord, record_groups, split_batch
 from streams.config import WorkerConfig
 from streams.detectors import Alert
 from streams.ledger import PartitionLedger
+from streams.take import take_until_idle
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ the batch was done: its inserts acknowledged), one row each per batch of the eve
 - ``batch_dead_letters``: lines sent to the dead-letter topic;
 - ``batch_duplicates``: stored events whose id the partition had seen before (``is_new = 0``);
 - ``batch_redelivered``: events skipped because already stored (a redelivered batch);
-- ``batch_wall_ms``: the batch's wall time in the worker, from handing it over (``take_events``) to
+- ``batch_wall_ms``: the batch's wall time in the worker, from handing it over (``take_until_idle``) to
   its end (all inserts acknowledged, alerts delivered);
 - ``batch_live_events``, ``batch_latency_p50_ms`` / ``_p95_ms`` / ``_max_ms``: event-to-queryable
   latency, *insert acknowledged - event ts* over the batch's stored events at most an hour old
@@ -165,7 +166,7 @@ def _records(events: Sequence[EventT]) -> list[RawRecord]:
 
 
 def _hold_back(events: Sequence[EventT]) -> None:
-    """Keep a batch from being committed: ``take_events`` acks in a ``finally`` even when the
+    """Keep a batch from being committed: ``take_until_idle`` acks in a ``finally`` even when the
     body fails or is cancelled; a message already marked acked is skipped by the consumer's
     commit bookkeeping, so its offset is never committed and it is delivered again."""
     for event in events:
@@ -262,7 +263,8 @@ class IngestWorker:
     def _wire(self, app: faust.App) -> None:
         """Connect the steps to ``app``. Faust calls agents with the stream and timers with no
         argument (it inspects the function it is given), so each is a plain function here."""
-        max_batch, within = self.config.batch_max_records, self.config.batch_max_seconds
+        config = self.config
+        max_batch, within, idle = config.batch_max_records, config.batch_max_seconds, config.batch_idle_seconds
 
         # mode types its handlers with mypy_extensions' VarArg/NamedArg, which no function matches
         # under mypy 2 (even one of exactly that shape): the ignore is for that, not for this handler
@@ -272,14 +274,14 @@ class IngestWorker:
 
         @app.agent(self.events_topic, name="ingest-events")
         async def ingest_events(stream: faust.StreamT[bytes]) -> None:
-            assert isinstance(stream, faust.Stream)   # take_events is not on the StreamT interface
-            async for events in stream.take_events(max_batch, within=within):
+            assert isinstance(stream, faust.Stream)   # the take works on the Stream implementation
+            async for events in take_until_idle(stream, max_batch, within, idle):
                 await _guarded(self.process_batch, events)
 
         @app.agent(self.dlq_topic, name="store-dead-letters")
         async def store_dead_letters(stream: faust.StreamT[bytes]) -> None:
             assert isinstance(stream, faust.Stream)
-            async for events in stream.take_events(max_batch, within=within):
+            async for events in take_until_idle(stream, max_batch, within, idle):
                 await _guarded(self.store_dead_letters, events)
 
         @app.timer(self.config.metrics_interval_seconds)

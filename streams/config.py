@@ -19,6 +19,7 @@ class WorkerConfig:
     replication_factor: int
     batch_max_records: int           # most Kafka records per batch
     batch_max_seconds: float         # longest wait to fill a batch
+    batch_idle_seconds: float        # a batch closes when no record arrived for this long
     insert_max_rows: int             # most events per warehouse insert
     max_event_bytes: int             # larger events are dead-lettered as oversize
     max_clock_skew_seconds: float    # events further ahead of the worker's clock are dead-lettered
