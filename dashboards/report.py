@@ -7,7 +7,9 @@ travel as server-side query parameters (``{var_account:String}``, ``macros.expan
 holding the text Grafana would have put in the query, which the panel's SQL decodes. plotly.js
 is inlined once, so the file opens offline.
 
-After the dashboards, "Last failures" (``dashboards.run_page``): the most recent failed runs of
+After the dashboards, "Workflows needing attention" (``dashboards.attention_report``: the
+workflows ranked by ``dashboards.attention``'s score, with reasons and drill-ins), then "Last
+failures" (``dashboards.run_page``): the most recent failed runs of
 the window under the same variable values, each linking to its own details (overview, step
 timeline, step log) further down the page, drawn by the code of ``runlens runs show --html``.
 
@@ -29,8 +31,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from dashboards import attention_report, run_page
 from dashboards import panels as P
-from dashboards import run_page
 from dashboards.macros import ALL, MacroError, TimeRange, Variable, expand_bound
 
 if TYPE_CHECKING:
@@ -397,7 +399,8 @@ def _describe_values(values: Mapping[str, Sequence[str] | str]) -> str:
 
 def render_html(items: list[RenderedPanel], since: datetime, until: datetime,
                 values: Mapping[str, Sequence[str] | str], generated: datetime | None = None,
-                failures: run_page.FailureSection | None = None) -> str:
+                failures: run_page.FailureSection | None = None,
+                attention: attention_report.AttentionSection | None = None) -> str:
     generated = generated or datetime.now(UTC)
     by_dashboard: dict[str, list[RenderedPanel]] = {}
     for item in items:
@@ -409,6 +412,9 @@ def render_html(items: list[RenderedPanel], since: datetime, until: datetime,
         nav.append(f'<a href="#{uid}">{html.escape(name)}</a>')
         sections.append(f'<section id="{uid}"><h2>{html.escape(name)}</h2><p>{html.escape(d.description)}</p>'
                         f'<div class="grid">{"".join(_panel_html(p) for p in panels)}</div></section>')
+    if attention is not None:
+        nav.append(f'<a href="#{attention_report.SECTION_ID}">{attention_report.TITLE}</a>')
+        sections.append(attention_report.section_html(attention))
     if failures is not None:
         nav.append('<a href="#last-failures">Last failures</a>')
         sections.append(run_page.failures_html(failures, now=until))
@@ -417,7 +423,8 @@ def render_html(items: list[RenderedPanel], since: datetime, until: datetime,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>runlens report {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC</title>"
-        f"<style>{CSS}{run_page.CSS}</style><script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>"
+        f"<style>{CSS}{run_page.CSS}{attention_report.CSS}</style>"
+        f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>"
         f"<header><h1>runlens report</h1><p>{since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC &middot; "
         f"{_describe_values(values)} &middot; {len(items)} panels"
         f"{f' ({failed} failed)' if failed else ''} &middot; generated {generated:%Y-%m-%d %H:%M} UTC</p></header>"
@@ -448,13 +455,28 @@ def failures(client: Client, since: datetime, until: datetime, variables: Mappin
     return run_page.collect_failures(client, sql, params, limit)
 
 
+def attention(client: Client, since: datetime, until: datetime,
+              variables: Mapping[str, Any] | None = None) -> attention_report.AttentionSection:
+    """The "Workflows needing attention" section for ``[since, until]`` under these variable values
+    (account and workflow; bound like the panels' values)."""
+    try:
+        sql, params = expand_bound(attention_report.facts_sql(), TimeRange(since, until),
+                                   variable_values(variables), variable_specs())
+    except MacroError as exc:
+        return attention_report.AttentionSection(error=f"cannot expand the query: {exc}")
+    return attention_report.collect(client, sql, params, since, until)
+
+
 def write_report(client: Client, out_path: Path | str, since: datetime, until: datetime | None = None,
                  variables: Mapping[str, Any] | None = None,
-                 dashboards: Sequence[P.Dashboard] = P.ANALYTICS, last_failures: int = 0) -> Path:
+                 dashboards: Sequence[P.Dashboard] = P.ANALYTICS, last_failures: int = 0,
+                 needing_attention: bool = False) -> Path:
     """Run every panel against ``client`` for ``[since, until]`` (UTC; naive times are UTC) with
     these variable values (name -> value or list; missing = All) and write one HTML file.
     With ``last_failures`` > 0, the page ends with the "Last failures" section (at most that
-    many runs; ``runlens report`` shows ``run_page.LAST_FAILURES``). Returns the path written.
+    many runs; ``runlens report`` shows ``run_page.LAST_FAILURES``); with ``needing_attention``
+    the "Workflows needing attention" section comes before it (``runlens report`` shows it).
+    Returns the path written.
     Panels whose query fails show the error instead of a chart; so does the section."""
     since = _utc(since)
     until = _utc(until) if until is not None else datetime.now(UTC)
@@ -462,11 +484,13 @@ def write_report(client: Client, out_path: Path | str, since: datetime, until: d
         raise ValueError("the report's time range is empty (until <= since)")
     items = collect(client, since, until, variables, dashboards)
     last = failures(client, since, until, variables, last_failures) if last_failures > 0 else None
+    needing = attention(client, since, until, variables) if needing_attention else None
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(items, since, until, variable_values(variables), failures=last), encoding="utf-8")
+    out.write_text(render_html(items, since, until, variable_values(variables), failures=last, attention=needing),
+                   encoding="utf-8")
     return out
 
 
-__all__ = ["write_report", "collect", "failures", "render_html", "panel_sql", "query_interval", "variable_values",
-           "column_kind", "Result"]
+__all__ = ["write_report", "collect", "failures", "attention", "render_html", "panel_sql", "query_interval",
+           "variable_values", "column_kind", "Result"]

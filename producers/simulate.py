@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 import orjson
 
+from producers.engine import RunBook
 from producers.kafka import CheckedProducer, EventBatcher
 from producers.workload import WorkloadConfig, corrupt, generate
 from schemas.errors import InputError
@@ -100,10 +101,13 @@ def run_simulation(
     bad_line_rate: float = 0.0,
     stop: threading.Event | None = None,
     on_progress: Callable[[SimulationReport, datetime], None] | None = None,
+    book: RunBook | None = None,
 ) -> SimulationReport:
     """Send runs queued in [now - backfill, now + duration). Events before ``now`` go out at
     once; later ones when the wall clock reaches their time (unless ``pace`` is False).
-    ``bad_line_rate`` adds that share of invalid lines (a misbehaving engine) after events."""
+    ``bad_line_rate`` adds that share of invalid lines (a misbehaving engine) after events.
+    ``book``: record every run sent, for a command engine (``producers.engine``); the later
+    events of a run it stopped are not sent."""
     now = now or datetime.now(UTC)
     start, end = now - backfill, now + duration
     wall_start, report = time.monotonic(), SimulationReport()
@@ -122,6 +126,8 @@ def run_simulation(
                     time.sleep(wait)
         if stop is not None and stop.is_set():
             break
+        if book is not None and not book.admit(event):
+            continue
         sink.send(event["run_id"], orjson.dumps(event))
         if bad_line_rate and corrupter.random() < bad_line_rate:
             sink.send(event["run_id"], corrupt(event, report.bad_lines, corrupter))

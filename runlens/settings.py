@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     )
     warehouse_password: SecretStr | None = Field(default=None, description="Overrides the password in the DSN.")
     database: str = Field(default="runlens", description="ClickHouse database holding runlens tables and views.")
+    clickhouse_cluster: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", description="Name of the ClickHouse cluster "
+        "(remote_servers) the warehouse DSN's server belongs to: `runlens migrate` then creates every table and "
+        "view ON CLUSTER with Replicated engines (sinks/cluster.py). Unset: one server (or the embedded warehouse).")
     topic_prefix: str = Field(default="runlens", description="Prefix of every Kafka topic and of the consumer group.")
     partitions: int = Field(default=4, ge=1, description="Partitions of the events topic when runlens creates it.")
     replication_factor: int = Field(default=1, ge=1, description="Replication factor of topics runlens creates.")
@@ -104,6 +108,10 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="How often the worker records pipeline health in pipeline_metrics.")
     alert_lateness_seconds: float = Field(
         default=120.0, ge=0, description="How long the detectors wait for late events before judging a minute.")
+    alert_idle_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="When an account's input has been quiet this long (its partitions "
+        "read to their end, nothing of it arriving), its alert watermark follows the wall clock: the last minutes "
+        "before traffic stops are judged, and a silent workflow is noticed.")
     alert_webhook_url: str | None = Field(default=None, description="POST every alert state change here as JSON.")
     # Fault injection for the reliability suite; leave unset in production.
     fault_lose_reply_every: int = Field(
@@ -154,8 +162,23 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}.alerts"
 
     @property
+    def commands_topic(self) -> str:
+        """Replay and stop commands, runlens -> engine (docs/commands.md)."""
+        return f"{self.topic_prefix}.commands"
+
+    @property
+    def command_outcomes_topic(self) -> str:
+        """What the engine did with each command, engine -> runlens (docs/commands.md)."""
+        return f"{self.topic_prefix}.command-outcomes"
+
+    @property
     def consumer_group(self) -> str:
         return f"{self.topic_prefix}-worker"
+
+    @property
+    def engine_group(self) -> str:
+        """Consumer group of the stand-in engine's command consumer (``runlens simulate``, the demo)."""
+        return f"{self.topic_prefix}-engine"
 
     @property
     def stack_file(self) -> Path:
@@ -187,7 +210,9 @@ class Settings(BaseSettings):
             data_dir=self.data_dir, stack_file=self.stack_file, warehouse_dsn=self.warehouse_dsn,
             topics=(TopicSpec(self.events_topic, self.partitions, self.replication_factor),
                     TopicSpec(self.dead_letter_topic, 1, self.replication_factor),
-                    TopicSpec(self.alerts_topic, 1, self.replication_factor)),
+                    TopicSpec(self.alerts_topic, 1, self.replication_factor),
+                    TopicSpec(self.commands_topic, 1, self.replication_factor),
+                    TopicSpec(self.command_outcomes_topic, 1, self.replication_factor)),
             worker_env=self.to_env(), brokers=self.brokers, query_url=self.query_url,
             warehouse_password=secret(self.warehouse_password), warehouse_port=self.warehouse_port,
             read_password=secret(self.read_password), write_password=secret(self.write_password),

@@ -35,6 +35,7 @@ from clickhouse_connect.driver.exceptions import (
 )
 
 from schemas.errors import PoisonError, RetryableError
+from sinks.cluster import on_cluster
 from sinks.ledger_state import LedgerState, StoredOpenRun
 
 log = logging.getLogger(__name__)
@@ -128,21 +129,54 @@ def split_statements(sql: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def migrate(client: Client, database: str) -> list[str]:
-    """Create ``database`` and apply the migrations it lacks. Returns the names applied."""
+def bookkeeping_statements(database: str) -> list[str]:
+    """The single-node DDL ``migrate`` runs before the migrations: the database and the table
+    recording which migrations were applied."""
     db = check_identifier(database)
-    client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
-        "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
-        "ENGINE = ReplacingMergeTree ORDER BY version"
-    )
+    return [f"CREATE DATABASE IF NOT EXISTS {db}",
+            f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
+            "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+            "ENGINE = ReplacingMergeTree ORDER BY version"]
+
+
+def migration_statements(database: str, cluster: str | None = None) -> list[tuple[int, str, list[str]]]:
+    """(version, name, statements) of every migration for ``database``: the single-node DDL, or with
+    ``cluster`` its replicated ``ON CLUSTER`` form (``sinks.cluster.on_cluster``)."""
+    db = check_identifier(database)
+    found = []
+    for version, name, template in migration_files():
+        statements = split_statements(template.replace("{db}", db))
+        if cluster is not None:
+            statements = [on_cluster(statement, cluster) for statement in statements]
+        found.append((version, name, statements))
+    return found
+
+
+def migrate(client: Client, database: str, *, cluster: str | None = None) -> list[str]:
+    """Create ``database`` and apply the migrations it lacks. Returns the names applied.
+
+    ``cluster``: the server is one replica of that ClickHouse cluster; every table, view and
+    alteration is made ``ON CLUSTER`` with Replicated engines (``sinks.cluster``), and the
+    bookkeeping insert replicates to the other replicas."""
+    bookkeeping = bookkeeping_statements(database)
+    if cluster is not None:
+        bookkeeping = [on_cluster(statement, cluster) for statement in bookkeeping]
+    return apply_migrations(client, database, bookkeeping, migration_statements(database, cluster))
+
+
+def apply_migrations(client: Client, database: str, bookkeeping: list[str],
+                     migrations: list[tuple[int, str, list[str]]]) -> list[str]:
+    """Run ``bookkeeping`` (creates the database and ``schema_migrations``), then each migration
+    not recorded there, recording it after its last statement. Returns the names applied."""
+    db = check_identifier(database)
+    for statement in bookkeeping:
+        client.command(statement)
     done = {row[0] for row in client.query(f"SELECT version FROM {db}.schema_migrations").result_rows}
     applied = []
-    for version, name, template in migration_files():
+    for version, name, statements in migrations:
         if version in done:
             continue
-        for statement in split_statements(template.replace("{db}", db)):
+        for statement in statements:
             client.command(statement)
         client.insert(f"{db}.schema_migrations", [[version, name]], column_names=["version", "name"])
         applied.append(name)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 SNAPSHOT = ROOT / "schema.sql"
@@ -51,13 +52,29 @@ def creation_order() -> list[str]:
     return order
 
 
-def _dump(path: str) -> str:
-    """In this process: migrate a fresh chDB at ``path`` and return the snapshot text."""
+def _migrate_through_cluster_form(client: Any, cluster: str) -> None:
+    """Apply every migration as ``runlens migrate`` would on ``cluster``, each statement stripped back
+    to one node (``single_node(on_cluster(...))``): chDB has no Keeper to run Replicated engines."""
+    from sinks.clickhouse import apply_migrations, bookkeeping_statements, migration_statements
+    from sinks.cluster import on_cluster, single_node
+
+    bookkeeping = [single_node(on_cluster(statement, cluster)) for statement in bookkeeping_statements(DATABASE)]
+    migrations = [(version, name, [single_node(statement) for statement in statements])
+                  for version, name, statements in migration_statements(DATABASE, cluster)]
+    apply_migrations(client, DATABASE, bookkeeping, migrations)
+
+
+def _dump(path: str, through_cluster: str | None = None) -> str:
+    """In this process: migrate a fresh chDB at ``path`` and return the snapshot text (with
+    ``through_cluster``: via the cluster form of the migrations, stripped back to one node)."""
     from sinks.clickhouse import connect, migrate
 
     client = connect(f"chdb://{path}")
     try:
-        migrate(client, DATABASE)
+        if through_cluster:
+            _migrate_through_cluster_form(client, through_cluster)
+        else:
+            migrate(client, DATABASE)
         rows = client.query(
             "SELECT name FROM system.tables WHERE database = {db:String} "
             "AND engine NOT IN ('Dictionary') AND NOT is_temporary",
@@ -73,10 +90,12 @@ def _dump(path: str) -> str:
         client.close()
 
 
-def render() -> str:
-    """The snapshot, built in a child process on a temporary chDB."""
+def render(through_cluster: str | None = None) -> str:
+    """The snapshot, built in a child process on a temporary chDB (``through_cluster``: by the
+    cluster form of the migrations stripped back to one node; the same text when nothing is lost)."""
+    extra = ["--through-cluster", through_cluster] if through_cluster else []
     with tempfile.TemporaryDirectory(prefix="runlens-schema-") as tmp:
-        done = subprocess.run([sys.executable, "-m", "sinks.schema", "--dump", str(Path(tmp) / "chdb")],
+        done = subprocess.run([sys.executable, "-m", "sinks.schema", "--dump", str(Path(tmp) / "chdb"), *extra],
                               cwd=ROOT.parent, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"building the schema snapshot failed:\n{done.stderr[-4000:]}")
@@ -87,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only check that sinks/schema.sql is current")
     parser.add_argument("--dump", metavar="PATH", help=argparse.SUPPRESS)   # the child's job
+    parser.add_argument("--through-cluster", metavar="NAME", help=argparse.SUPPRESS)   # with --dump
     args = parser.parse_args(argv)
     if args.dump:
-        sys.stdout.write(_dump(args.dump))
+        sys.stdout.write(_dump(args.dump, args.through_cluster))
         return 0
     text = render()
     if SNAPSHOT.is_file() and SNAPSHOT.read_text() == text:

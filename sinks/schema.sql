@@ -1356,3 +1356,86 @@ FROM
         step_name,
         step_type
 );
+
+CREATE TABLE runlens.run_commands
+(
+    `account_id` String,
+    `command_id` String,
+    `run_id` String,
+    `action` LowCardinality(String),
+    `mode` Nullable(String),
+    `overrides` Map(String, String),
+    `requested_by` String,
+    `requested_at` DateTime64(3, 'UTC'),
+    `received_at` DateTime64(3, 'UTC'),
+    `source_partition` Int32,
+    `source_offset` Int64
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (account_id, command_id)
+SETTINGS non_replicated_deduplication_window = 1000, index_granularity = 8192;
+
+CREATE TABLE runlens.run_command_outcomes
+(
+    `account_id` String,
+    `command_id` String,
+    `run_id` String,
+    `action` LowCardinality(String),
+    `outcome` LowCardinality(String),
+    `new_run_id` Nullable(String),
+    `reason` String,
+    `decided_at` DateTime64(3, 'UTC'),
+    `received_at` DateTime64(3, 'UTC'),
+    `source_partition` Int32,
+    `source_offset` Int64
+)
+ENGINE = ReplacingMergeTree(decided_at)
+ORDER BY (account_id, command_id)
+SETTINGS non_replicated_deduplication_window = 1000, index_granularity = 8192;
+
+CREATE VIEW runlens.commands
+(
+    `account_id` String,
+    `command_id` String,
+    `run_id` String,
+    `action` LowCardinality(String),
+    `mode` Nullable(String),
+    `overrides` Map(String, String),
+    `requested_by` String,
+    `requested_at` DateTime64(3, 'UTC'),
+    `outcome` LowCardinality(Nullable(String)),
+    `new_run_id` Nullable(String),
+    `reason` Nullable(String),
+    `decided_at` Nullable(DateTime64(3, 'UTC'))
+)
+AS SELECT
+    c.account_id AS account_id,
+    c.command_id AS command_id,
+    c.run_id AS run_id,
+    c.action AS action,
+    c.mode AS mode,
+    c.overrides AS overrides,
+    c.requested_by AS requested_by,
+    c.requested_at AS requested_at,
+    o.outcome AS outcome,
+    o.new_run_id AS new_run_id,
+    o.reason AS reason,
+    o.decided_at AS decided_at
+FROM
+(
+    SELECT *
+    FROM runlens.run_commands
+    FINAL
+) AS c
+LEFT JOIN
+(
+    SELECT
+        account_id,
+        command_id,
+        toNullable(outcome) AS outcome,
+        new_run_id,
+        toNullable(reason) AS reason,
+        toNullable(decided_at) AS decided_at
+    FROM runlens.run_command_outcomes
+    FINAL
+) AS o ON (c.account_id = o.account_id) AND (c.command_id = o.command_id);

@@ -41,11 +41,12 @@ from sinks.clickhouse import check_identifier
 # ``account_id = '<account>'``: the tables the views below read and the pre-aggregated tables
 # the dashboards read (migration 007).
 POLICY_TABLES = ("events", "run_state", "step_state", "run_stats_state", "step_stats_state", "queue_state",
-                 "alert_events", "run_notes", "run_stats_hourly", "step_stats_hourly", "step_stats_daily")
+                 "alert_events", "run_notes", "run_stats_hourly", "step_stats_hourly", "step_stats_daily",
+                 "run_commands", "run_command_outcomes")
 # Views a tenant may read. Views run with the reader's rights (SQL SECURITY INVOKER, the
 # default for plain views), so the policies of the tables they read hold them to the tenant's
 # rows; each reads POLICY_TABLES only (checked by the test).
-TENANT_VIEWS = ("runs", "steps", "run_stats", "step_stats", "queue_depth", "alerts")
+TENANT_VIEWS = ("runs", "steps", "run_stats", "step_stats", "queue_depth", "alerts", "commands")
 # What a tenant may SELECT: the query surface and the tables under it.
 READABLE = (*POLICY_TABLES, *TENANT_VIEWS)
 # Everything else, and why no tenant is granted it.

@@ -15,7 +15,7 @@ import queue
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,7 @@ import orjson
 
 from schemas.events import Event
 from schemas.fast import FastEvent
-from streams.detectors import Alert, Detectors, EventClocks
+from streams.detectors import AccountWatermarks, Alert, Detectors
 
 log = logging.getLogger(__name__)
 
@@ -34,31 +34,42 @@ may accept events a little further ahead (engines' clocks drift); they are store
 their account's clock simply stops at wall clock + this tolerance."""
 
 
+IDLE_TIMEOUT = timedelta(seconds=30)
+"""How long an account's input must be quiet (its partitions read to their end, nothing of it
+arriving) before its watermark follows the wall clock."""
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
 class StreamAlerts:
-    """The detectors of one worker, fed in event time with one clock per account
-    (``EventClocks``): ``lateness`` delays each evaluation so out-of-order events up to that
-    age still count, and no account's clock runs ahead of the wall clock by more than
-    ``future_tolerance``. Not durable: after a restart the clocks and baselines start empty."""
+    """The detectors of one worker, fed in event time with one watermark per account
+    (``AccountWatermarks``: from one clock per account and input partition, held back by lagging
+    partitions, following the wall clock once the input is quiet for ``idle``): ``lateness``
+    delays each evaluation so out-of-order events up to that age still count, and no account's
+    clock runs ahead of the wall clock by more than ``future_tolerance``. Not durable: after a
+    restart the watermarks and baselines start empty."""
 
     def __init__(self, lateness: timedelta, detectors: Detectors | None = None, *,
-                 future_tolerance: timedelta = FUTURE_TOLERANCE, now: Callable[[], datetime] = _utc_now):
+                 future_tolerance: timedelta = FUTURE_TOLERANCE, idle: timedelta = IDLE_TIMEOUT,
+                 now: Callable[[], datetime] = _utc_now):
         self.detectors = detectors or Detectors()
         self.lateness = lateness
-        self.clocks = EventClocks(lateness, future_tolerance)
+        self.watermarks = AccountWatermarks(lateness, future_tolerance, idle)
         self._now = now
-        self.too_late = 0
 
-    def observe(self, event: Event | FastEvent, now: datetime | None = None) -> None:
-        """One new (deduplicated) event, received at wall-clock time ``now`` (default: the clock
-        given at construction). It counts as too late for alerting when it is older than its own
-        account's watermark (``too_late``; aggregates still include it)."""
+    @property
+    def too_late(self) -> int:
+        """Events read after their account's watermark had passed them (counted, not judged)."""
+        return self.watermarks.stats["too_late"]
+
+    def observe(self, event: Event | FastEvent, partition: int = 0, now: datetime | None = None) -> None:
+        """One new (deduplicated) event read from input ``partition`` at wall-clock time ``now``
+        (default: the clock given at construction). It counts as too late for alerting when it is
+        older than its own account's watermark (``too_late``; aggregates still include it)."""
         ts = event.ts
-        if self.clocks.observe(event.account_id, ts, self._now() if now is None else now):
-            self.too_late += 1
+        self.watermarks.observe(event.account_id, partition, ts, self._now() if now is None else now)
         d = self.detectors
         if event.type == "run.queued":
             if d.queue_growth is not None:
@@ -78,10 +89,14 @@ class StreamAlerts:
                 if det is not None:
                     det.observe(event.account_id, event.workflow_id, event.workflow_name, ts, failed)
 
-    def advance(self) -> list[Alert]:
-        """Judge what the accounts whose clocks moved since the last call have made judgeable;
-        accounts that sent nothing cost nothing."""
-        moved = self.clocks.moved()
+    def lagging(self, partitions: Iterable[int]) -> None:
+        """The input partitions that hold records not read yet (see ``AccountWatermarks``)."""
+        self.watermarks.lagging(partitions)
+
+    def advance(self, now: datetime | None = None, *, every_account: bool = False) -> list[Alert]:
+        """Judge what the watermarks of the accounts that sent events since the last call (or of
+        every account: what the wall clock alone moves) have made judgeable."""
+        moved = self.watermarks.moved(self._now() if now is None else now, every_account=every_account)
         return self.detectors.advance(moved) if moved else []
 
 

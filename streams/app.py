@@ -32,6 +32,7 @@ from sinks.ledger_state import Annotation
 from sinks.rows import SourcedEvent, dead_letter_columns, event_columns
 from streams.alerting import FUTURE_TOLERANCE, StreamAlerts, WebhookNotifier, alert_columns, alert_document
 from streams.batch import GROUP_MAX_BYTES, RawRecord, record_groups, split_batch
+from streams.commands import CommandStore
 from streams.config import WorkerConfig
 from streams.detectors import Alert
 from streams.ledger import PartitionLedger
@@ -226,10 +227,12 @@ class IngestWorker:
         self.warehouse = warehouse
         self.stats = stats or WorkerStats()
         self.ledgers: dict[int, PartitionLedger] = {}
-        # one event-time clock per account, never ahead of the wall clock by more than the tolerance
-        # (and never by more than validation lets an event be ahead)
+        # one watermark per account from its clocks per input partition, never ahead of the wall
+        # clock by more than the tolerance (and never by more than validation lets an event be ahead)
         self.alerts = StreamAlerts(timedelta(seconds=config.alert_lateness_seconds), future_tolerance=min(
-            FUTURE_TOLERANCE, timedelta(seconds=config.max_clock_skew_seconds)))
+            FUTURE_TOLERANCE, timedelta(seconds=config.max_clock_skew_seconds)),
+            idle=timedelta(seconds=config.alert_idle_seconds))
+        self.judging = asyncio.Lock()   # a batch is observed and judged whole, never interleaved with a sweep
         self.webhook = WebhookNotifier(config.alert_webhook_url) if config.alert_webhook_url else None
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         # per-batch figures (time, metric, value) waiting for the next metrics sample (``record_metrics``)
@@ -258,6 +261,13 @@ class IngestWorker:
         self.events_topic = app.topic(config.events_topic, key_type=bytes, value_type=bytes)
         self.dlq_topic = app.topic(config.dead_letter_topic, key_type=bytes, value_type=bytes)
         self.alerts_topic = app.topic(config.alerts_topic, key_type=bytes, value_type=bytes)
+        self.commands_topic = app.topic(config.commands_topic, key_type=bytes, value_type=bytes)
+        self.outcomes_topic = app.topic(config.command_outcomes_topic, key_type=bytes, value_type=bytes)
+
+        async def write_table(table: str, columns: dict[str, list[Any]], token: str, what: str) -> None:
+            await write_with_retry(lambda: warehouse.insert_columns(table, columns, token), self.stats, what)
+
+        self.commands = CommandStore(write_table, lambda letters: _send_dead_letters(self.dlq_topic, letters))
         self._wire(app)
 
     def _wire(self, app: faust.App) -> None:
@@ -284,9 +294,26 @@ class IngestWorker:
             async for events in take_until_idle(stream, max_batch, within, idle):
                 await _guarded(self.store_dead_letters, events)
 
+        # replay/stop commands and their outcomes (streams.commands): rare records, small batches
+        @app.agent(self.commands_topic, name="store-commands")
+        async def store_commands(stream: faust.StreamT[bytes]) -> None:
+            assert isinstance(stream, faust.Stream)
+            async for events in stream.take_events(100, within=0.2):
+                await _guarded(self.commands.store_commands, events)
+
+        @app.agent(self.outcomes_topic, name="store-command-outcomes")
+        async def store_command_outcomes(stream: faust.StreamT[bytes]) -> None:
+            assert isinstance(stream, faust.Stream)
+            async for events in stream.take_events(100, within=0.2):
+                await _guarded(self.commands.store_outcomes, events)
+
         @app.timer(self.config.metrics_interval_seconds)
         async def record_metrics() -> None:
             await self.record_metrics()
+
+        @app.timer(min(10.0, max(1.0, config.alert_idle_seconds / 3)))
+        async def judge_quiet_accounts() -> None:
+            await self.judge_quiet_accounts()
 
     def forget_revoked(self, revoked: set[TP]) -> None:
         """Another worker may own these partitions next; reload from the warehouse if they return."""
@@ -314,12 +341,14 @@ class IngestWorker:
         observed = 0
         received = datetime.now(UTC)   # the clock event times are judged against, once per batch
         tally = BatchTally(records=len(records))
-        for group in record_groups(records, self.config.insert_max_rows, GROUP_MAX_BYTES):
-            observed += await self.process_records(group, received, tally)
-        if observed:
-            raised = self.alerts.advance()
-            if raised:
-                await self.deliver_alerts(raised)
+        async with self.judging:
+            for group in record_groups(records, self.config.insert_max_rows, GROUP_MAX_BYTES):
+                observed += await self.process_records(group, received, tally)
+            if observed:
+                self.alerts.lagging(self.lagging_partitions())
+                raised = self.alerts.advance(received)
+                if raised:
+                    await self.deliver_alerts(raised)
         stats.batches += 1
         stats.last_batch_at = time.time()
         self.keep_batch_figures(tally, time.perf_counter() - started, stats.last_batch_at)
@@ -379,10 +408,34 @@ class IngestWorker:
         if tally is not None:
             tally.stored += len(kept)
             tally.latencies_ms += live_latencies_ms(columns["ts"], time.time())
-        for (event, *_), note in zip(kept, notes, strict=True):
+        for (event, partition, *_), note in zip(kept, notes, strict=True):
             if note.is_new:
-                self.alerts.observe(event, received)
+                self.alerts.observe(event, partition, received)
         return len(kept)
+
+    def lagging_partitions(self) -> set[int]:
+        """The events partitions this worker owns that hold records it has not read yet: the
+        consumer's last read (or committed) offset behind the partition's high water."""
+        consumer = self.app.consumer
+        lagging: set[int] = set()
+        for tp in consumer.assignment():
+            if tp.topic != self.config.events_topic:
+                continue
+            high = consumer.highwater(tp)
+            known = [o for o in (consumer._read_offset.get(tp), consumer._committed_offset.get(tp))  # type: ignore[attr-defined]  # Faust keeps them on the consumer
+                     if o is not None]
+            if high is not None and high > (max(known) + 1 if known else 0):
+                lagging.add(tp.partition)
+        return lagging
+
+    async def judge_quiet_accounts(self) -> None:
+        """Every few seconds, also when nothing arrives: what the wall clock alone makes
+        judgeable (accounts whose input went quiet: ``streams.detectors.watermarks``)."""
+        async with self.judging:
+            self.alerts.lagging(self.lagging_partitions())
+            raised = self.alerts.advance(datetime.now(UTC), every_account=True)
+            if raised:
+                await self.deliver_alerts(raised)
 
     async def deliver_alerts(self, raised: list[Alert]) -> None:
         """Topic and table before the batch is acknowledged; the webhook in the background."""

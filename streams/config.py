@@ -14,6 +14,8 @@ class WorkerConfig:
     events_topic: str
     dead_letter_topic: str
     alerts_topic: str
+    commands_topic: str              # replay/stop commands, stored in run_commands (streams.commands)
+    command_outcomes_topic: str      # the engine's outcomes, stored in run_command_outcomes
     data_dir: Path                   # Faust keeps its state under <data_dir>/faust
     partitions: int                  # of the topics the app declares
     replication_factor: int
@@ -24,5 +26,6 @@ class WorkerConfig:
     max_event_bytes: int             # larger events are dead-lettered as oversize
     max_clock_skew_seconds: float    # events further ahead of the worker's clock are dead-lettered
     alert_lateness_seconds: float    # how long the detectors wait for late events
+    alert_idle_seconds: float        # quiet input this long: the account's watermark follows the wall clock
     alert_webhook_url: str | None    # POST every alert state change here
     metrics_interval_seconds: float  # how often pipeline health is recorded

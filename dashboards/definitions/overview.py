@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dashboards.definitions.filters import PER_MINUTE, RUNS, sql_text
-from dashboards.definitions.model import Dashboard, Panel
+from dashboards import attention
+from dashboards.definitions.failures import WORKFLOW_LINK
+from dashboards.definitions.filters import PER_MINUTE, RUNS, is_in, sql_text
+from dashboards.definitions.model import Dashboard, Link, Panel
 
 OVERVIEW = Dashboard(
     uid="runlens-overview",
@@ -96,5 +98,14 @@ OVERVIEW = Dashboard(
             GROUP BY time ORDER BY time"""),
             (0, 28, 24, 9), unit="short",
             description="One column per day, one row per hour of the day: when the engine is busiest."),
+        Panel(13, "Workflows needing attention", "table", sql_text(attention.panel_sql(
+            attention.grafana_dialect(is_in("account_id", "account"), is_in("workflow_id", "workflow"),
+                                      open_runs=False))),
+            (0, 37, 24, 10), links=(Link("workflow_id", "Drill into this workflow", WORKFLOW_LINK),),
+            description="Ranked by score: failure rate against the workflow's own baseline (the 4 time ranges "
+                        "before, at most 28 days), new error signatures, the latest version against the one "
+                        "before, silent, a growing queue, late delays, replays failing again (stuck runs: `runlens "
+                        "attention` and the report, which read open runs). Formula: README and "
+                        "dashboards/attention.py; `runlens attention` shows the numbers and drill-in commands."),
     ),
 )

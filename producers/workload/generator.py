@@ -606,3 +606,60 @@ class _Generator:
             if ok:
                 extra["output"] = {"fields": n, "valid": True}
         return extra
+
+
+# --------------------------------------------------------------------------- one run on demand
+
+
+class RunRenderer:
+    """One run's events on demand, for a stand-in engine that answers replay commands: the
+    workload's own catalog, versions and step behaviour (``_Generator._run``), outside its
+    arrival streams, so ``generate``'s output for a seed is unchanged. The same arguments give
+    the same events (the run's randomness comes from ``seed`` alone; its queue starts empty)."""
+
+    def __init__(self, config: WorkloadConfig) -> None:
+        accounts = _build_accounts(config)
+        _concurrency(accounts, config)
+        _attach_spikes(accounts, ())
+        for a in accounts:
+            a.backlogs = []
+        self._accounts = {a.id: a for a in accounts}
+        self._generator = _Generator(config, accounts, 0, 2**62, None)
+        self._generator.replay_p = 0.0   # a rendered run never schedules a replay of its own
+
+    def workflow_known(self, account_id: str, workflow_id: str) -> bool:
+        a = self._accounts.get(account_id)
+        return a is not None and any(wf.id == workflow_id for wf in a.workflows)
+
+    def current_version(self, account_id: str, workflow_id: str, at: datetime) -> int:
+        """The version of the workflow current at ``at`` (what a modified replay runs)."""
+        return self._generator.versions.at(self._workflow(account_id, workflow_id), _to_ms(at))
+
+    def _workflow(self, account_id: str, workflow_id: str) -> _Workflow:
+        a = self._accounts.get(account_id)
+        for wf in a.workflows if a is not None else ():
+            if wf.id == workflow_id:
+                return wf
+        raise ValueError(f"workflow {workflow_id!r} of account {account_id!r} is not in the workload's catalog")
+
+    def render_replay(self, account_id: str, workflow_id: str, queued_at: datetime, seed: int, *, replay_of: str,
+                      replay_mode: str, version: int, trigger: str, contact: int | None, site_id: str | None,
+                      failed_step: int = -1, failed_code: str | None = None) -> list[_Event]:
+        """Events of one replay run of ``replay_of`` queued at ``queued_at``, in time order. Like
+        the workload's replays, it fails again at ``failed_step`` with ``failed_code`` with the
+        workload's odds (15 % exact, 8 % modified), else succeeds; ``failed_code`` None: it succeeds."""
+        if replay_mode not in _REPLAY_SUCCESS:
+            raise ValueError(f"replay mode {replay_mode!r} is not exact or modified")
+        wf = self._workflow(account_id, workflow_id)
+        a = wf.account
+        t_q = _to_ms(queued_at)
+        a.slots = [(t_q, i) for i in range(max(1, a.k_live))]   # an empty queue: it starts at once
+        a.live_added = True
+        site = next((s for s in (*a.sites, *([wf.site] if wf.site else [])) if s[0] == site_id), None)
+        replay = _Replay(replay_of, replay_mode, version, failed_step if failed_code else -1, failed_code or "")
+        gen = self._generator
+        gen.heap = []
+        gen._run(random.Random(seed), a, wf, trigger, t_q, contact, site, replay)
+        events = [event for _, _, _, evs in gen.heap for _, event in evs]
+        gen.heap = []
+        return events

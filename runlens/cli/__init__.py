@@ -7,7 +7,9 @@ stderr and a non-zero exit code, never a traceback: 2 for bad usage (``InputErro
 Layout: ``common`` (shared by all; imports no command module), helper modules ``explore_common``
 and ``reporting`` (import only ``common``), and one module per job, each importing only helper
 modules: ``stack`` (up, status, worker, warehouse, migrate, demo), ``ingest`` (publish, simulate,
-schema), ``query`` (query, stats, reconcile), ``explore`` (runs), ``export`` (export, sql), ``retention``, ``grafana``
+schema), ``query`` (query, stats, reconcile), ``explore`` (runs), ``commands`` (runs replay,
+stop and commands, registered here on explore's ``runs`` group),
+``attention``, ``export`` (export, sql), ``retention``, ``grafana``
 (grafana, report), ``dlq`` and ``bench``. Only this module imports the command modules.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import typer
 
-from runlens.cli import bench, dlq, explore, export, grafana, ingest, query, retention, stack
+from runlens.cli import attention, bench, commands, dlq, explore, export, grafana, ingest, query, retention, stack
 from runlens.cli.common import load_settings, run_app
 
 app = typer.Typer(
@@ -39,8 +41,13 @@ for _name, _command in (("up", stack.up), ("status", stack.status), ("worker", s
                         ("warehouse", stack.warehouse), ("migrate", stack.migrate), ("publish", ingest.publish),
                         ("simulate", ingest.simulate), ("demo", stack.demo), ("query", query.query),
                         ("reconcile", query.reconcile), ("report", grafana.report), ("export", export.export_command),
-                        ("sql", export.sql_command), ("bench", bench.bench_command)):
+                        ("sql", export.sql_command), ("attention", attention.attention),
+                        ("bench", bench.bench_command)):
     app.command(_name)(_command)
+# replay and stop as commands, on the runs group (runlens.cli.commands imports no command module)
+for _verb, _step in (("replay", commands.runs_replay), ("stop", commands.runs_stop),
+                     ("commands", commands.runs_commands)):
+    explore.runs_app.command(_verb)(_step)
 for _name, _group in (("schema", ingest.schema_app), ("stats", query.stats_app), ("grafana", grafana.grafana_app),
                       ("runs", explore.runs_app), ("retention", retention.retention_app), ("dlq", dlq.dlq_app)):
     app.add_typer(_group, name=_name)

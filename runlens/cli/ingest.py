@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -84,6 +85,11 @@ def simulate(
     no_pace: Annotated[bool, typer.Option("--no-pace", help="Send live events at once, not in real time.")] = False,
     bad_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of invalid lines to mix in.")] = 0.0,
     now: Annotated[str | None, typer.Option(help=f"Pretend the current time is this: {TIME_FORMS}.")] = None,
+    commands: Annotated[bool, typer.Option(
+        "--commands/--no-commands", help="Answer replay and stop commands (`runlens runs replay|stop`) for the "
+                                         "runs it sends, as an engine would (docs/commands.md).")] = True,
+    serve_commands: Annotated[bool, typer.Option(
+        "--serve-commands", help="After the traffic, keep answering commands until Ctrl-C.")] = False,
 ) -> None:
     """Generate a realistic synthetic workload: backfilled history, then live traffic."""
     from producers.simulate import EventSink, run_simulation
@@ -100,17 +106,40 @@ def simulate(
                                     bad_line_rate=bad_rate, backfill=history, duration=live)
     else:
         from embedded.stack import resolve_brokers
+        from producers.engine import CommandServer, RunBook, start_engine
         from producers.kafka import CheckedProducer
 
-        producer = CheckedProducer(resolve_brokers(settings))
-        with stop_on_signals(), progress_spinner() as progress:
-            task = progress.add_task("simulating", total=None)
-            report = run_simulation(
-                config, EventSink(producer, settings.events_topic), now=moment, pace=not no_pace,
-                bad_line_rate=bad_rate,
-                on_progress=lambda r, ts: progress.update(
-                    task, description=f"{r.events:,} events, {r.runs:,} runs, at {ts:%Y-%m-%d %H:%M}"),
-                backfill=history, duration=live)
+        brokers = resolve_brokers(settings)
+        producer = CheckedProducer(brokers)
+        book = RunBook() if commands else None
+        started = time.monotonic()   # the engine's clock runs from --now like the simulation's
+        engine: CommandServer | None = None
+        with stop_on_signals():
+            try:
+                if book is not None:
+                    engine = start_engine(config, book, brokers, commands_topic=settings.commands_topic,
+                                          outcomes_topic=settings.command_outcomes_topic,
+                                          events_topic=settings.events_topic, group=settings.engine_group,
+                                          clock=lambda: moment + timedelta(seconds=time.monotonic() - started))
+                with progress_spinner() as progress:
+                    task = progress.add_task("simulating", total=None)
+                    report = run_simulation(
+                        config, EventSink(producer, settings.events_topic), now=moment, pace=not no_pace,
+                        bad_line_rate=bad_rate, book=book,
+                        on_progress=lambda r, ts: progress.update(
+                            task, description=f"{r.events:,} events, {r.runs:,} runs, at {ts:%Y-%m-%d %H:%M}"),
+                        backfill=history, duration=live)
+                if engine is not None and serve_commands:
+                    out.print("traffic sent; answering replay and stop commands until Ctrl-C", highlight=False)
+                    while True:
+                        time.sleep(0.5)
+            except KeyboardInterrupt:
+                if not serve_commands:
+                    raise
+            finally:
+                if engine is not None:
+                    engine.stop()
+                    out.print(f"answered {engine.handled} commands ({engine.acted} acted on)", highlight=False)
     target = printable(str(out_file or settings.events_topic), one_line=True)
     out.print(f"sent {report.events:,} events of {report.runs:,} runs to {target} "
               f"({report.backfill_events:,} backfilled, {report.live_events:,} live) in {report.seconds:.1f}s",

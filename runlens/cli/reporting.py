@@ -38,7 +38,8 @@ def write_report(client: Client, out_path: str | Path, since: date, until: date,
     Raises the CLI's one-line error when the time range or a variable is unusable, when no panel
     could be queried (warehouse unreachable) or the file cannot be written; ``warn(text)`` is
     told about panels whose query failed when others worked, and about a failed "Last failures"
-    section (the most recent failed runs, each with its details)."""
+    section (the most recent failed runs, each with its details) and a failed "Workflows needing
+    attention" section."""
     from dashboards import report as R
 
     try:
@@ -47,7 +48,8 @@ def write_report(client: Client, out_path: str | Path, since: date, until: date,
             raise ValueError("the report's time range is empty (until is not after since)")
         items = R.collect(client, since, until, variables)
         last = R.failures(client, since, until, variables)
-        page = R.render_html(items, since, until, R.variable_values(variables), failures=last)
+        needing = R.attention(client, since, until, variables)
+        page = R.render_html(items, since, until, R.variable_values(variables), failures=last, attention=needing)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     failed = [i for i in items if i.result.error]
@@ -57,6 +59,8 @@ def write_report(client: Client, out_path: str | Path, since: date, until: date,
         warn(f"{len(failed)} of {len(items)} panels failed, e.g. {failed[0].panel.title!r}: {failed[0].result.error}")
     if last.error and warn:
         warn(f"the 'Last failures' section failed: {last.error}")
+    if needing.error and warn:
+        warn(f"the 'Workflows needing attention' section failed: {needing.error}")
     path = Path(out_path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,8 @@ def _writer(ctx: typer.Context) -> tuple[Client, str]:
     password = settings.warehouse_password.get_secret_value() if settings.warehouse_password else None
     try:
         client = connect(dsn, password=None if running else password)
-        migrate(client, settings.database)
+        migrate(client, settings.database,
+                cluster=None if settings.uses_embedded_warehouse else settings.clickhouse_cluster)
     except (WarehouseUnavailable, WarehouseRefused) as exc:
         raise UserError(f"cannot write to the warehouse: {str(exc).splitlines()[0]}") from None
     return client, settings.database

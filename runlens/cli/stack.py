@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
     from embedded.stack import EmbeddedStack
-    from producers.kafka import GroupMember
+    from producers.kafka import CheckedProducer, GroupMember
 
 
 WorkersOpt = Annotated[int | None, typer.Option(
@@ -186,11 +187,14 @@ def migrate(ctx: typer.Context) -> None:
     from sinks.clickhouse import migrate as apply_migrations
 
     settings = settings_of(ctx)
+    if settings.clickhouse_cluster and settings.uses_embedded_warehouse:
+        raise UserError("RUNLENS_CLICKHOUSE_CLUSTER needs a ClickHouse server (RUNLENS_WAREHOUSE_DSN): "
+                        "the embedded warehouse is one node")
     password = settings.warehouse_password.get_secret_value() if settings.warehouse_password else None
     try:
         client = connect(resolve_writer(settings), password=password if settings.warehouse_dsn else None)
         try:
-            applied = apply_migrations(client, settings.database)
+            applied = apply_migrations(client, settings.database, cluster=settings.clickhouse_cluster)
         finally:
             client.close()
     except (WarehouseUnavailable, WarehouseRefused) as exc:
@@ -220,6 +224,7 @@ def demo(
     import shutil
 
     from embedded.stack import EmbeddedStack
+    from producers.engine import RunBook, start_engine
     from producers.kafka import CheckedProducer
     from producers.simulate import EventSink, run_simulation
     from producers.workload import Spike, catalog
@@ -240,25 +245,99 @@ def demo(
         out.print(f"backfilling {backfill} of history, then {duration} of live traffic "
                   f"(failure spike on {spiked['name']!r} 15s in)...", markup=False, highlight=False)
         producer = CheckedProducer(stack.brokers)
-        with progress_spinner() as progress:
-            task = progress.add_task("simulating", total=None)
-            report = run_simulation(
-                config, EventSink(producer, settings.events_topic), now=moment, bad_line_rate=0.0005,
-                on_progress=lambda r, ts: progress.update(
-                    task, description=f"{r.events:,} events, {r.runs:,} runs, event time {ts:%a %H:%M}"),
-                backfill=history, duration=live)
-            progress.update(task, description="waiting for the worker to catch up")
-            producer.close()
-            lag = _wait_caught_up(stack, settings)
-        out.print(f"sent {report.events:,} events of {report.runs:,} runs (and {report.bad_lines} bad lines) "
-                  f"in {report.seconds:.0f}s; consumer lag now {lag}", highlight=False)
-        _print_summary(settings, stack.reader_dsn)
+        book = RunBook()   # the stand-in engine answers replay and stop commands for the runs it sends
+        engine = start_engine(config, book, stack.brokers, commands_topic=settings.commands_topic,
+                              outcomes_topic=settings.command_outcomes_topic, events_topic=settings.events_topic,
+                              group=settings.engine_group)
+        try:
+            with progress_spinner() as progress:
+                task = progress.add_task("simulating", total=None)
+                report = run_simulation(
+                    config, EventSink(producer, settings.events_topic), now=moment, bad_line_rate=0.0005,
+                    on_progress=lambda r, ts: progress.update(
+                        task, description=f"{r.events:,} events, {r.runs:,} runs, event time {ts:%a %H:%M}"),
+                    backfill=history, duration=live, book=book)
+                progress.update(task, description="waiting for the worker to catch up")
+                producer.close()
+                lag = _wait_caught_up(stack, settings)
+            out.print(f"sent {report.events:,} events of {report.runs:,} runs (and {report.bad_lines} bad lines) "
+                      f"in {report.seconds:.0f}s; consumer lag now {lag}", highlight=False)
+            _print_summary(settings, stack.reader_dsn)
+            _demo_replay(settings, stack, producer, spiked["account_id"])
+        finally:
+            engine.stop()
         report_path = _write_demo_report(settings, stack.reader_dsn, moment - history,
                                          moment + live + timedelta(minutes=5))
         out.print(f"report: {printable(str(report_path))}", markup=False, highlight=False, soft_wrap=True)
         out.print(f"worker log: {printable(str(stack.logs / 'worker.log'))}", markup=False, highlight=False,
                   soft_wrap=True)
     out.print("stack stopped. Run `runlens up` to keep one running and query it with `runlens query`.")
+
+
+_SHORT_FAILED_RUN = (
+    "SELECT run_id FROM runs WHERE account_id = {account:String} AND status = 'failed' AND replay_of IS NULL "
+    "AND workflow_id IN (SELECT workflow_id FROM runs WHERE account_id = {account:String} AND status = 'success' "
+    "GROUP BY workflow_id HAVING quantile(0.9)(duration_ms) < 20000) ORDER BY finished_at DESC LIMIT 1")
+
+
+def _demo_replay(settings: Settings, stack: EmbeddedStack, producer: CheckedProducer, account: str,
+                 timeout: float = 120.0) -> None:
+    """The replay loop: replay a recent failed run of a short workflow through the command path
+    (as `runlens runs replay` does), wait until the engine's outcome and the replay run are
+    stored, and print `runlens runs compare` of the two. Waits on conditions, never longer
+    than ``timeout`` each; says so and goes on when one is not met."""
+    import subprocess
+    import sys
+
+    from producers.commands import make_command, send_command
+    from schemas.commands import CommandAction
+    from schemas.events import ReplayMode
+    from sinks.clickhouse import connect
+
+    client = connect(stack.reader_dsn, database=settings.database, readonly=True)
+    try:
+        rows = client.query(_SHORT_FAILED_RUN, parameters={"account": account}).result_rows
+        if not rows:
+            out.print(f"no failed run of a short workflow in {account} to replay", markup=False, highlight=False)
+            return
+        original = rows[0][0]
+        command = make_command(account, original, CommandAction.REPLAY, mode=ReplayMode.EXACT,
+                               requested_by="runlens demo")
+        sent_at = time.monotonic()
+        send_command(producer, settings.commands_topic, command)
+        out.print(f"replaying failed run {original} of {account} through {settings.commands_topic} "
+                  f"(command {command.command_id})...", markup=False, highlight=False)
+
+        def poll(sql: str, params: dict[str, str], done: Callable[[list[Any]], bool]) -> list[Any]:
+            deadline = time.monotonic() + timeout
+            while True:
+                found = list(client.query(sql, parameters=params).result_rows)
+                if done(found) or time.monotonic() > deadline:
+                    return found
+                stack.supervise()
+                time.sleep(0.5)
+
+        decided = poll("SELECT outcome, new_run_id, reason FROM commands WHERE account_id = {account:String} "
+                       "AND command_id = {command:String}", {"account": account, "command": command.command_id},
+                       lambda found: bool(found) and found[0][0] is not None)
+        if not decided or decided[0][0] != "replayed":
+            out.print(f"the engine did not replay it: {decided[0] if decided else 'no outcome yet'}", markup=False,
+                      highlight=False)
+            return
+        replay, decided_after = decided[0][1], time.monotonic() - sent_at
+        seen = poll("SELECT status FROM runs WHERE account_id = {account:String} AND run_id = {run:String}",
+                    {"account": account, "run": replay},
+                    lambda found: bool(found) and found[0][0] in ("success", "failed", "stopped"))
+        out.print(f"outcome: replayed as {replay} (outcome stored {decided_after:.1f}s after the command, the replay "
+                  f"{seen[0][0] if seen else 'not yet visible'} in runs after {time.monotonic() - sent_at:.1f}s); "
+                  f"runlens runs compare {original} {replay} --account {account}:", markup=False,
+                  highlight=False)
+    finally:
+        client.close()
+    env = {**os.environ, **settings.to_env(), "COLUMNS": str(out.width)}
+    compare = subprocess.run([sys.executable, "-m", "runlens", "runs", "compare", original, replay, "--account",
+                              account], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    out.print(printable(compare.stdout + compare.stderr), markup=False, highlight=False, soft_wrap=True)
 
 
 def _write_demo_report(settings: Settings, query_url: str, since: datetime, until: datetime) -> Path:

@@ -73,16 +73,16 @@ Import from the package: ``from streams.detectors import Detectors``.
 from __future__ import annotations
 
 from streams.detectors.alert import Alert, Watermark
-from streams.detectors.clocks import EventClocks
 from streams.detectors.facade import Detectors, describe
 from streams.detectors.failure_spike import FailureSpikeDetector
 from streams.detectors.queue_growth import QueueGrowthDetector
 from streams.detectors.stats import beta_binomial_tail, binomial_tail
 from streams.detectors.stuck_run import StuckRunDetector
+from streams.detectors.watermarks import AccountWatermarks
 
 __all__ = [
     "Alert",
-    "EventClocks",
+    "AccountWatermarks",
     "Watermark",
     "FailureSpikeDetector",
     "StuckRunDetector",

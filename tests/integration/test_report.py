@@ -31,7 +31,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 @pytest.fixture(scope="module")
 def report_file(reader, published, tmp_path_factory) -> Path:
     return write_report(reader, tmp_path_factory.mktemp("report") / "report.html", T0, T1, {"account": "acme"},
-                        last_failures=run_page.LAST_FAILURES)
+                        last_failures=run_page.LAST_FAILURES, needing_attention=True)
 
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -103,12 +103,43 @@ def test_every_chart_renders_in_chromium(report_file, tmp_path):
     assert set(rendered) == expected, f"not drawn: {sorted(expected - set(rendered))}"
     # each drawn plot has its SVG (or, for tables and numbers, plotly's own SVG layers)
     assert html.count('class="main-svg"') >= len(panels)
+    # "Workflows needing attention" is in the page as drawn, naming the known failing workflow
+    _assert_attention(html)
 
     shot = tmp_path / "report.png"
     result = _chromium(tmp_path, "--virtual-time-budget=20000", "--window-size=1400,7000",
                        f"--screenshot={shot}", url)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 100_000
+
+
+def _known_failing_workflow(reader) -> str:
+    """The acme workflow of the window with the most failed runs (12 % of its runs, against
+    2-8 % for the others): what the attention section must name for its failure rate."""
+    (workflow,), = reader.query(
+        "SELECT workflow_id FROM runs WHERE account_id = 'acme' AND status = 'failed' "
+        "AND finished_at >= '2026-11-16 00:00:00' AND finished_at < '2026-11-16 06:00:00' "
+        "GROUP BY workflow_id ORDER BY count() DESC LIMIT 1").result_rows
+    return workflow
+
+
+def _assert_attention(page: str, workflow: str = "wf-welcome") -> None:
+    assert '<section id="attention"><h2>Workflows needing attention</h2>' in page
+    assert '<a href="#attention">Workflows needing attention</a>' in page
+    section = page[page.index('<section id="attention">'):]
+    section = section[:section.index("</section>")]
+    assert "query failed" not in section
+    rows = re.findall(r'<tr data-workflow="([^"]+)">', section)
+    assert workflow in rows, rows
+    row = section[section.index(f'<tr data-workflow="{workflow}">'):]
+    row = row[:row.index("</tr>")]
+    assert '<li data-reason="failure_rate">' in row and "runlens runs list --account acme --workflow" in row
+
+
+def test_attention_section_names_the_known_failing_workflow(report_file, reader):
+    workflow = _known_failing_workflow(reader)
+    assert workflow == "wf-welcome"
+    _assert_attention(report_file.read_text(), workflow)
 
 
 def test_report_command(stack_settings, published, tmp_path):
@@ -126,6 +157,7 @@ def test_report_command(stack_settings, published, tmp_path):
     # the SQL shown per panel, and the values it was sent with (bound, never in the SQL text)
     assert "workflow_type IN (WITH decodeURLComponent({var_type:String})" in page
     assert "-- {var_type:String} = %7Bcontact%2Ccard%7D" in page
+    assert '<section id="attention"><h2>Workflows needing attention</h2>' in page   # the CLI's report has it
 
     bad = run_cli(stack_settings, "report", "--out", str(out), "--since", "2026-11-16T06:00:00Z",
                   "--until", "2026-11-16T00:00:00Z")

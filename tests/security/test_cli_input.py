@@ -64,6 +64,10 @@ KINDS: dict[str, list[tuple[str, int | None]]] = {
                      (LONG_VALUE, 2), ("forever", 1), ("gold", 1)],
     "plan": [(SQLI, 2), (ARABIC, 2), ("custom", 2), (LONG_VALUE, 2), ("gold", 1)],
     "sql": [(SQLI, 1), ("SELECT 1", 1)],
+    "override": [(SQLI, 2), ("status=success", 2), ("workflow_version=" + ARABIC, 2), ("workflow_version=" + HUGE, 2),
+                 ("contact_id", 2), ("=c-1", 2), ("   ", 2), (LONG_VALUE, 2)],
+    "command_id": [(SQLI, 2), ("%", 2), ("\u202eacme", 2), ("   ", 2), (LONG_VALUE, 2), ("x" * 129, 2),
+                   ("cmd-1", 1)],
     # options of commands other modules own: only the invariants (one line, 1 or 2, no traceback)
     "any": [(SQLI, None), (LONG_VALUE, None), ("1000000d", None), (ARABIC, None), ("99999-01-01", None),
             ("nan", None), ("-1", None)],
@@ -101,7 +105,14 @@ for _cmd in ("runs list", "runs show", "runs compare", "runs replays", "export")
                        (_cmd, "--status"): "choice", (_cmd, "--type"): "choice", (_cmd, "--trigger"): "choice",
                        (_cmd, "--error-class"): "choice", (_cmd, "--replays"): "choice", (_cmd, "--sort"): "choice"})
 TEXT_KINDS[("export", "--out")] = "path"
+TEXT_KINDS.update({("attention", "--account"): "text", ("attention", "--since"): "time",
+                   ("attention", "--until"): "time"})
 TEXT_KINDS[("runs show", "--html")] = "path"
+TEXT_KINDS.update({("runs replay", "run_id"): "text", ("runs replay", "--account"): "text",
+                   ("runs replay", "--set"): "override", ("runs replay", "--command-id"): "command_id",
+                   ("runs stop", "run_id"): "text", ("runs stop", "--account"): "text",
+                   ("runs stop", "--command-id"): "command_id",
+                   ("runs commands", "--account"): "text", ("runs commands", "--run"): "text"})
 
 # Commands whose options other modules own (grafana_cmd, the query command): invariants only.
 OTHERS = ("grafana", "report", "query")
@@ -110,9 +121,11 @@ OTHERS = ("grafana", "report", "query")
 REQUIRED = {
     "publish": {"file": "-"}, "query": {"sql": "SELECT 1"},
     "export": {"kind": "runs", "--account": "acme"},
-    "runs list": {"--account": "acme"}, "runs replays": {"--account": "acme"},
+    "runs list": {"--account": "acme"}, "runs replays": {"--account": "acme"}, "attention": {"--account": "acme"},
     "runs show": {"run_id": "r1", "--account": "acme"},
     "runs compare": {"original_id": "r1", "replay_id": "r2", "--account": "acme"},
+    "runs replay": {"run_id": "r1", "--account": "acme"}, "runs stop": {"run_id": "r1", "--account": "acme"},
+    "runs commands": {"--account": "acme"},
     "sql": {"name": "mttr_by_workflow", "--account": "acme"},
     "retention set": {"account": "acme", "plan_or_days": "pro"},
     "retention plan": {"plan": "gold", "days": "30"},

@@ -24,7 +24,7 @@ import orjson
 import pytest
 
 from producers.workload import Spike, WorkloadConfig, generate
-from streams.detectors import Detectors, EventClocks
+from streams.detectors import AccountWatermarks, Detectors
 from tests.helpers import run_cli, wait_caught_up, wait_for
 
 pytestmark = [pytest.mark.security, pytest.mark.integration]
@@ -116,12 +116,12 @@ def _alerts(reader, account: str) -> list[dict]:
 def test_premise_the_victims_traffic_holds_a_spike_the_detectors_raise(victim_events):
     """Judged alone by the pure detectors, the victim's traffic raises the wf-welcome spike and no
     stuck run (so what the stack must show below is a property of the stack, not of the data)."""
-    detectors, clocks = Detectors(), EventClocks(LATENESS)
+    detectors, clocks = Detectors(), AccountWatermarks(LATENESS, timedelta(minutes=1), timedelta(days=1))
     raised = []
     for event in victim_events:
-        clocks.observe(event["account_id"], datetime.fromisoformat(event["ts"].replace("Z", "+00:00")), NOW)
+        clocks.observe(event["account_id"], 0, datetime.fromisoformat(event["ts"].replace("Z", "+00:00")), NOW)
         detectors.observe_event(event)
-        raised += detectors.advance(clocks.moved())
+        raised += detectors.advance(clocks.moved(NOW))
     assert [a.kind for a in raised if a.subject == "wf-welcome" and a.state == "firing"] == ["failure_spike"]
     assert not [a for a in raised if a.kind == "stuck_run"]
 

@@ -72,6 +72,7 @@ def _build(path: str, out: str) -> None:
             "started_at, resolved_at, summary, numbers) VALUES "
             f"('a{n}', 'failure_spike', '{account}', 'wf', 'W', 'firing', 'critical', "
             "'2025-05-05 00:30:00', NULL, 'spike', map('rate', 0.5))")
+    _store_commands(Warehouse(client, DB))
     client.command(f"INSERT INTO {DB}.dead_letters (received_at, source, source_partition, source_offset, "
                    "source_index, reason, field, key, raw, dlq_partition, dlq_offset) VALUES "
                    "(now64(3), 'file:x', -1, 1, 0, 'bad json', NULL, NULL, '{\"account_id\": \"globex\"', 0, 0)")
@@ -91,6 +92,27 @@ def _build(path: str, out: str) -> None:
         "objects": {name: {"engine": engine, "create": create} for name, engine, create in objects},
         "columns": {table: sorted(names) for table, names in columns},
         "accounts_seen_by_admin": seen}))
+
+
+def _store_commands(warehouse) -> None:
+    """A replay command of each account and its outcome, through the worker's column mapping."""
+    from producers.commands import make_command
+    from schemas.commands import CommandAction, CommandOutcome, Outcome, to_json
+    from schemas.events import ReplayMode
+    from streams.batch import RawRecord
+    from streams.commands import command_rows
+
+    at = datetime(2025, 5, 5, 1, tzinfo=UTC)
+    commands = [make_command(a, f"run-{a}", CommandAction.REPLAY, mode=ReplayMode.EXACT, command_id=f"cmd-{a}",
+                             requested_by="test", requested_at=at) for a in ACCOUNTS]
+    outcomes = [Outcome(command_id=c.command_id, account_id=c.account_id, run_id=c.run_id, action=c.action,
+                        outcome=CommandOutcome.REPLAYED, new_run_id=f"{c.run_id}-replay", decided_at=at)
+                for c in commands]
+    for records, is_outcome in ((commands, False), (outcomes, True)):
+        found = command_rows([RawRecord(None, to_json(r), "t", 0, i) for i, r in enumerate(records)],
+                             outcomes=is_outcome, received=at)
+        assert not found.dead_letters
+        warehouse.insert_columns(found.table, found.columns, token=f"tenancy-{found.table}")
 
 
 def _read(path: str, config: str, catalogue: str, out: str, queries: str = "") -> None:

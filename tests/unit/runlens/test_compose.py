@@ -274,3 +274,183 @@ def test_event_reaches_a_grafana_panel(tmp_path, run_prefix):
         assert finished > 0, "the published runs never showed up in the Grafana panel query"
     finally:
         subprocess.run([*project, "down", "-v"], capture_output=True, timeout=300, cwd=ROOT, env=env)
+
+
+# --------------------------------------------------------------------------- docker-compose.cluster.yml
+
+CLUSTER_COMPOSE = ROOT / "docker-compose.cluster.yml"
+CLUSTER_CONFIG = ROOT / "sinks" / "server" / "cluster"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> dict:
+    return yaml.safe_load(CLUSTER_COMPOSE.read_text())
+
+
+def _named(services: dict, prefix: str) -> list[str]:
+    return sorted(name for name in services if re.fullmatch(rf"{prefix}-\d+", name))
+
+
+def _xml(path: Path):
+    import xml.etree.ElementTree as ET
+
+    return ET.parse(path).getroot()
+
+
+def _mounted_config(service: dict, target: str) -> Path:
+    """The repository file mounted at ``target`` in ``service``."""
+    for volume in service.get("volumes", []):
+        source, mounted = volume.split(":")[:2]
+        if mounted == target:
+            return ROOT / source
+    raise AssertionError(f"nothing mounted at {target}")
+
+
+def test_cluster_kafka_is_three_kraft_brokers(cluster):
+    services = cluster["services"]
+    brokers = _named(services, "kafka")
+    assert brokers == ["kafka-1", "kafka-2", "kafka-3"] and "zookeeper" not in services
+    envs = [_env(services[name]) for name in brokers]
+    voters = {f"{env['KAFKA_NODE_ID']}@{name}:9093" for name, env in zip(brokers, envs, strict=True)}
+    assert len({env["KAFKA_NODE_ID"] for env in envs}) == 3 and len({env["CLUSTER_ID"] for env in envs}) == 1
+    for name, env in zip(brokers, envs, strict=True):
+        assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}, "KRaft, combined nodes"
+        assert set(env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == voters
+        assert f"PLAINTEXT://{name}:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+        assert int(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == 3 and int(env["KAFKA_MIN_INSYNC_REPLICAS"]) == 2
+    worker = _env(services["worker"])
+    assert sorted(worker["RUNLENS_BROKERS"].split(",")) == [f"{name}:9092" for name in brokers]
+    assert int(worker["RUNLENS_REPLICATION_FACTOR"]) == len(brokers)
+
+
+def test_cluster_clickhouse_is_one_shard_of_two_replicas_with_three_keepers(cluster):
+    services = cluster["services"]
+    replicas, keepers = _named(services, "clickhouse"), _named(services, "keeper")
+    assert replicas == ["clickhouse-1", "clickhouse-2"] and keepers == ["keeper-1", "keeper-2", "keeper-3"]
+    name = _env(services["migrate"])["RUNLENS_CLICKHOUSE_CLUSTER"]
+    shared = _xml(_mounted_config(services["clickhouse-1"], "/etc/clickhouse-server/config.d/cluster.xml"))
+    shards = shared.findall(f"remote_servers/{name}/shard")
+    assert len(shards) == 1, f"remote_servers has no cluster {name} of one shard"
+    assert shards[0].findtext("internal_replication") == "true"
+    assert sorted(r.findtext("host") for r in shards[0].findall("replica")) == replicas
+    assert sorted(n.findtext("host") for n in shared.findall("zookeeper/node")) == keepers
+    macros = set()
+    for replica in replicas:
+        service = services[replica]
+        assert "clickhouse-server" in service["image"] and service["hostname"] == replica
+        assert "clickhouse" in service["networks"]["default"]["aliases"], "the DSN's host reaches every replica"
+        assert _mounted_config(service, "/etc/clickhouse-server/config.d/cluster.xml") == \
+            _mounted_config(services["clickhouse-1"], "/etc/clickhouse-server/config.d/cluster.xml")
+        own = _xml(_mounted_config(service, "/etc/clickhouse-server/config.d/replica.xml"))
+        assert own.findtext("macros/replica") == replica == own.findtext("interserver_http_host")
+        macros.add((own.findtext("macros/shard"), own.findtext("macros/replica")))
+    assert len(macros) == 2 and len({shard for shard, _ in macros}) == 1
+    raft = None
+    for number, keeper in enumerate(keepers, start=1):
+        service = services[keeper]
+        assert "clickhouse-keeper" in service["image"] and _env(service)["KEEPER_SERVER_ID"] == str(number)
+        config = _xml(_mounted_config(service, "/etc/clickhouse-keeper/keeper_config.xml"))
+        assert config.find("keeper_server/server_id").get("from_env") == "KEEPER_SERVER_ID"
+        servers = {(s.findtext("id"), s.findtext("hostname"))
+                   for s in config.findall("keeper_server/raft_configuration/server")}
+        assert raft is None or servers == raft
+        raft = servers
+    assert raft == {(str(n), k) for n, k in enumerate(keepers, start=1)}
+    assert {n.findtext("port") for n in shared.findall("zookeeper/node")} == \
+        {config.findtext("keeper_server/tcp_port")}
+
+
+def test_cluster_services_start_in_order_and_report_health(cluster):
+    services = cluster["services"]
+    for name, service in services.items():
+        if name.startswith(("kafka", "keeper", "clickhouse", "grafana")):
+            check = service["healthcheck"]
+            assert check["test"][0] in ("CMD", "CMD-SHELL") and check["retries"] > 0, name
+    healthy = lambda name: {k for k, v in services[name]["depends_on"].items()  # noqa: E731
+                            if v["condition"] == "service_healthy"}
+    brokers, replicas = set(_named(services, "kafka")), set(_named(services, "clickhouse"))
+    assert healthy("worker") == brokers | replicas
+    assert services["worker"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert healthy("migrate") == replicas and services["migrate"]["restart"] == "no"
+    assert services["migrate"]["command"] == ["migrate"] and services["worker"]["command"] == ["worker"]
+    assert healthy("grafana") == replicas
+    for replica in replicas:
+        assert healthy(replica) == set(_named(services, "keeper"))
+    assert services["worker"]["deploy"]["replicas"] >= 2, "N workers in one consumer group"
+    assert services["simulator"]["profiles"] == ["demo"]
+
+
+def test_cluster_grafana_is_provisioned_like_the_single_node_stack(cluster, compose):
+    grafana, single = cluster["services"]["grafana"], compose["services"]["grafana"]
+    assert grafana["volumes"] == single["volumes"] and _env(grafana) == _env(single)
+    assert "grafana-clickhouse-datasource" in _env(grafana)["GF_INSTALL_PLUGINS"]
+    for path in (ROOT / "dashboards" / "provisioning" / "datasources").glob("*.yaml"):
+        for ds in yaml.safe_load(path.read_text())["datasources"]:
+            assert ds["jsonData"]["host"] == "clickhouse", "the alias both replicas answer to"
+
+
+def test_cluster_runlens_services_share_valid_settings(cluster):
+    services = cluster["services"]
+    worker, migrate, simulator = (_env(services[n]) for n in ("worker", "migrate", "simulator"))
+    assert worker == migrate == simulator
+    fields = set(Settings.model_fields)
+    for key in worker:
+        assert key.startswith("RUNLENS_") and key[len("RUNLENS_"):].lower() in fields, f"unknown setting {key}"
+    settings = Settings(**{k[len("RUNLENS_"):].lower(): v for k, v in worker.items()})
+    assert settings.clickhouse_cluster == "runlens_cluster"
+    assert "@clickhouse:" in worker["RUNLENS_WAREHOUSE_DSN"]
+
+
+def test_cluster_volumes_and_mounted_files_exist(cluster):
+    declared, used = set(cluster["volumes"]), set()
+    for name, service in cluster["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name}: bind mount {source} does not exist"
+            else:
+                used.add(source)
+    assert used == declared
+    for path in CLUSTER_CONFIG.glob("*.xml"):
+        _xml(path)   # well-formed
+
+
+def test_cluster_ports_loopback_and_secrets_required(cluster):
+    for name, service in cluster["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port}"
+    found = _all_env(cluster)
+    seen = 0
+    for (service, key), value in found.items():
+        if SECRET_NAME.search(key):
+            assert _required_variable(value), f"{service}.{key} = {value!r}: take it from ${{NAME:?...}}"
+            seen += 1
+        assert not re.search(r"://[^/@\s]*:[^/@\s]*@", value), f"{service}.{key}: a password inside a URL"
+    assert seen >= 9
+    referenced = {m.group(1) for value in found.values() for m in INTERPOLATION.finditer(value)
+                  if m.group(2) == ":?"}
+    assigned = dict(re.findall(r"^(\w+)=(.*)$", ENV_EXAMPLE.read_text(), re.M))
+    assert referenced <= set(assigned), f"missing from .env.example: {sorted(referenced - set(assigned))}"
+    password = _xml(CLUSTER_CONFIG / "cluster.xml").find("interserver_http_credentials/password")
+    variable = password.get("from_env")
+    for replica in _named(cluster["services"], "clickhouse"):
+        assert _required_variable(_env(cluster["services"][replica])[variable]) == variable
+
+
+def _compose_cli_available() -> bool:
+    """The docker CLI with its compose plugin (``docker compose config`` needs no engine)."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not _compose_cli_available(), reason="no docker CLI with the compose plugin on this machine")
+def test_cluster_compose_file_passes_docker_compose_config():
+    required = re.findall(r"^(\w+)=$", ENV_EXAMPLE.read_text(), re.M)
+    env = {**os.environ, **{name: secrets.token_hex(8) for name in required}}
+    done = subprocess.run(["docker", "compose", "-f", str(CLUSTER_COMPOSE), "config", "--quiet"],
+                          capture_output=True, timeout=60, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]

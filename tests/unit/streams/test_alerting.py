@@ -1,4 +1,4 @@
-"""The worker's alert feed (``streams.alerting``): one event-time clock per account, capped at the
+"""The worker's alert feed (``streams.alerting``): one watermark per account, capped at the
 wall clock, counting too-late events per account; and the webhook, whose URL is a secret that
 never reaches a log line, even when the delivery fails with an error that quotes it."""
 
@@ -39,9 +39,9 @@ def test_a_future_dated_account_moves_only_its_own_clock_and_only_to_the_wall_cl
     feed.observe(_event("acme", "a1", "run.started", NOW - timedelta(minutes=1)))
     feed.observe(_event("mallory", "m1", "run.started", NOW + timedelta(days=2)))
     feed.observe(_event("mallory", "m2", "run.started", datetime(9999, 12, 31, tzinfo=UTC)))
-    assert feed.clocks.watermark("mallory") == NOW + timedelta(seconds=60) - LATENESS
-    assert feed.clocks.watermark("acme") == NOW - timedelta(minutes=1) - LATENESS
     feed.advance()
+    assert feed.watermarks.watermark("mallory") == NOW + timedelta(seconds=60) - LATENESS
+    assert feed.watermarks.watermark("acme") == NOW - timedelta(minutes=1) - LATENESS
     # acme's next events are on time, however far ahead mallory claims to be
     feed.observe(_event("acme", "a2", "run.started", NOW - timedelta(minutes=2)))
     assert feed.too_late == 0

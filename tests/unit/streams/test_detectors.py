@@ -17,9 +17,9 @@ import pytest
 
 from producers.workload import Backlog, Spike, WorkloadConfig, generate, perturb
 from streams.detectors import (
+    AccountWatermarks,
     Alert,
     Detectors,
-    EventClocks,
     FailureSpikeDetector,
     QueueGrowthDetector,
     StuckRunDetector,
@@ -570,17 +570,18 @@ def test_describe_states_every_rule_with_its_default_thresholds():
 
 
 TOLERANCE = timedelta(minutes=1)
+IDLE = timedelta(days=365)   # these streams never go quiet: each account's watermark follows its events
 
 
 def run_per_account(events, lateness: timedelta = 2 * MIN, *, wall=None, detectors: Detectors | None = None,
                     advance_every: int = 1):
     """Feed contract events the way the worker does now: dedupe by (account, event_id), one
-    event-time clock per account (``EventClocks``), each account advanced by its own watermark.
+    watermark per account (``AccountWatermarks``, one input partition), each account advanced by its own.
     ``wall(i, ev)`` is the worker's wall clock when it sees event i (default: the newest event
     time of the stream so far, i.e. a live stream read as it happens). Returns (alerts, detectors,
     clocks)."""
     d = detectors or Detectors()
-    clocks = EventClocks(lateness, TOLERANCE)
+    clocks = AccountWatermarks(lateness, TOLERANCE, IDLE)
     alerts: list[Alert] = []
     seen: set[tuple[str, str]] = set()
     newest = None
@@ -592,11 +593,11 @@ def run_per_account(events, lateness: timedelta = 2 * MIN, *, wall=None, detecto
         if ev["account_id"] != "mallory":
             newest = t if newest is None or t > newest else newest
         now = wall(i, ev) if wall is not None else (newest or t)
-        clocks.observe(ev["account_id"], t, now)
+        clocks.observe(ev["account_id"], 0, t, now)
         d.observe_event(ev)
         if i % advance_every == 0:
-            alerts += d.advance(clocks.moved())
-    alerts += d.advance(clocks.moved())
+            alerts += d.advance(clocks.moved(now))
+    alerts += d.advance(clocks.moved(now))
     return alerts, d, clocks
 
 
@@ -609,35 +610,6 @@ def mallory_events(at: datetime, runs: int = 3, prefix: str = "m"):
     evs.append(run_ev("mallory", "wf-m", f"{prefix}0", "run.finished", at + timedelta(seconds=5), status="failed",
                       started=at + timedelta(seconds=1)))
     return evs
-
-
-def test_event_clocks_are_per_account_capped_at_the_wall_clock_and_count_late_events_per_account():
-    now = MONDAY + timedelta(hours=10)
-    clocks = EventClocks(2 * MIN, TOLERANCE)
-    assert clocks.observe("acme", now - MIN, now) is False
-    assert clocks.observe("mallory", now + timedelta(days=2), now) is False     # capped, not too late
-    assert clocks.observe("mallory", datetime(9999, 12, 31, tzinfo=UTC), now) is False
-    assert clocks.watermark("mallory") == now + TOLERANCE - 2 * MIN            # never past wall + tolerance
-    assert clocks.watermark("acme") == now - 3 * MIN                            # mallory moved nothing here
-    assert clocks.stats["capped"] == 2
-    assert clocks.moved() == {"acme": now - 3 * MIN, "mallory": now + TOLERANCE - 2 * MIN}
-    assert clocks.moved() == {}                                                 # nothing new since
-    # an event is too late only against its own account's watermark
-    assert clocks.observe("acme", now - 4 * MIN, now) is True
-    assert clocks.observe("globex", now - timedelta(hours=5), now) is False     # its first event
-    assert clocks.observe("acme", now - timedelta(minutes=2, seconds=30), now) is False
-    assert clocks.stats["too_late"] == 1 and clocks.moved() == {"globex": now - timedelta(hours=5, minutes=2)}
-    # the wall clock moving on lets the capped clock follow, never jump
-    later = now + timedelta(minutes=10)
-    clocks.observe("mallory", now + timedelta(days=2), later)
-    assert clocks.watermark("mallory") == later + TOLERANCE - 2 * MIN
-    # clocks never go back
-    clocks.observe("acme", now - timedelta(hours=1), later)
-    assert clocks.watermark("acme") == now - 3 * MIN
-    small = EventClocks(MIN, TOLERANCE, max_accounts=2)
-    for account in ("a", "b", "c"):
-        small.observe(account, now, now)
-    assert len(small) == 2 and small.watermark("a") is None and small.stats["forgotten_accounts"] == 1
 
 
 def test_a_future_dated_account_cannot_suppress_or_fabricate_another_accounts_alerts(live_with_faults):

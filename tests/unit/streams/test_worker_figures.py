@@ -37,10 +37,11 @@ class FakeWarehouse:
 def _config(tmp_path: Path) -> WorkerConfig:
     return WorkerConfig(
         consumer_group="g", events_topic="events", dead_letter_topic="dlq", alerts_topic="alerts",
+        commands_topic="commands", command_outcomes_topic="command-outcomes",
         data_dir=tmp_path, partitions=1, replication_factor=1, batch_max_records=1000, batch_max_seconds=0.1,
         batch_idle_seconds=0.02,
         insert_max_rows=3, max_event_bytes=1_000_000, max_clock_skew_seconds=300.0,
-        alert_lateness_seconds=120.0, alert_webhook_url=None, metrics_interval_seconds=5.0)
+        alert_lateness_seconds=120.0, alert_idle_seconds=30.0, alert_webhook_url=None, metrics_interval_seconds=5.0)
 
 
 def _events(lines: list[bytes], first_offset: int = 0) -> list[Any]:
