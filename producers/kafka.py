@@ -287,3 +287,39 @@ def group_members(brokers: str, group: str, timeout: float = 10.0) -> list[Group
         members.append(GroupMember(member.client_id, member.host,
                                    tuple(sorted((tp.topic, tp.partition) for tp in assigned))))
     return sorted(members, key=lambda m: m.partitions)
+
+
+def read_range(brokers: str, topic: str, partition: int, start: int, end: int,
+               timeout: float = 30.0) -> list[tuple[int, bytes | None]]:
+    """The records of ``topic``/``partition`` at offsets ``start`` .. ``end - 1`` as (offset, value),
+    read outside any consumer group (nothing is committed). Raises ``BrokerUnavailable`` when they
+    cannot all be read within ``timeout``: the caller must not go on with a gap."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    if end <= start:
+        return []
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"runlens-read-range-{topic}",
+                         "enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 10,
+                         "socket.connection.setup.timeout.ms": 5000})
+    records: list[tuple[int, bytes | None]] = []
+    try:
+        consumer.assign([TopicPartition(topic, partition, start)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    break
+                raise BrokerUnavailable(f"reading {topic}[{partition}]: {error.str()}")
+            offset = message.offset()
+            if offset is None or offset >= end:
+                break
+            records.append((offset, message.value()))
+        else:
+            raise BrokerUnavailable(f"reading {topic}[{partition}] offsets {start}..{end - 1} timed out")
+    finally:
+        consumer.close()
+    return records

@@ -162,6 +162,11 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}.alerts"
 
     @property
+    def detector_topic(self) -> str:
+        """Run signals re-keyed by account for the detectors (``streams.signals``)."""
+        return f"{self.topic_prefix}.detector-signals"
+
+    @property
     def commands_topic(self) -> str:
         """Replay and stop commands, runlens -> engine (docs/commands.md)."""
         return f"{self.topic_prefix}.commands"
@@ -211,6 +216,7 @@ class Settings(BaseSettings):
             topics=(TopicSpec(self.events_topic, self.partitions, self.replication_factor),
                     TopicSpec(self.dead_letter_topic, 1, self.replication_factor),
                     TopicSpec(self.alerts_topic, 1, self.replication_factor),
+                    TopicSpec(self.detector_topic, self.partitions, self.replication_factor),
                     TopicSpec(self.commands_topic, 1, self.replication_factor),
                     TopicSpec(self.command_outcomes_topic, 1, self.replication_factor)),
             worker_env=self.to_env(), brokers=self.brokers, query_url=self.query_url,

@@ -1,4 +1,4 @@
-"""Feeds the detectors from the worker's new events and delivers what they raise.
+"""Delivers what the detectors raise (``streams.detection``).
 
 An alert state change (firing, resolved) goes to the alerts topic, the ``alert_events``
 table and, when configured, a webhook. Alert ids are deterministic, so a change delivered
@@ -15,89 +15,13 @@ import queue
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from schemas.events import Event
-from schemas.fast import FastEvent
-from streams.detectors import AccountWatermarks, Alert, Detectors
+from streams.detectors import Alert
 
 log = logging.getLogger(__name__)
-
-
-FUTURE_TOLERANCE = timedelta(seconds=60)
-"""How far ahead of the worker's wall clock an event may move its account's clock. Validation
-may accept events a little further ahead (engines' clocks drift); they are stored and counted,
-their account's clock simply stops at wall clock + this tolerance."""
-
-
-IDLE_TIMEOUT = timedelta(seconds=30)
-"""How long an account's input must be quiet (its partitions read to their end, nothing of it
-arriving) before its watermark follows the wall clock."""
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class StreamAlerts:
-    """The detectors of one worker, fed in event time with one watermark per account
-    (``AccountWatermarks``: from one clock per account and input partition, held back by lagging
-    partitions, following the wall clock once the input is quiet for ``idle``): ``lateness``
-    delays each evaluation so out-of-order events up to that age still count, and no account's
-    clock runs ahead of the wall clock by more than ``future_tolerance``. Not durable: after a
-    restart the watermarks and baselines start empty."""
-
-    def __init__(self, lateness: timedelta, detectors: Detectors | None = None, *,
-                 future_tolerance: timedelta = FUTURE_TOLERANCE, idle: timedelta = IDLE_TIMEOUT,
-                 now: Callable[[], datetime] = _utc_now):
-        self.detectors = detectors or Detectors()
-        self.lateness = lateness
-        self.watermarks = AccountWatermarks(lateness, future_tolerance, idle)
-        self._now = now
-
-    @property
-    def too_late(self) -> int:
-        """Events read after their account's watermark had passed them (counted, not judged)."""
-        return self.watermarks.stats["too_late"]
-
-    def observe(self, event: Event | FastEvent, partition: int = 0, now: datetime | None = None) -> None:
-        """One new (deduplicated) event read from input ``partition`` at wall-clock time ``now``
-        (default: the clock given at construction). It counts as too late for alerting when it is
-        older than its own account's watermark (``too_late``; aggregates still include it)."""
-        ts = event.ts
-        self.watermarks.observe(event.account_id, partition, ts, self._now() if now is None else now)
-        d = self.detectors
-        if event.type == "run.queued":
-            if d.queue_growth is not None:
-                d.queue_growth.lifecycle(event.account_id, ts, 1, 0)
-        elif event.type == "run.started":
-            if d.queue_growth is not None:
-                d.queue_growth.lifecycle(event.account_id, ts, -1, 1)
-            if d.stuck_run is not None:
-                d.stuck_run.run_started(event.account_id, event.workflow_id, event.workflow_name, event.run_id, ts)
-        elif event.type == "run.finished":
-            if d.queue_growth is not None:
-                d.queue_growth.lifecycle(event.account_id, ts, 0, -1)
-            if d.stuck_run is not None:
-                d.stuck_run.run_finished(event.account_id, event.workflow_id, event.run_id, event.started_at, ts)
-            failed = event.status.value == "failed"
-            for det in (d.failure_spike, d.account_failure_spike):
-                if det is not None:
-                    det.observe(event.account_id, event.workflow_id, event.workflow_name, ts, failed)
-
-    def lagging(self, partitions: Iterable[int]) -> None:
-        """The input partitions that hold records not read yet (see ``AccountWatermarks``)."""
-        self.watermarks.lagging(partitions)
-
-    def advance(self, now: datetime | None = None, *, every_account: bool = False) -> list[Alert]:
-        """Judge what the watermarks of the accounts that sent events since the last call (or of
-        every account: what the wall clock alone moves) have made judgeable."""
-        moved = self.watermarks.moved(self._now() if now is None else now, every_account=every_account)
-        return self.detectors.advance(moved) if moved else []
 
 
 def alert_document(alert: Alert) -> dict[str, Any]:

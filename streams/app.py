@@ -25,22 +25,27 @@ import faust
 import orjson
 from faust.types import TP, EventT
 
-from producers.kafka import partition_lags
+from producers.kafka import partition_lags, read_range
 from schemas.dead_letter import DeadLetter
 from sinks.clickhouse import Warehouse, WarehouseRefused, WarehouseUnavailable, batch_token
 from sinks.ledger_state import Annotation
 from sinks.rows import SourcedEvent, dead_letter_columns, event_columns
-from streams.alerting import FUTURE_TOLERANCE, StreamAlerts, WebhookNotifier, alert_columns, alert_document
+from streams.alerting import WebhookNotifier, alert_columns, alert_document
 from streams.batch import GROUP_MAX_BYTES, RawRecord, record_groups, split_batch
 from streams.commands import CommandStore
 from streams.config import WorkerConfig
+from streams.detection import FUTURE_TOLERANCE, PartitionDetectors
 from streams.detectors import Alert
 from streams.ledger import PartitionLedger
+from streams.signals import BadPacket, RunSignal, packets, signal_of, unpack
 from streams.take import take_until_idle
 
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+SNAPSHOT_SECONDS = 2.0
+"""How often (at most) a detector partition's state is written to the detector-state table."""
 
 FETCH_MAX_WAIT_MS = 100
 """How long a fetch may wait at the broker for data. Faust fixes aiokafka's at 1,500 ms; Kafka
@@ -227,12 +232,14 @@ class IngestWorker:
         self.warehouse = warehouse
         self.stats = stats or WorkerStats()
         self.ledgers: dict[int, PartitionLedger] = {}
-        # one watermark per account from its clocks per input partition, never ahead of the wall
-        # clock by more than the tolerance (and never by more than validation lets an event be ahead)
-        self.alerts = StreamAlerts(timedelta(seconds=config.alert_lateness_seconds), future_tolerance=min(
-            FUTURE_TOLERANCE, timedelta(seconds=config.max_clock_skew_seconds)),
-            idle=timedelta(seconds=config.alert_idle_seconds))
-        self.judging = asyncio.Lock()   # a batch is observed and judged whole, never interleaved with a sweep
+        # the detectors of each detector partition this worker owns (streams.detection), restored from
+        # the detector-state table and the packets after the snapshot
+        self.detection: dict[int, PartitionDetectors] = {}
+        self.snapshot_at: dict[int, float] = {}
+        self.detecting = asyncio.Lock()   # one packet or sweep at a time
+        self.sending = asyncio.Lock()     # a batch's signals and a status broadcast never interleave
+        self.signaled_to: dict[int, int] = {}   # events partition -> newest offset whose signals were sent
+        self.bad_packets = 0
         self.webhook = WebhookNotifier(config.alert_webhook_url) if config.alert_webhook_url else None
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         # per-batch figures (time, metric, value) waiting for the next metrics sample (``record_metrics``)
@@ -257,10 +264,15 @@ class IngestWorker:
         )
         # for tests and tools holding only the app: Faust's App has no slot for them
         app.runlens_stats = self.stats  # type: ignore[attr-defined]  # see above
-        app.runlens_alerts = self.alerts  # type: ignore[attr-defined]  # see above
         self.events_topic = app.topic(config.events_topic, key_type=bytes, value_type=bytes)
         self.dlq_topic = app.topic(config.dead_letter_topic, key_type=bytes, value_type=bytes)
         self.alerts_topic = app.topic(config.alerts_topic, key_type=bytes, value_type=bytes)
+        self.detector_topic = app.topic(config.detector_topic, key_type=bytes, value_type=bytes,
+                                        partitions=config.partitions)
+        # one snapshot per detector partition, kept in that partition of the table's changelog topic
+        # keys are str (serialized as JSON: raw bytes keys break recovery), values the raw snapshot bytes
+        self.detector_state = app.Table("detector-state", key_type=str, value_type=bytes,
+                                        partitions=config.partitions)
         self.commands_topic = app.topic(config.commands_topic, key_type=bytes, value_type=bytes)
         self.outcomes_topic = app.topic(config.command_outcomes_topic, key_type=bytes, value_type=bytes)
 
@@ -311,15 +323,31 @@ class IngestWorker:
         async def record_metrics() -> None:
             await self.record_metrics()
 
-        @app.timer(min(10.0, max(1.0, config.alert_idle_seconds / 3)))
+        @app.agent(self.detector_topic, name="detect")
+        async def detect(stream: faust.StreamT[bytes]) -> None:
+            assert isinstance(stream, faust.Stream)
+            async for event in stream.events():
+                try:
+                    await self.detect(event)
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:
+                    _die(exc)
+
+        @app.timer(min(5.0, max(1.0, config.alert_idle_seconds / 6)))
         async def judge_quiet_accounts() -> None:
+            await self.broadcast_status()
             await self.judge_quiet_accounts()
 
     def forget_revoked(self, revoked: set[TP]) -> None:
-        """Another worker may own these partitions next; reload from the warehouse if they return."""
+        """Another worker may own these partitions next; reload from the warehouse (a ledger) or
+        the detector-state table (detectors) if they return."""
         for tp in revoked:
             if tp.topic == self.config.events_topic:
                 self.ledgers.pop(tp.partition, None)
+                self.signaled_to.pop(tp.partition, None)
+            elif tp.topic == self.config.detector_topic:
+                self.detection.pop(tp.partition, None)
 
     async def ledger_for(self, partition: int) -> PartitionLedger:
         if partition not in self.ledgers:
@@ -341,14 +369,9 @@ class IngestWorker:
         observed = 0
         received = datetime.now(UTC)   # the clock event times are judged against, once per batch
         tally = BatchTally(records=len(records))
-        async with self.judging:
+        async with self.sending:
             for group in record_groups(records, self.config.insert_max_rows, GROUP_MAX_BYTES):
                 observed += await self.process_records(group, received, tally)
-            if observed:
-                self.alerts.lagging(self.lagging_partitions())
-                raised = self.alerts.advance(received)
-                if raised:
-                    await self.deliver_alerts(raised)
         stats.batches += 1
         stats.last_batch_at = time.time()
         self.keep_batch_figures(tally, time.perf_counter() - started, stats.last_batch_at)
@@ -398,7 +421,13 @@ class IngestWorker:
             tally.redelivered += redelivered
             tally.duplicates += duplicates
         if not kept:
+            self.handled(records)
             return 0
+        # the detectors' signals reach their topic before the events are stored: a batch redelivered
+        # after a crash skips stored events, and a signal sent twice is applied once
+        signals = [signal for (event, partition, offset, line, _), note in zip(kept, notes, strict=True)
+                   if note.is_new and (signal := signal_of(event, partition, offset, line)) is not None]
+        await self.send_signals(signals, records)
         columns = event_columns(kept, notes)
         # positions and ids: a retry repeats the token, a re-created topic's reused positions do not
         token = batch_token("events", [(p, o, i, e.event_id) for e, p, o, i, _ in kept])
@@ -408,32 +437,108 @@ class IngestWorker:
         if tally is not None:
             tally.stored += len(kept)
             tally.latencies_ms += live_latencies_ms(columns["ts"], time.time())
-        for (event, partition, *_), note in zip(kept, notes, strict=True):
-            if note.is_new:
-                self.alerts.observe(event, partition, received)
         return len(kept)
 
-    def lagging_partitions(self) -> set[int]:
-        """The events partitions this worker owns that hold records it has not read yet: the
-        consumer's last read (or committed) offset behind the partition's high water."""
+    async def send_signals(self, signals: list[RunSignal], records: list[RawRecord]) -> None:
+        """One packet to every detector partition: its accounts' ``signals`` (those of ``records``)
+        and where the events partitions this worker owns stand; waits for the broker's
+        acknowledgement of every one."""
+        self.handled(records)
+        await _send_packets(self.detector_topic, packets(signals, self.partition_status(), self.config.partitions))
+
+    def handled(self, records: list[RawRecord]) -> None:
+        """``records`` (in (partition, offset) order) hold nothing more for the detectors."""
+        for record in records:
+            self.signaled_to[record.partition] = record.offset
+
+    def partition_status(self) -> dict[int, bool]:
+        """``{partition: lagging}`` for the events partitions this worker owns: lagging while the
+        partition holds records whose signals were not sent yet (the high water beyond the newest
+        offset handled, or beyond the committed one before the first batch since assignment)."""
         consumer = self.app.consumer
-        lagging: set[int] = set()
+        status: dict[int, bool] = {}
         for tp in consumer.assignment():
             if tp.topic != self.config.events_topic:
                 continue
             high = consumer.highwater(tp)
-            known = [o for o in (consumer._read_offset.get(tp), consumer._committed_offset.get(tp))  # type: ignore[attr-defined]  # Faust keeps them on the consumer
-                     if o is not None]
-            if high is not None and high > (max(known) + 1 if known else 0):
-                lagging.add(tp.partition)
-        return lagging
+            done = self.signaled_to.get(tp.partition)
+            if done is None:
+                done = consumer._committed_offset.get(tp)  # type: ignore[attr-defined]  # Faust keeps it there
+            status[tp.partition] = high is not None and high > (done + 1 if done is not None else 0)
+        return status
+
+    async def broadcast_status(self) -> None:
+        """Every few seconds, also when nothing arrives: where the owned events partitions stand,
+        to every detector partition (how the detectors learn that input went quiet)."""
+        async with self.sending:
+            status = self.partition_status()
+            if status:
+                await _send_packets(self.detector_topic, packets([], status, self.config.partitions))
+
+    async def detect(self, event: EventT) -> None:
+        """One packet of the detector topic: apply it to its partition's detectors and deliver
+        what they raise; every ``SNAPSHOT_SECONDS`` write the detectors to the detector-state
+        table (with the offset of the last packet they hold). Packets are acknowledged as usual: a
+        new owner of the partition (after a crash or a rebalance) restores the snapshot and
+        applies the packets after it again (``detectors_of``); what they carry that the snapshot
+        already holds is skipped (``PartitionDetectors.observe``)."""
+        partition, offset = event.message.partition, event.message.offset
+        async with self.detecting:
+            detectors = await self.detectors_of(partition, offset)
+            await self.apply_packet(detectors, offset, event.message.value)
+            now = time.monotonic()
+            if now - self.snapshot_at.get(partition, 0.0) >= SNAPSHOT_SECONDS:
+                self.detector_state[str(partition)] = detectors.snapshot()   # to changelog partition ``partition``
+                self.snapshot_at[partition] = now
+
+    async def apply_packet(self, detectors: PartitionDetectors, offset: int, value: bytes | None) -> None:
+        try:
+            packet = unpack(value)
+        except BadPacket as exc:
+            self.bad_packets += 1
+            log.warning("skipped record %d of the detector topic: %s", offset, exc)
+        else:
+            raised = detectors.apply(packet, datetime.now(UTC))
+            if raised:
+                await self.deliver_alerts(raised)
+        detectors.applied_to = offset
+
+    async def detectors_of(self, partition: int, offset: int) -> PartitionDetectors:
+        """The detectors of ``partition``, whose next packet is at ``offset``: held here, or restored
+        from the detector-state table and brought up to ``offset`` by the packets after the
+        snapshot (read from the topic directly), or new when neither exists."""
+        detectors = self.detection.get(partition)
+        if detectors is not None:
+            return detectors
+        config = self.config
+        blob = self.detector_state.get(str(partition))
+        if blob:
+            detectors = PartitionDetectors.restore(blob)
+        else:
+            detectors = PartitionDetectors(
+                timedelta(seconds=config.alert_lateness_seconds),
+                future_tolerance=min(FUTURE_TOLERANCE, timedelta(seconds=config.max_clock_skew_seconds)),
+                idle=timedelta(seconds=config.alert_idle_seconds))
+        if offset > detectors.applied_to + 1:
+            loop = asyncio.get_running_loop()
+            gap = await loop.run_in_executor(None, read_range, self.brokers, config.detector_topic, partition,
+                                             detectors.applied_to + 1, offset)
+            for at, value in gap:
+                await self.apply_packet(detectors, at, value)
+            log.info("detector partition %d restored: snapshot to offset %d, %d packets after it", partition,
+                     detectors.applied_to - len(gap), len(gap))
+        self.detection[partition] = detectors
+        self.snapshot_at[partition] = time.monotonic()
+        return detectors
 
     async def judge_quiet_accounts(self) -> None:
         """Every few seconds, also when nothing arrives: what the wall clock alone makes
         judgeable (accounts whose input went quiet: ``streams.detectors.watermarks``)."""
-        async with self.judging:
-            self.alerts.lagging(self.lagging_partitions())
-            raised = self.alerts.advance(datetime.now(UTC), every_account=True)
+        async with self.detecting:
+            raised: list[Alert] = []
+            now = datetime.now(UTC)
+            for detectors in list(self.detection.values()):
+                raised += detectors.advance(now, every_account=True)
             if raised:
                 await self.deliver_alerts(raised)
 
@@ -470,7 +575,8 @@ class IngestWorker:
         owned = sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == config.events_topic)
         now = datetime.now(UTC)
         figures = {**{k: float(v) for k, v in self.stats.as_dict().items()}, "consumer_lag": lag,
-                   "too_late_for_alerts": float(self.alerts.too_late), "rss_bytes": float(_rss_bytes())}
+                   "too_late_for_alerts": float(sum(d.too_late for d in self.detection.values())),
+                   "rss_bytes": float(_rss_bytes())}
         metrics = list(figures) + ["partition_lag"] * len(owned)
         batch_rows, self.batch_rows = self.batch_rows, []
         columns: dict[str, list[Any]] = {
@@ -517,6 +623,13 @@ def create_app(config: WorkerConfig, brokers: str, warehouse: Warehouse,
                stats: WorkerStats | None = None) -> faust.App:
     """Build the worker app for ``config``; ``warehouse`` is the sink both agents write to."""
     return IngestWorker(config, brokers, warehouse, stats).app
+
+
+async def _send_packets(topic: faust.TopicT, routed: list[tuple[int, bytes]]) -> None:
+    """Produce ``(partition, packet)`` pairs to the detector topic, in order, and wait until the
+    broker acknowledged every one."""
+    futures = [await topic.send(value=value, partition=partition) for partition, value in routed]
+    await asyncio.gather(*futures)
 
 
 async def _send_dead_letters(topic: faust.TopicT, letters: list[DeadLetter]) -> None:

@@ -14,6 +14,7 @@ class WorkerConfig:
     events_topic: str
     dead_letter_topic: str
     alerts_topic: str
+    detector_topic: str              # run signals keyed by account (streams.signals), as many partitions as events
     commands_topic: str              # replay/stop commands, stored in run_commands (streams.commands)
     command_outcomes_topic: str      # the engine's outcomes, stored in run_command_outcomes
     data_dir: Path                   # Faust keeps its state under <data_dir>/faust

@@ -1,10 +1,10 @@
 """Events later than the alert lateness: stored and counted exactly like any other event, and
 counted as too late for alerting (pipeline_metrics.too_late_for_alerts).
 
-What the worker counts (streams/detectors/watermarks.py): every new event (first delivery of
-its event_id) older than its account's watermark when it is read, the watermark being where the
-batches before had judged that account to (its newest event time minus
-RUNLENS_ALERT_LATENESS_SECONDS, one partition here). The figure is per worker process, since its
+What the workers count (streams/detectors/watermarks.py): every new run event (first delivery of
+its event_id; step events feed no detector) older than its account's watermark when the detectors
+read it, the watermark being where the events before had judged that account to (its newest run
+event time minus RUNLENS_ALERT_LATENESS_SECONDS, one partition here). The figure is per worker process, since its
 start. The workload arrives in two parts: everything on time, stored (and so judged) before the
 held-back runs and a few slightly late events are sent; so the expected figure is exact.
 """
@@ -19,9 +19,14 @@ from tests.reliability.conftest import Workload, dump, make_workload, oracle_pro
 LATENESS = 30.0
 
 
+def _is_run(event) -> bool:
+    return event.type.startswith("run.")
+
+
 def expected_too_late(judged, later, lateness: timedelta) -> int:
-    """The rule replayed: ``later`` events older than their account's newest ``judged`` event
-    time minus the lateness (duplicates already removed)."""
+    """The rule replayed: ``later`` run events older than their account's newest ``judged`` run
+    event time minus the lateness (duplicates already removed)."""
+    judged, later = [e for e in judged if _is_run(e)], [e for e in later if _is_run(e)]
     newest: dict[str, object] = {}
     for event in judged:
         if event.account_id not in newest or event.ts > newest[event.account_id]:
@@ -63,7 +68,8 @@ def test_events_beyond_the_alert_lateness_are_stored_counted_and_reported(tmp_pa
     second.path.write_bytes(dump(held + late_ok))
     too_late = expected_too_late(first.events, second.events, lateness)
     held_distinct = len(Workload(tmp_path, held).events)
-    assert too_late == held_distinct > 0       # by construction: exactly the held-back runs' events
+    held_run_events = sum(1 for e in Workload(tmp_path, held).events if _is_run(e))
+    assert too_late == held_run_events > 0     # by construction: exactly the held-back runs' run events
 
     # a quiet input never moves a watermark here (RUNLENS_ALERT_IDLE_SECONDS): only events do
     stack = stack_factory(partitions=1, alert_lateness_seconds=LATENESS, alert_idle_seconds=3600,

@@ -37,7 +37,7 @@ class FakeWarehouse:
 def _config(tmp_path: Path) -> WorkerConfig:
     return WorkerConfig(
         consumer_group="g", events_topic="events", dead_letter_topic="dlq", alerts_topic="alerts",
-        commands_topic="commands", command_outcomes_topic="command-outcomes",
+        detector_topic="signals", commands_topic="commands", command_outcomes_topic="command-outcomes",
         data_dir=tmp_path, partitions=1, replication_factor=1, batch_max_records=1000, batch_max_seconds=0.1,
         batch_idle_seconds=0.02,
         insert_max_rows=3, max_event_bytes=1_000_000, max_clock_skew_seconds=300.0,
@@ -61,6 +61,11 @@ def _worker(tmp_path: Path, warehouse: FakeWarehouse, monkeypatch) -> IngestWork
     worker = IngestWorker(_config(tmp_path), "localhost:1", warehouse)  # type: ignore[arg-type]
     worker.app = SimpleNamespace(consumer=SimpleNamespace(assignment=lambda: set()))  # type: ignore[assignment]
     monkeypatch.setattr(app_module, "partition_lags", lambda *a, **k: {("events", 0): 0})
+
+    async def packets_sent(topic: Any, routed: list[tuple[int, bytes]]) -> None:   # the detector topic: no broker here
+        pass
+
+    monkeypatch.setattr(app_module, "_send_packets", packets_sent)
 
     async def sent(topic: Any, letters: list[Any]) -> None:   # the dead-letter topic: no broker here
         pass

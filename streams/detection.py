@@ -1,0 +1,136 @@
+"""The detectors of one detector partition: run signals in, alert state changes out, and a
+snapshot to go on from after a restart or a rebalance.
+
+Fed by packets of the detector topic (``streams.signals``), in event time with one watermark per
+account (``AccountWatermarks``: one clock per account and events partition, held back by lagging
+partitions, following the wall clock once the account's input is quiet). ``lateness`` delays
+each evaluation so out-of-order events up to that age still count; no account's clock runs ahead
+of the wall clock by more than ``future_tolerance``.
+
+Exactly once per signal: a signal carries its position in the events topic, and the newest
+position applied per events partition is kept, so a packet sent again (a redelivered batch, a
+rebalance of the events topic, a restart from an older snapshot) changes nothing it already
+changed. ``snapshot`` / ``restore`` carry everything (detectors, watermarks, positions) as
+compressed pickled bytes; ``restore`` unpickles only the classes of the detectors and a few
+standard containers (``_SnapshotUnpickler``), so a forged snapshot cannot run code.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from streams.detectors import AccountWatermarks, Alert, Detectors
+from streams.signals import FINISHED, QUEUED, STARTED, Packet, RunSignal
+
+FUTURE_TOLERANCE = timedelta(seconds=60)
+"""How far ahead of the worker's wall clock an event may move its account's clock. Validation
+may accept events a little further ahead (engines' clocks drift); they are stored and counted,
+their account's clock simply stops at wall clock + this tolerance."""
+
+IDLE_TIMEOUT = timedelta(seconds=30)
+"""How long an account's input must be quiet (its partitions read to their end, nothing of it
+arriving) before its watermark follows the wall clock."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PartitionDetectors:
+    """See the module docstring. ``now`` is the wall clock (a parameter for tests)."""
+
+    def __init__(self, lateness: timedelta, detectors: Detectors | None = None, *,
+                 future_tolerance: timedelta = FUTURE_TOLERANCE, idle: timedelta = IDLE_TIMEOUT,
+                 now: Callable[[], datetime] = _utc_now):
+        self.detectors = detectors or Detectors()
+        self.lateness = lateness
+        self.watermarks = AccountWatermarks(lateness, future_tolerance, idle)
+        self.applied: dict[int, tuple[int, int]] = {}   # events partition -> newest (offset, line) applied
+        self.lagging: dict[int, bool] = {}              # events partition -> records not read yet
+        self.applied_to = -1                            # offset of the last packet applied (set by the worker)
+        self._now = now
+
+    @property
+    def too_late(self) -> int:
+        """Signals read after their account's watermark had passed them (counted, not judged)."""
+        return self.watermarks.stats["too_late"]
+
+    def observe(self, signal: RunSignal, now: datetime | None = None) -> bool:
+        """One run signal read at wall-clock time ``now``; False (and nothing changes) when its
+        position was applied before."""
+        position = (signal.offset, signal.line)
+        if position <= self.applied.get(signal.partition, (-1, -1)):
+            return False
+        self.applied[signal.partition] = position
+        account, ts = signal.account_id, signal.ts
+        self.watermarks.observe(account, signal.partition, ts, self._now() if now is None else now)
+        d = self.detectors
+        if signal.kind == QUEUED:
+            if d.queue_growth is not None:
+                d.queue_growth.lifecycle(account, ts, 1, 0)
+        elif signal.kind == STARTED:
+            if d.queue_growth is not None:
+                d.queue_growth.lifecycle(account, ts, -1, 1)
+            if d.stuck_run is not None:
+                d.stuck_run.run_started(account, signal.workflow_id, signal.workflow_name, signal.run_id, ts)
+        elif signal.kind == FINISHED:
+            if d.queue_growth is not None:
+                d.queue_growth.lifecycle(account, ts, 0, -1)
+            if d.stuck_run is not None:
+                d.stuck_run.run_finished(account, signal.workflow_id, signal.run_id, signal.started_at, ts)
+            for det in (d.failure_spike, d.account_failure_spike):
+                if det is not None:
+                    det.observe(account, signal.workflow_id, signal.workflow_name, ts, signal.failed)
+        return True
+
+    def apply(self, packet: Packet, now: datetime | None = None) -> list[Alert]:
+        """A packet's signals and partition status, then what they made judgeable."""
+        now = self._now() if now is None else now
+        for signal in packet.signals:
+            self.observe(signal, now)
+        self.lagging.update(packet.lagging)
+        return self.advance(now)
+
+    def advance(self, now: datetime | None = None, *, every_account: bool = False) -> list[Alert]:
+        """Judge what the watermarks of the accounts that sent signals since the last call (or of
+        every account: what the wall clock alone moves) have made judgeable."""
+        self.watermarks.lagging(p for p, lagging in self.lagging.items() if lagging)
+        moved = self.watermarks.moved(self._now() if now is None else now, every_account=every_account)
+        return self.detectors.advance(moved) if moved else []
+
+    # ---- durability
+
+    def snapshot(self) -> bytes:
+        state = {key: value for key, value in self.__dict__.items() if key != "_now"}
+        return zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+    @classmethod
+    def restore(cls, blob: bytes, *, now: Callable[[], datetime] = _utc_now) -> PartitionDetectors:
+        state = _SnapshotUnpickler(io.BytesIO(zlib.decompress(blob))).load()
+        if not isinstance(state, dict) or not isinstance(state.get("detectors"), Detectors):
+            raise pickle.UnpicklingError("not a detector snapshot")
+        restored = cls.__new__(cls)
+        restored.__dict__.update(state)
+        restored._now = now
+        return restored
+
+
+_ALLOWED = {("collections", "OrderedDict"), ("collections", "deque"), ("builtins", "set"),
+            ("builtins", "frozenset"), ("datetime", "datetime"), ("datetime", "timedelta"),
+            ("datetime", "timezone")}
+
+
+class _SnapshotUnpickler(pickle.Unpickler):
+    """Unpickles the detectors' own classes and standard containers, nothing else."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED or (module.startswith("streams.detectors.") and not name.startswith("__")):
+            found = super().find_class(module, name)
+            if isinstance(found, type):
+                return found
+        raise pickle.UnpicklingError(f"a detector snapshot may not hold {module}.{name}")

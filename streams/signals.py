@@ -1,0 +1,114 @@
+"""What the detectors need of the events, re-keyed by account onto a topic of their own.
+
+The ingest agent reads the events topic, partitioned by run; the detectors judge accounts and
+workflows, so with several workers each would see a share of every workflow's runs. The ingest
+agent therefore sends, for every batch, one *packet* to each partition of the detector topic:
+the run signals (queued, started, finished: account, workflow, run, times, failed) of the
+accounts that partition owns (``route``: CRC32 of the account id), each with its position in the
+events topic (partition, offset, line), and the status of every events partition the worker
+owns (``lagging`` or read to its end). A detector partition thus holds every run signal of its
+accounts, in the order each events partition was read, and learns where every events
+partition stands, whichever worker reads it.
+
+Packets are compact JSON arrays (``pack`` / ``unpack``). ``unpack`` checks the shape of what it
+reads and raises ``BadPacket`` on anything else: the topic is internal, but a record that is not
+a packet must not stop detection.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import NamedTuple
+
+import orjson
+
+from schemas.events import Event
+from schemas.fast import FastEvent
+from streams.detectors.alert import _dt, _ms
+
+QUEUED, STARTED, FINISHED = "q", "s", "f"
+_KINDS = {"run.queued": QUEUED, "run.started": STARTED, "run.finished": FINISHED}
+
+
+class RunSignal(NamedTuple):
+    """One run lifecycle event as the detectors see it, with its position in the events topic."""
+
+    partition: int
+    offset: int
+    line: int
+    kind: str                      # QUEUED, STARTED or FINISHED
+    account_id: str
+    workflow_id: str
+    workflow_name: str
+    run_id: str
+    ts: datetime
+    started_at: datetime | None    # FINISHED only
+    failed: bool                   # FINISHED only: status failed
+
+
+class Packet(NamedTuple):
+    signals: list[RunSignal]
+    lagging: dict[int, bool]       # events partition -> records not read yet (the sender's partitions)
+
+
+class BadPacket(ValueError):
+    """A record of the detector topic that is not a packet."""
+
+
+def signal_of(event: Event | FastEvent, partition: int, offset: int, line: int) -> RunSignal | None:
+    """The event's signal, or None for events the detectors do not read (steps)."""
+    kind = _KINDS.get(event.type)
+    if kind is None:
+        return None
+    started = failed = None
+    if event.type == "run.finished":
+        started, failed = event.started_at, event.status.value == "failed"
+    return RunSignal(partition, offset, line, kind, event.account_id, event.workflow_id,
+                     getattr(event, "workflow_name", "") or "", event.run_id, event.ts, started, bool(failed))
+
+
+def route(account_id: str, partitions: int) -> int:
+    """The detector partition that owns ``account_id``."""
+    return zlib.crc32(account_id.encode()) % partitions
+
+
+def pack(signals: Iterable[RunSignal], lagging: dict[int, bool]) -> bytes:
+    rows = [[s.partition, s.offset, s.line, s.kind, s.account_id, s.workflow_id, s.workflow_name, s.run_id,
+             _ms(s.ts, "ts"), None if s.started_at is None else _ms(s.started_at, "started_at"), int(s.failed)]
+            for s in signals]
+    return orjson.dumps([1, rows, [[p, int(lag)] for p, lag in sorted(lagging.items())]])
+
+
+MAX_PACKET_SIGNALS = 2_000
+"""Most signals in one packet (a signal packs to at most ~1.7 KiB with names at their 512-character
+bound, ~150 bytes typically), so that a packet stays within the producer's 1 MB request size."""
+
+
+def packets(signals: Sequence[RunSignal], lagging: dict[int, bool], partitions: int) -> list[tuple[int, bytes]]:
+    """``(detector partition, packet)`` pairs: every partition gets at least one (every one learns
+    the partitions' status), and its accounts' signals in order, ``MAX_PACKET_SIGNALS`` at most each."""
+    routed: list[list[RunSignal]] = [[] for _ in range(partitions)]
+    for s in signals:
+        routed[route(s.account_id, partitions)].append(s)
+    return [(q, pack(mine[i:i + MAX_PACKET_SIGNALS], lagging))
+            for q, mine in enumerate(routed) for i in range(0, max(len(mine), 1), MAX_PACKET_SIGNALS)]
+
+
+def unpack(raw: bytes | None) -> Packet:
+    try:
+        version, rows, status = orjson.loads(raw or b"")
+        if version != 1:
+            raise BadPacket(f"unknown packet version {version!r}")
+        signals = [RunSignal(int(p), int(o), int(i), str(k), str(a), str(w), str(n), str(r), _dt(int(t)),
+                             None if s is None else _dt(int(s)), bool(f))
+                   for p, o, i, k, a, w, n, r, t, s, f in rows]
+        lagging = {int(p): bool(lag) for p, lag in status}
+    except BadPacket:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:   # orjson.JSONDecodeError is a ValueError
+        raise BadPacket(f"not a detector packet: {type(exc).__name__}") from None
+    if any(s.kind not in (QUEUED, STARTED, FINISHED) for s in signals):
+        raise BadPacket("unknown signal kind")
+    return Packet(signals, lagging)
