@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -46,6 +47,39 @@ RETRY_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 SNAPSHOT_SECONDS = 2.0
 """How often (at most) a detector partition's state is written to the detector-state table."""
+SNAPSHOT_CHUNK_BYTES = 512 * 1024
+"""A snapshot is written in table values of at most this size (a Kafka record must stay under
+the producer's and broker's 1 MB defaults)."""
+
+
+def write_snapshot(table: Any, partition: int, blob: bytes) -> None:
+    """Write ``blob`` as detector partition ``partition``'s snapshot: in chunks under keys of the
+    generation not in use, then the manifest (key ``str(partition)``: generation, chunk count,
+    CRC32) that makes it current. Called within stream iteration, so every value goes to that
+    partition of the changelog. A crash midway leaves the manifest on the previous, complete
+    generation."""
+    manifest = table.get(str(partition))
+    generation = 1 - int(orjson.loads(manifest)["generation"]) if manifest else 0
+    chunks = [blob[i:i + SNAPSHOT_CHUNK_BYTES] for i in range(0, max(len(blob), 1), SNAPSHOT_CHUNK_BYTES)]
+    for index, chunk in enumerate(chunks):
+        table[f"{partition}:{generation}:{index}"] = chunk
+    table[str(partition)] = orjson.dumps({"generation": generation, "chunks": len(chunks),
+                                         "crc32": zlib.crc32(blob), "bytes": len(blob)})
+
+
+def read_snapshot(table: Any, partition: int) -> bytes | None:
+    """The current snapshot of detector partition ``partition`` (None: none, or not whole)."""
+    manifest = table.get(str(partition))
+    if not manifest:
+        return None
+    found = orjson.loads(manifest)
+    chunks = [table.get(f"{partition}:{found['generation']}:{i}") for i in range(int(found["chunks"]))]
+    blob = b"".join(chunk for chunk in chunks if chunk)
+    if any(not chunk for chunk in chunks) or zlib.crc32(blob) != found["crc32"]:
+        log.warning("detector partition %d: its snapshot is not whole; starting from the topic", partition)
+        return None
+    return blob
+
 
 FETCH_MAX_WAIT_MS = 100
 """How long a fetch may wait at the broker for data. Faust fixes aiokafka's at 1,500 ms; Kafka
@@ -84,6 +118,8 @@ class WorkerStats:
     warehouse_retries: int = 0
     alerts: int = 0
     warehouse_healthy: bool = True
+    detector_snapshot_bytes: int = 0    # the last detector snapshot written (all chunks)
+    detector_snapshot_ms: float = 0.0   # and how long taking it took
     last_batch_at: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -487,9 +523,14 @@ class IngestWorker:
             detectors = await self.detectors_of(partition, offset)
             await self.apply_packet(detectors, offset, event.message.value)
             now = time.monotonic()
-            if now - self.snapshot_at.get(partition, 0.0) >= SNAPSHOT_SECONDS:
-                self.detector_state[str(partition)] = detectors.snapshot()   # to changelog partition ``partition``
-                self.snapshot_at[partition] = now
+            # at most every SNAPSHOT_SECONDS, and never more than ~5 % of the time in taking them
+            every = max(SNAPSHOT_SECONDS, 20 * self.stats.detector_snapshot_ms / 1000)
+            if now - self.snapshot_at.get(partition, 0.0) >= every:
+                blob = detectors.snapshot()
+                write_snapshot(self.detector_state, partition, blob)
+                self.snapshot_at[partition] = time.monotonic()
+                self.stats.detector_snapshot_bytes = len(blob)
+                self.stats.detector_snapshot_ms = round(1000 * (self.snapshot_at[partition] - now), 1)
 
     async def apply_packet(self, detectors: PartitionDetectors, offset: int, value: bytes | None) -> None:
         try:
@@ -511,7 +552,7 @@ class IngestWorker:
         if detectors is not None:
             return detectors
         config = self.config
-        blob = self.detector_state.get(str(partition))
+        blob = read_snapshot(self.detector_state, partition)
         if blob:
             detectors = PartitionDetectors.restore(blob)
         else:

@@ -73,16 +73,18 @@ class StuckRunDetector:
     threshold is ``max(floor_seconds, cold_floor_seconds)``, or the run is not judged when
     ``cold_floor_seconds`` is None (until its workflow has enough). ``max_open_runs`` caps
     the runs tracked (oldest started evicted first, counted in ``stats``); finished runs are
-    remembered for ``tombstone_seconds`` of their account's event time so a start arriving
-    after its finish is ignored. Each account's runs are judged by that account's watermark
-    only; boundaries where nothing is due are skipped."""
+    remembered for ``tombstone_seconds`` (30 minutes) of their account's event time so a start
+    arriving after its finish is ignored; a start of a run not open, older than the account's
+    progress by more than that, is ignored too (whether it finished can no longer be told; it
+    is far beyond any lateness; the tombstones are most of what a snapshot of the detectors holds). Each account's runs
+    are judged by that account's watermark only; boundaries where nothing is due are skipped."""
 
     kind = "stuck_run"
 
     def __init__(self, *, factor: float = 5.0, min_samples: int = 20, floor_seconds: float = 300.0,
                  max_open_runs: int = 200_000, sample_size: int = 500, quantile: float = 0.99,
                  cold_floor_seconds: float | None = 3600.0, max_workflows: int = 50_000,
-                 tombstone_seconds: float = 6 * 3600.0, max_accounts: int = 100_000) -> None:
+                 tombstone_seconds: float = 1800.0, max_accounts: int = 100_000) -> None:
         _require_at_least(1, min_samples=min_samples, max_open_runs=max_open_runs, max_workflows=max_workflows,
                           max_accounts=max_accounts)
         _require_at_least(0, floor_seconds=floor_seconds)
@@ -158,7 +160,9 @@ class StuckRunDetector:
         self._wf(account_id, workflow_id, workflow_name)
         acct = self._account(account_id)
         key = (account_id, run_id)
-        if key in self._done:
+        if key in self._done or (acct.next is not None and s < acct.next - int(self.tombstone_seconds * 1000)
+                                 and key not in self._runs):
+            # closed already, or older than any tombstone (whether it finished can no longer be told)
             self.stats["ignored_start_after_finish"] += 1
             return
         run = self._runs.get(key)
