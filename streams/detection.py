@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from streams.detectors import AccountWatermarks, Alert, Detectors
-from streams.signals import FINISHED, QUEUED, STARTED, Packet, RunSignal
+from streams.signals import Packet, RunSignal
 
 FUTURE_TOLERANCE = timedelta(seconds=60)
 """How far ahead of the worker's wall clock an event may move its account's clock. Validation
@@ -69,23 +69,9 @@ class PartitionDetectors:
         self.applied[signal.partition] = position
         account, ts = signal.account_id, signal.ts
         self.watermarks.observe(account, signal.partition, ts, self._now() if now is None else now)
-        d = self.detectors
-        if signal.kind == QUEUED:
-            if d.queue_growth is not None:
-                d.queue_growth.lifecycle(account, ts, 1, 0)
-        elif signal.kind == STARTED:
-            if d.queue_growth is not None:
-                d.queue_growth.lifecycle(account, ts, -1, 1)
-            if d.stuck_run is not None:
-                d.stuck_run.run_started(account, signal.workflow_id, signal.workflow_name, signal.run_id, ts)
-        elif signal.kind == FINISHED:
-            if d.queue_growth is not None:
-                d.queue_growth.lifecycle(account, ts, 0, -1)
-            if d.stuck_run is not None:
-                d.stuck_run.run_finished(account, signal.workflow_id, signal.run_id, signal.started_at, ts)
-            for det in (d.failure_spike, d.account_failure_spike):
-                if det is not None:
-                    det.observe(account, signal.workflow_id, signal.workflow_name, ts, signal.failed)
+        self.detectors.observe_signal(account, signal.kind, signal.workflow_id, signal.workflow_name, signal.run_id,
+                                      ts, signal.started_at, signal.failed, signal.workflow_version,
+                                      signal.error_code, signal.error_class)
         return True
 
     def apply(self, packet: Packet, now: datetime | None = None) -> list[Alert]:

@@ -1,0 +1,160 @@
+"""Silent workflows: a workflow that has been producing runs steadily stops (rule in the
+``streams.detectors`` package docstring)."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from datetime import datetime
+
+from streams.detectors.alert import (
+    Alert,
+    Watermark,
+    _alert_id,
+    _dt,
+    _fmt_duration,
+    _ms,
+    _require_at_least,
+)
+from streams.detectors.ordered import Changes, Item, OrderedAccount, OrderedDetector
+
+
+class _Rhythm:
+    """One workflow's recent run arrivals (ms, ascending, at most ``max_runs``) and its alert."""
+
+    __slots__ = ("name", "arrivals", "firing", "due")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.arrivals: list[int] = []
+        self.firing: Alert | None = None
+        self.due: int | None = None     # when the silence exceeds the threshold (None: not judged)
+
+
+class SilentWorkflowDetector:
+    """A workflow that produced at least ``min_runs`` runs (``run.queued``) in the
+    ``baseline_hours`` before its latest run, and has then produced none for longer than
+    max(``factor`` x its usual gap, ``floor_minutes``): the usual gap is the ``quantile`` of
+    the gaps between those runs. Fires at the moment the silence crossed that threshold;
+    resolves when the next run arrives (resolved at its time). Judged as the account's
+    watermark moves, which after the idle timeout follows the wall clock: a workflow that
+    stopped is noticed even when its whole account went quiet. Rare workflows (fewer runs in
+    the baseline) are never judged. Memory: ``max_runs`` arrivals per workflow,
+    ``max_workflows`` workflows per account (least recently active forgotten first)."""
+
+    kind = "silent_workflow"
+
+    def __init__(self, *, factor: float = 3.0, quantile: float = 0.95, floor_minutes: float = 15.0,
+                 min_runs: int = 20, baseline_hours: float = 24.0, max_runs: int = 200,
+                 max_workflows: int = 1_000, max_accounts: int = 100_000) -> None:
+        _require_at_least(2, min_runs=min_runs)
+        _require_at_least(1, max_workflows=max_workflows)
+        if factor <= 0 or floor_minutes < 0 or baseline_hours <= 0 or max_runs < min_runs \
+                or not 0.0 < quantile <= 1.0:
+            raise ValueError("need factor > 0, floor_minutes >= 0, baseline_hours > 0, max_runs >= min_runs "
+                             "and 0 < quantile <= 1")
+        self.factor, self.quantile, self.floor_minutes = float(factor), float(quantile), float(floor_minutes)
+        self.min_runs, self.baseline_hours, self.max_runs = int(min_runs), float(baseline_hours), int(max_runs)
+        self.max_workflows = int(max_workflows)
+        self._core = _SilentCore(self, max_accounts)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self._core.stats
+
+    def run_arrived(self, account_id: str, workflow_id: str, workflow_name: str, at: datetime) -> None:
+        """A run of the workflow was queued at ``at`` (event time)."""
+        self._core._push(account_id, (_ms(at, "at"), workflow_id, workflow_name))
+
+    def advance(self, watermark: Watermark) -> list[Alert]:
+        return self._core.advance(watermark)
+
+    def threshold_seconds(self, account_id: str, workflow_id: str) -> float | None:
+        """The workflow's current silence threshold (None: too few runs to judge)."""
+        acct = self._core._accounts.get(account_id)
+        rhythm = None if acct is None else acct.state.get(workflow_id)
+        if rhythm is None:
+            return None
+        limit, _, _ = self.threshold(rhythm.arrivals)
+        return None if limit is None else limit / 1000.0
+
+    def threshold(self, arrivals: list[int]) -> tuple[int | None, float, int]:
+        """(threshold ms or None, usual gap ms, runs in the baseline) of ascending arrivals."""
+        if not arrivals:
+            return None, math.nan, 0
+        lo = bisect.bisect_left(arrivals, arrivals[-1] - int(self.baseline_hours * 3_600_000))
+        recent = arrivals[lo:]
+        if len(recent) < self.min_runs:
+            return None, math.nan, len(recent)
+        gaps = sorted(b - a for a, b in zip(recent, recent[1:], strict=False))
+        gap = gaps[max(1, math.ceil(self.quantile * len(gaps))) - 1]
+        return max(int(self.floor_minutes * 60_000), int(math.ceil(self.factor * gap))), float(gap), len(recent)
+
+    def state_sizes(self) -> dict[str, int]:
+        return self._core.state_sizes()
+
+    def describe(self) -> str:
+        return (f"Silent workflow (each workflow): a workflow with >= {self.min_runs} runs in the "
+                f"{self.baseline_hours:g} h before its latest run fires once no run has arrived for longer than "
+                f"max({self.factor:g} x its usual gap between runs (the {self.quantile:.0%} quantile of those "
+                f"gaps), {self.floor_minutes:g} min); it resolves when a run arrives. Judged as the account's "
+                f"watermark moves, also when its input went quiet (the watermark follows the wall clock).")
+
+
+class _SilentCore(OrderedDetector):
+    kind = SilentWorkflowDetector.kind
+
+    def __init__(self, rule: SilentWorkflowDetector, max_accounts: int) -> None:
+        super().__init__(max_accounts)
+        self.rule = rule
+
+    def _apply(self, acct: OrderedAccount, item: Item, T: int, out: Changes) -> None:
+        at, workflow_id, name = item
+        rule, state = self.rule, acct.state
+        rhythm: _Rhythm | None = state.pop(workflow_id, None)
+        if rhythm is None:
+            rhythm = _Rhythm(name or workflow_id)
+            if len(state) >= rule.max_workflows:
+                oldest = next((k for k, r in state.items() if r.firing is None), next(iter(state)))
+                del state[oldest]
+        state[workflow_id] = rhythm   # most recently active last
+        if name:
+            rhythm.name = name
+        arrivals = rhythm.arrivals
+        bisect.insort(arrivals, at)
+        if len(arrivals) > rule.max_runs:
+            del arrivals[0]
+        fired = rhythm.firing
+        if fired is not None:   # any run resolves it, a late one too
+            back = max(at, _ms(fired.started_at))
+            numbers = dict(fired.numbers)
+            numbers["silent_seconds"] = (back - _ms(fired.started_at)) / 1000.0 + numbers["threshold_seconds"]
+            summary = (f"{rhythm.name} ({acct.account_id}): runs again after "
+                       f"{_fmt_duration(numbers['silent_seconds'])} without one")
+            out.append((T, 0, acct.account_id, workflow_id,
+                        Alert(fired.alert_id, rule.kind, acct.account_id, workflow_id, rhythm.name, "resolved",
+                              fired.severity, fired.started_at, _dt(back), summary, numbers)))
+            rhythm.firing = None
+        limit, _, _ = rule.threshold(arrivals)
+        rhythm.due = None if limit is None or rhythm.firing is not None else arrivals[-1] + limit
+
+    def _tick(self, acct: OrderedAccount, T: int, out: Changes) -> None:
+        rule = self.rule
+        for workflow_id, rhythm in acct.state.items():
+            if rhythm.due is None or rhythm.due > T:
+                continue
+            limit, gap, runs = rule.threshold(rhythm.arrivals)
+            assert limit is not None
+            started = _dt(rhythm.due)
+            numbers = {"threshold_seconds": limit / 1000.0, "usual_gap_seconds": gap / 1000.0,
+                       "baseline_runs": float(runs), "last_run_ms": float(rhythm.arrivals[-1])}
+            summary = (f"{rhythm.name} ({acct.account_id}): no run for {_fmt_duration(limit / 1000.0)}, "
+                       f"usually one every {_fmt_duration(gap / 1000.0)} ({runs} runs in the baseline)")
+            alert = Alert(_alert_id(rule.kind, acct.account_id, workflow_id, started), rule.kind, acct.account_id,
+                          workflow_id, rhythm.name, "firing", "warning", started, None, summary, numbers)
+            rhythm.firing, rhythm.due = alert, None
+            out.append((T, 1, acct.account_id, workflow_id, alert))
+
+    def _due(self, acct: OrderedAccount) -> int | None:
+        dues = [r.due for r in acct.state.values() if r.due is not None]
+        return min(dues) if dues else None
