@@ -60,11 +60,15 @@ arrivals outpace starts; ``drain_minutes``: at the current start rate if arrival
 **Silent workflow** (``silent_workflow``, one per workflow). A workflow's runs (``run.queued``)
 set its rhythm: once it has at least 20 runs in the 24 hours before its latest run, its usual
 gap is the 95% quantile of the gaps between those runs, and it fires when no run has arrived
-for longer than max(3 x that gap, 15 minutes) (started at the moment the silence crossed the
-threshold); it resolves when a run arrives. Rarer workflows are never judged. Judged as the
-account's watermark moves, which follows the wall clock once the input is quiet: a workflow
-that stopped is noticed even when nothing else of its account arrives. (Not yet: an expected
-rate per hour of week.)
+for longer than max(3 x that gap, 15 minutes) *and* for so long that 10 runs would have come
+at its usual rate for those hours (the same hour a week before, mean of two weeks, once it has
+8 days of history; else the same hour of the previous days, up to 7, once it has a day; else
+its rate over its last 20 runs), so a workflow that is quiet every night is not alerted every
+night (58 false alerts in 72 hours of normal generated traffic with the gap rule alone, 3
+with the rate). Started at the moment the silence crossed both; it resolves when a run
+arrives. Rarer workflows are never judged. Judged as the account's watermark moves, which
+follows the wall clock once the input is quiet: a workflow that stopped is noticed even when
+nothing else of its account arrives.
 
 **Version regression** (``version_regression``, one per workflow). The newest version of the
 workflow's finished runs against the version before it, once both have >= 20 finished runs:
@@ -76,8 +80,10 @@ judgements in a row without the condition, or at once when a newer version appea
 
 **New error signature** (``new_error_signature``, one per workflow and (error code, error
 class); subject ``workflow_id:code:class``). A failed run whose signature the workflow has
-never failed with, or not in the last 30 days of event time, once the workflow has >= 60
-minutes of history and >= 20 finished runs (its first errors are its baseline). Fires once,
+never failed with, or not in the last 30 days of event time, once the workflow has >= 24
+hours of history and >= 20 finished runs (its first day's errors are its baseline: with 1
+hour of learning, 85 signatures fired in 48 hours of normal generated traffic, 6 in 48 hours
+after a day of learning). Fires once,
 at the failure's time; resolves 60 minutes after its last occurrence. (``run.finished``
 carries no failing step, so the step is not part of the signature.)
 

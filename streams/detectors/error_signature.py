@@ -60,7 +60,7 @@ class NewErrorSignatureDetector:
 
     kind = "new_error_signature"
 
-    def __init__(self, *, forget_days: float = 30.0, quiet_minutes: float = 60.0, learn_minutes: float = 60.0,
+    def __init__(self, *, forget_days: float = 30.0, quiet_minutes: float = 60.0, learn_minutes: float = 1440.0,
                  min_runs: int = 20, max_signatures: int = 256, max_workflows: int = 1_000,
                  max_accounts: int = 100_000) -> None:
         _require_at_least(1, max_signatures=max_signatures, max_workflows=max_workflows)

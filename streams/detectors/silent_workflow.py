@@ -22,20 +22,30 @@ from streams.detectors.ordered import Changes, Item, OrderedAccount, OrderedDete
 class _Rhythm:
     """One workflow's recent run arrivals (ms, ascending, at most ``max_runs``) and its alert."""
 
-    __slots__ = ("name", "arrivals", "firing", "due")
+    __slots__ = ("name", "arrivals", "firing", "due", "hours", "first_hour")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.arrivals: list[int] = []
+        self.hours: dict[int, int] = {}   # runs per hour (hours since the epoch), the last two weeks
+        self.first_hour: int | None = None
         self.firing: Alert | None = None
         self.due: int | None = None     # when the silence exceeds the threshold (None: not judged)
+
+
+_HOUR_MS = 3_600_000
+_WEEK_HOURS = 168
 
 
 class SilentWorkflowDetector:
     """A workflow that produced at least ``min_runs`` runs (``run.queued``) in the
     ``baseline_hours`` before its latest run, and has then produced none for longer than
     max(``factor`` x its usual gap, ``floor_minutes``): the usual gap is the ``quantile`` of
-    the gaps between those runs. Fires at the moment the silence crossed that threshold;
+    the gaps between those runs; and for so long that at its usual rate for those hours at
+    least ``min_expected`` runs would have come (so a workflow quiet every night is not alerted
+    every night): the rate of the same hour a week before (mean of the last two weeks) once it
+    has 8 days of history, else of the same hour of the previous days (up to 7) once it has a
+    day, else its rate over its last ``min_runs`` runs. Fires at the moment the silence crossed both;
     resolves when the next run arrives (resolved at its time). Judged as the account's
     watermark moves, which after the idle timeout follows the wall clock: a workflow that
     stopped is noticed even when its whole account went quiet. Rare workflows (fewer runs in
@@ -45,7 +55,7 @@ class SilentWorkflowDetector:
     kind = "silent_workflow"
 
     def __init__(self, *, factor: float = 3.0, quantile: float = 0.95, floor_minutes: float = 15.0,
-                 min_runs: int = 20, baseline_hours: float = 24.0, max_runs: int = 200,
+                 min_runs: int = 20, baseline_hours: float = 24.0, max_runs: int = 200, min_expected: float = 10.0,
                  max_workflows: int = 1_000, max_accounts: int = 100_000) -> None:
         _require_at_least(2, min_runs=min_runs)
         _require_at_least(1, max_workflows=max_workflows)
@@ -56,6 +66,9 @@ class SilentWorkflowDetector:
         self.factor, self.quantile, self.floor_minutes = float(factor), float(quantile), float(floor_minutes)
         self.min_runs, self.baseline_hours, self.max_runs = int(min_runs), float(baseline_hours), int(max_runs)
         self.max_workflows = int(max_workflows)
+        if min_expected <= 0:
+            raise ValueError("need min_expected > 0")
+        self.min_expected = float(min_expected)
         self._core = _SilentCore(self, max_accounts)
 
     @property
@@ -90,6 +103,38 @@ class SilentWorkflowDetector:
         gap = gaps[max(1, math.ceil(self.quantile * len(gaps))) - 1]
         return max(int(self.floor_minutes * 60_000), int(math.ceil(self.factor * gap))), float(gap), len(recent)
 
+    def hourly_rate(self, rhythm: _Rhythm, hour: int, last_hour: int, recent: float) -> tuple[float, str]:
+        """Expected runs in ``hour`` (hours since the epoch) from complete hours of history only
+        (after the first hour seen, before the hour of the latest run), and the basis used."""
+        first = -1 if rhythm.first_hour is None else rhythm.first_hour
+        counts = rhythm.hours
+        weeks = [h for h in (hour - _WEEK_HOURS, hour - 2 * _WEEK_HOURS) if first < h < last_hour]
+        if weeks and last_hour - first > _WEEK_HOURS + 24:
+            return sum(counts.get(h, 0) for h in weeks) / len(weeks), "hour of week"
+        days = [h for h in (hour - 24 * k for k in range(1, 8)) if first < h < last_hour]
+        if days:
+            return sum(counts.get(h, 0) for h in days) / len(days), "hour of day"
+        return recent, "recent rate"
+
+    def expected_due(self, rhythm: _Rhythm) -> tuple[int | None, str]:
+        """When ``min_expected`` runs would have come since the latest one at the workflow's usual
+        rate for those hours (None: not within two weeks), and the basis of that rate."""
+        arrivals = rhythm.arrivals
+        last = arrivals[-1]
+        lo = max(0, len(arrivals) - self.min_runs)    # the local rate: its last min_runs runs
+        span_hours = max((last - arrivals[lo]) / _HOUR_MS, 1 / 60)
+        recent = (len(arrivals) - lo - 1) / span_hours
+        last_hour = last // _HOUR_MS
+        total, basis = 0.0, "recent rate"
+        for hour in range(last_hour, last_hour + 2 * _WEEK_HOURS):
+            rate, basis = self.hourly_rate(rhythm, hour, last_hour, recent)
+            start = max(last, hour * _HOUR_MS)
+            gained = rate * ((hour + 1) * _HOUR_MS - start) / _HOUR_MS
+            if total + gained >= self.min_expected:
+                return start + int(math.ceil((self.min_expected - total) / rate * _HOUR_MS)), basis
+            total += gained
+        return None, basis
+
     def state_sizes(self) -> dict[str, int]:
         return self._core.state_sizes()
 
@@ -97,8 +142,11 @@ class SilentWorkflowDetector:
         return (f"Silent workflow (each workflow): a workflow with >= {self.min_runs} runs in the "
                 f"{self.baseline_hours:g} h before its latest run fires once no run has arrived for longer than "
                 f"max({self.factor:g} x its usual gap between runs (the {self.quantile:.0%} quantile of those "
-                f"gaps), {self.floor_minutes:g} min); it resolves when a run arrives. Judged as the account's "
-                f"watermark moves, also when its input went quiet (the watermark follows the wall clock).")
+                f"gaps), {self.floor_minutes:g} min), and for so long that >= {self.min_expected:g} runs would have "
+                f"come at "
+                f"its usual rate for those hours (hour of week with 8 days of history, hour of day with one, else "
+                f"its rate over its last {self.min_runs} runs); it resolves when a run arrives. Judged as the "
+                f"account's watermark moves, also when its input went quiet (the watermark follows the wall clock).")
 
 
 class _SilentCore(OrderedDetector):
@@ -124,11 +172,19 @@ class _SilentCore(OrderedDetector):
         bisect.insort(arrivals, at)
         if len(arrivals) > rule.max_runs:
             del arrivals[0]
+        hour, hours = at // _HOUR_MS, rhythm.hours
+        hours[hour] = hours.get(hour, 0) + 1
+        if rhythm.first_hour is None or hour < rhythm.first_hour:
+            rhythm.first_hour = hour
+        if len(hours) > 2 * _WEEK_HOURS + 26:
+            newest = max(hours)
+            for old in [h for h in hours if h < newest - 2 * _WEEK_HOURS - 24]:
+                del hours[old]
         fired = rhythm.firing
         if fired is not None:   # any run resolves it, a late one too
             back = max(at, _ms(fired.started_at))
             numbers = dict(fired.numbers)
-            numbers["silent_seconds"] = (back - _ms(fired.started_at)) / 1000.0 + numbers["threshold_seconds"]
+            numbers["silent_seconds"] = (back - int(numbers["last_run_ms"])) / 1000.0
             summary = (f"{rhythm.name} ({acct.account_id}): runs again after "
                        f"{_fmt_duration(numbers['silent_seconds'])} without one")
             out.append((T, 0, acct.account_id, workflow_id,
@@ -136,7 +192,11 @@ class _SilentCore(OrderedDetector):
                               fired.severity, fired.started_at, _dt(back), summary, numbers)))
             rhythm.firing = None
         limit, _, _ = rule.threshold(arrivals)
-        rhythm.due = None if limit is None or rhythm.firing is not None else arrivals[-1] + limit
+        rhythm.due = None
+        if limit is not None and rhythm.firing is None:
+            expected, _ = rule.expected_due(rhythm)
+            if expected is not None:
+                rhythm.due = max(arrivals[-1] + limit, expected)
 
     def _tick(self, acct: OrderedAccount, T: int, out: Changes) -> None:
         rule = self.rule
@@ -146,10 +206,13 @@ class _SilentCore(OrderedDetector):
             limit, gap, runs = rule.threshold(rhythm.arrivals)
             assert limit is not None
             started = _dt(rhythm.due)
+            _, basis = rule.expected_due(rhythm)
+            silent = (rhythm.due - rhythm.arrivals[-1]) / 1000.0
             numbers = {"threshold_seconds": limit / 1000.0, "usual_gap_seconds": gap / 1000.0,
-                       "baseline_runs": float(runs), "last_run_ms": float(rhythm.arrivals[-1])}
-            summary = (f"{rhythm.name} ({acct.account_id}): no run for {_fmt_duration(limit / 1000.0)}, "
-                       f"usually one every {_fmt_duration(gap / 1000.0)} ({runs} runs in the baseline)")
+                       "baseline_runs": float(runs), "last_run_ms": float(rhythm.arrivals[-1]),
+                       "silent_seconds": silent, "expected_runs": rule.min_expected}
+            summary = (f"{rhythm.name} ({acct.account_id}): no run for {_fmt_duration(silent)}, usually one every "
+                       f"{_fmt_duration(gap / 1000.0)}; {rule.min_expected:g} runs were expected by now ({basis})")
             alert = Alert(_alert_id(rule.kind, acct.account_id, workflow_id, started), rule.kind, acct.account_id,
                           workflow_id, rhythm.name, "firing", "warning", started, None, summary, numbers)
             rhythm.firing, rhythm.due = alert, None

@@ -100,6 +100,17 @@ def test_the_silence_threshold_follows_the_workflows_own_rhythm():
     assert det.threshold_seconds("acme", "nope") is None
 
 
+def test_a_workflow_quiet_every_night_is_not_alerted_once_it_has_a_day_of_history():
+    signals = []
+    for day in range(3):                      # a run a minute 08:00-20:00, none at night
+        signals += runs("wf-day", T0 + timedelta(days=day), 12 * 60, MIN, prefix=f"d{day}")
+    alerts = feed(only(silent_workflow=SilentWorkflowDetector()), signals, T0 + timedelta(days=2, hours=13))
+    # the first night is judged on the recent rate alone (one run a minute): it fires, then
+    # resolves in the morning; later nights are expected to be quiet (hour of day)
+    assert [(a.state, a.started_at.date()) for a in alerts] == [("firing", T0.date()),
+                                                                ("resolved", T0.date())]
+
+
 def test_silent_workflow_is_the_same_out_of_order_and_with_one_wall_clock_watermark():
     signals = runs("wf-a", T0, 90, MIN) + runs("wf-b", T0, 150, MIN)
     a = feed(only(silent_workflow=SilentWorkflowDetector()), signals, T0 + timedelta(hours=4))
@@ -148,7 +159,7 @@ def test_a_new_error_code_fires_once_and_resolves_after_an_hour_without_it():
     base = runs("wf-a", T0, 120, MIN, fail_every=10)                     # HTTP_500 all along
     new = runs("wf-a", T0 + timedelta(minutes=90), 10, MIN, fail_every=2, code="QUOTA", error_class="config",
                prefix="q")
-    det = only(error_signature=NewErrorSignatureDetector())
+    det = only(error_signature=NewErrorSignatureDetector(learn_minutes=60))
     alerts = feed(det, base + new, T0 + timedelta(hours=4))
     assert [(a.subject, a.state) for a in alerts] == [("wf-a:QUOTA:config", "firing"),
                                                         ("wf-a:QUOTA:config", "resolved")]
@@ -161,7 +172,11 @@ def test_a_new_error_code_fires_once_and_resolves_after_an_hour_without_it():
 
 def test_errors_while_a_workflow_is_still_being_learned_are_its_baseline():
     early = runs("wf-a", T0, 30, MIN, fail_every=3, code="EARLY")
-    assert feed(only(error_signature=NewErrorSignatureDetector()), early, T0 + timedelta(hours=3)) == []
+    assert feed(only(error_signature=NewErrorSignatureDetector(learn_minutes=60)), early,
+                T0 + timedelta(hours=3)) == []
+    day = runs("wf-a", T0, 20 * 60, MIN, fail_every=7) + runs("wf-a", T0 + timedelta(hours=20), 5, MIN,
+                                                              fail_every=1, code="LATE", prefix="l")
+    assert feed(only(error_signature=NewErrorSignatureDetector()), day, T0 + timedelta(hours=21)) == []  # 24 h
 
 
 def test_a_signature_not_seen_for_30_days_is_new_again():
@@ -178,8 +193,9 @@ def test_a_signature_not_seen_for_30_days_is_new_again():
 def test_new_error_signature_is_the_same_out_of_order():
     signals = (runs("wf-a", T0, 120, MIN, fail_every=10)
                + runs("wf-a", T0 + timedelta(minutes=90), 10, MIN, fail_every=2, code="QUOTA", prefix="q"))
-    a = feed(only(error_signature=NewErrorSignatureDetector()), signals, T0 + timedelta(hours=4))
-    b = feed(only(error_signature=NewErrorSignatureDetector()), signals, T0 + timedelta(hours=4), shuffle=9)
+    a = feed(only(error_signature=NewErrorSignatureDetector(learn_minutes=60)), signals, T0 + timedelta(hours=4))
+    b = feed(only(error_signature=NewErrorSignatureDetector(learn_minutes=60)), signals, T0 + timedelta(hours=4),
+             shuffle=9)
     assert states(a) == states(b) and len(a) == 2
 
 
@@ -241,7 +257,8 @@ def test_signals_carry_version_and_error_through_a_packet_and_a_snapshot_round_t
     assert unpack(pack([plain], {})).signals == [plain]                    # compact: no version, no error
     now = T0 + timedelta(hours=5)
     half = len(signals) // 2
-    one = PartitionDetectors(2 * MIN, now=lambda: now)
+    one = PartitionDetectors(2 * MIN, Detectors(error_signature=NewErrorSignatureDetector(learn_minutes=60)),
+                             now=lambda: now)
     first = one.apply(Packet(signals[:half], {0: False}), now)
     two = PartitionDetectors.restore(one.snapshot(), now=lambda: now)
     rest = one.apply(Packet(signals[half:], {0: False}), now) + one.advance(now + timedelta(hours=2),
