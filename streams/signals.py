@@ -92,18 +92,42 @@ def pack(signals: Iterable[RunSignal], lagging: dict[int, bool]) -> bytes:
 
 
 MAX_PACKET_SIGNALS = 2_000
-"""Most signals in one packet (a signal packs to at most ~1.7 KiB with names at their 512-character
-bound, ~150 bytes typically), so that a packet stays within the producer's 1 MB request size."""
+"""Most signals in one packet (~180 bytes each typically)."""
+
+MAX_PACKET_BYTES = 900_000
+"""Most bytes of signal text in one packet (a signal packs to at most ~2.3 KiB with names and
+its error code at their 512-character bound), so that a packet stays within the producer's
+1 MB request size whatever the names."""
+
+
+def _size(s: RunSignal) -> int:
+    """An upper bound of a signal's packed bytes (JSON escaping at most doubles a character
+    below the 6-byte escapes, which names of control characters would need)."""
+    return 120 + 6 * (len(s.account_id) + len(s.workflow_id) + len(s.workflow_name) + len(s.run_id)
+                      + len(s.error_code) + len(s.error_class))
+
+
+def _chunks(mine: list[RunSignal]) -> list[list[RunSignal]]:
+    out: list[list[RunSignal]] = [[]]
+    size = 0
+    for s in mine:
+        n = _size(s)
+        if out[-1] and (len(out[-1]) >= MAX_PACKET_SIGNALS or size + n > MAX_PACKET_BYTES):
+            out.append([])
+            size = 0
+        out[-1].append(s)
+        size += n
+    return out
 
 
 def packets(signals: Sequence[RunSignal], lagging: dict[int, bool], partitions: int) -> list[tuple[int, bytes]]:
     """``(detector partition, packet)`` pairs: every partition gets at least one (every one learns
-    the partitions' status), and its accounts' signals in order, ``MAX_PACKET_SIGNALS`` at most each."""
+    the partitions' status), and its accounts' signals in order, ``MAX_PACKET_SIGNALS`` and
+    ``MAX_PACKET_BYTES`` at most each."""
     routed: list[list[RunSignal]] = [[] for _ in range(partitions)]
     for s in signals:
         routed[route(s.account_id, partitions)].append(s)
-    return [(q, pack(mine[i:i + MAX_PACKET_SIGNALS], lagging))
-            for q, mine in enumerate(routed) for i in range(0, max(len(mine), 1), MAX_PACKET_SIGNALS)]
+    return [(q, pack(chunk, lagging)) for q, mine in enumerate(routed) for chunk in _chunks(mine)]
 
 
 def _signal(row: list[Any]) -> RunSignal:

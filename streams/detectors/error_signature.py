@@ -55,8 +55,8 @@ class NewErrorSignatureDetector:
     workflow's first errors after a restart without state, or a new workflow's, are its
     baseline, not alerts). Fires once per signature, at the failure's time; resolves after
     ``quiet_minutes`` without it (resolved at its last occurrence + ``quiet_minutes``).
-    Memory: ``max_signatures`` per workflow (least recently seen forgotten first),
-    ``max_workflows`` per account."""
+    Memory: ``max_signatures`` per workflow (least recently seen forgotten first; at most as
+    many open at once), ``max_workflows`` per account."""
 
     kind = "new_error_signature"
 
@@ -133,6 +133,9 @@ class _SignatureCore(OrderedDetector):
             firing.count += 1
             return
         if not known or (last is not None and ts - last < rule.forget_days * _DAY_MS):
+            return
+        if len(errors.firing) >= rule.max_signatures:    # a flood of new codes: the first ones are open
+            self.stats["capped"] = self.stats.get("capped", 0) + 1
             return
         subject = signature_subject(workflow_id, code, error_class)
         started = _dt(ts)

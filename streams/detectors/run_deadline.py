@@ -179,6 +179,9 @@ class _DeadlineCore(OrderedDetector):
                 st.runs.pop(next(iter(st.runs)))     # an evicted run's alert is never resolved
             opened = st.runs[run_id] = _Open(workflow_id, name or workflow_id, ts, limit, source)
             heapq.heappush(st.due, (opened.deadline_ms, run_id))
+            if len(st.due) > 2 * len(st.runs) + 1024:     # closed runs' entries: rebuild from the open ones
+                st.due = [(r.deadline_ms, k) for k, r in st.runs.items() if r.fired is None]
+                heapq.heapify(st.due)
             return
         if run_id in st.done:
             return

@@ -269,3 +269,34 @@ def test_signals_carry_version_and_error_through_a_packet_and_a_snapshot_round_t
     kinds = {a.kind for a in first + rest}
     assert {"silent_workflow", "new_error_signature"} <= kinds, kinds
     assert "run_deadline" not in kinds
+
+
+def test_packets_of_signals_with_names_and_codes_at_their_bound_stay_under_a_megabyte():
+    from streams.signals import packets
+    long = "\u00e9" * 512
+    signals = [RunSignal(0, i, 0, FINISHED, "acme", long, long, long, T0, T0, True, 7, long, "external_service")
+               for i in range(3000)]
+    sent = packets(signals, {0: False}, 1)
+    assert len(sent) > 1 and all(len(raw) < 1_000_000 for _, raw in sent)
+    assert [s for _, raw in sent for s in unpack(raw).signals] == signals
+
+
+def test_the_caps_bound_every_run_level_detector():
+    silent, regression = SilentWorkflowDetector(max_workflows=3), VersionRegressionDetector(keep_versions=2)
+    signature = NewErrorSignatureDetector(max_signatures=4, learn_minutes=0, min_runs=0)
+    deadline = RunDeadlineDetector(max_open_runs=5, max_done=10)
+    for i in range(50):
+        t = T0 + i * MIN
+        silent.run_arrived("acme", f"wf-{i}", "", t)
+        regression.run_finished("acme", "wf", "", i, t, t, False)
+        signature.run_finished("acme", "wf", "", t, True, f"E{i}", "data")
+        deadline.run_started("acme", "wf", "", f"r{i}", t)
+        if i % 2:
+            deadline.run_finished("acme", "wf", f"r{i - 50}", t, t)
+    for det in (silent, regression, signature, deadline):
+        det.advance(T0 + timedelta(hours=2))
+    assert silent.state_sizes()["keys"] == 3
+    assert regression.state_sizes()["versions"] == 2
+    assert signature.state_sizes()["signatures"] == 4 and signature.stats["capped"] > 0
+    sizes = deadline.state_sizes()
+    assert sizes["open_runs"] <= 5 and sizes["closed_runs"] <= 10
