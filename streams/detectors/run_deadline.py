@@ -61,9 +61,10 @@ class _Open:
 class _DeadlineState:
     """One account's open runs, recent durations per workflow, closed runs and due heap."""
 
-    __slots__ = ("runs", "durations", "done", "due")
+    __slots__ = ("runs", "durations", "done", "due", "limits")
 
     def __init__(self) -> None:
+        self.limits: dict[str, tuple[int, int | None, str]] = {}   # workflow -> (boundary, limit, source)
         self.runs: dict[str, _Open] = {}
         self.durations: OrderedDict[str, deque[int]] = OrderedDict()
         self.done: OrderedDict[str, int] = OrderedDict()
@@ -75,7 +76,8 @@ class RunDeadlineDetector:
     by ``account/workflow_id`` or ``workflow_id``), else ``factor`` x the ``quantile`` (p99) of the
     workflow's last ``sample_size`` finished durations once it has ``min_samples`` of them
     (never below ``floor_seconds``), else ``cold_floor_seconds`` (None: not judged until the
-    workflow has enough). The limit is fixed when the run starts. Fires at the run's deadline,
+    workflow has enough). The limit is fixed when the run starts (the percentile as of the
+    minute boundary being judged: recomputed once per workflow and minute). Fires at the run's deadline,
     while it runs; resolves when it finishes. Inputs are applied in event-time order, so a
     finish that arrives before its start (within the lateness) gives the same result.
     Memory: ``max_open_runs`` and ``max_workflows`` per account, ``max_done`` closed runs
@@ -172,7 +174,13 @@ class _DeadlineCore(OrderedDetector):
         if not finish:
             if run_id in st.done or run_id in st.runs:
                 return
-            limit, source = rule.limit(acct.account_id, workflow_id, st.durations.get(workflow_id))
+            cached = st.limits.get(workflow_id)
+            if cached is None or cached[0] != T:      # the percentile once per workflow and minute
+                if len(st.limits) > 2 * rule.max_workflows:
+                    st.limits.clear()
+                cached = st.limits[workflow_id] = (T, *rule.limit(acct.account_id, workflow_id,
+                                                                  st.durations.get(workflow_id)))
+            _, limit, source = cached
             if limit is None:
                 return
             while len(st.runs) >= rule.max_open_runs:

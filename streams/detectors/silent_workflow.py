@@ -22,7 +22,7 @@ from streams.detectors.ordered import Changes, Item, OrderedAccount, OrderedDete
 class _Rhythm:
     """One workflow's recent run arrivals (ms, ascending, at most ``max_runs``) and its alert."""
 
-    __slots__ = ("name", "arrivals", "firing", "due", "hours", "first_hour")
+    __slots__ = ("name", "arrivals", "firing", "due", "hours", "first_hour", "dirty")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -31,6 +31,7 @@ class _Rhythm:
         self.first_hour: int | None = None
         self.firing: Alert | None = None
         self.due: int | None = None     # when the silence exceeds the threshold (None: not judged)
+        self.dirty = False              # runs arrived since ``due`` was computed
 
 
 _HOUR_MS = 3_600_000
@@ -191,16 +192,18 @@ class _SilentCore(OrderedDetector):
                         Alert(fired.alert_id, rule.kind, acct.account_id, workflow_id, rhythm.name, "resolved",
                               fired.severity, fired.started_at, _dt(back), summary, numbers)))
             rhythm.firing = None
-        limit, _, _ = rule.threshold(arrivals)
-        rhythm.due = None
-        if limit is not None and rhythm.firing is None:
-            expected, _ = rule.expected_due(rhythm)
-            if expected is not None:
-                rhythm.due = max(arrivals[-1] + limit, expected)
+        rhythm.due, rhythm.dirty = None, True     # computed at the boundary (once however many runs came)
 
     def _tick(self, acct: OrderedAccount, T: int, out: Changes) -> None:
         rule = self.rule
         for workflow_id, rhythm in acct.state.items():
+            if rhythm.dirty:
+                rhythm.dirty = False
+                limit, _, _ = rule.threshold(rhythm.arrivals)
+                if limit is not None and rhythm.firing is None:
+                    expected, _ = rule.expected_due(rhythm)
+                    if expected is not None:
+                        rhythm.due = max(rhythm.arrivals[-1] + limit, expected)
             if rhythm.due is None or rhythm.due > T:
                 continue
             limit, gap, runs = rule.threshold(rhythm.arrivals)
