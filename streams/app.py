@@ -47,6 +47,37 @@ RETRY_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 SNAPSHOT_SECONDS = 2.0
 """How often (at most) a detector partition's state is written to the detector-state table."""
 
+SNAPSHOT_CHUNK_BYTES = 900_000
+"""Most bytes of a snapshot in one detector-state entry (one changelog record each, within the
+producer's 1 MB request size). A larger snapshot is written as chunks ``<p>:<gen>:<i>`` of a
+generation (0 or 1, alternating), then the entry ``<p>`` naming it: a crash between the two
+leaves the previous generation whole and named."""
+
+_CHUNKED = b"runlens-chunks:"
+
+
+def snapshot_entries(partition: int, blob: bytes, previous: bytes | None) -> list[tuple[str, bytes]]:
+    """The detector-state entries to write, in order, for ``blob`` (``previous``: the entry
+    ``<partition>`` now, to pick the other generation)."""
+    if len(blob) <= SNAPSHOT_CHUNK_BYTES:
+        return [(str(partition), blob)]
+    gen = 1
+    if previous is not None and previous.startswith(_CHUNKED):
+        gen = 1 - int(previous[len(_CHUNKED):].split(b":")[0])
+    chunks = [blob[i:i + SNAPSHOT_CHUNK_BYTES] for i in range(0, len(blob), SNAPSHOT_CHUNK_BYTES)]
+    return ([(f"{partition}:{gen}:{i}", chunk) for i, chunk in enumerate(chunks)]
+            + [(str(partition), _CHUNKED + f"{gen}:{len(chunks)}".encode())])
+
+
+def snapshot_of(partition: int, entry: bytes | None, get: Callable[[str], bytes | None]) -> bytes | None:
+    """The snapshot an entry ``<partition>`` names (itself, or its chunks joined); None when a
+    chunk is missing."""
+    if entry is None or not entry.startswith(_CHUNKED):
+        return entry
+    gen, count = (int(x) for x in entry[len(_CHUNKED):].split(b":"))
+    chunks = [get(f"{partition}:{gen}:{i}") for i in range(count)]
+    return None if any(c is None for c in chunks) else b"".join(c for c in chunks if c is not None)
+
 FETCH_MAX_WAIT_MS = 100
 """How long a fetch may wait at the broker for data. Faust fixes aiokafka's at 1,500 ms; Kafka
 answers a waiting fetch as soon as data arrives, but Tansu (the embedded broker) lets it run
@@ -489,7 +520,10 @@ class IngestWorker:
             await self.apply_packet(detectors, offset, event.message.value)
             now = time.monotonic()
             if now - self.snapshot_at.get(partition, 0.0) >= SNAPSHOT_SECONDS:
-                self.detector_state[str(partition)] = detectors.snapshot()   # to changelog partition ``partition``
+                # to changelog partition ``partition`` (written while its packet is processed)
+                previous = self.detector_state.get(str(partition))
+                for key, value in snapshot_entries(partition, detectors.snapshot(), previous):
+                    self.detector_state[key] = value
                 self.snapshot_at[partition] = now
 
     async def apply_packet(self, detectors: PartitionDetectors, offset: int, value: bytes | None) -> None:
@@ -512,7 +546,7 @@ class IngestWorker:
         if detectors is not None:
             return detectors
         config = self.config
-        blob = self.detector_state.get(str(partition))
+        blob = snapshot_of(partition, self.detector_state.get(str(partition)), self.detector_state.get)
         if blob:
             detectors = PartitionDetectors.restore(blob)
         else:

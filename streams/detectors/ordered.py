@@ -10,6 +10,7 @@ are skipped in one step. Pure, no I/O; the state pickles (snapshots) as plain co
 from __future__ import annotations
 
 import heapq
+import sys
 from collections import OrderedDict
 from typing import Any
 
@@ -63,6 +64,10 @@ class OrderedDetector:
                             lambda: OrderedAccount(account_id))
 
     def _push(self, account_id: str, item: Item) -> None:
+        """Hold ``item`` until the account's watermark passes its minute. Its strings are interned:
+        the pending inputs of many runs of one workflow share their names, in memory and in a
+        snapshot (pickle writes an object it has seen as a reference)."""
+        item = tuple(sys.intern(x) if type(x) is str else x for x in item)
         acct = self._account(account_id)
         ts = int(item[0])
         if acct.next is None:

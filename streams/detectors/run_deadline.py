@@ -13,6 +13,7 @@ from datetime import datetime
 import orjson
 
 from streams.detectors.alert import (
+    _MINUTE_MS,
     Alert,
     Watermark,
     _alert_id,
@@ -59,15 +60,14 @@ class _Open:
 
 
 class _DeadlineState:
-    """One account's open runs, recent durations per workflow, closed runs and due heap."""
+    """One account's open runs, recent durations per workflow, due heap and limits of the minute."""
 
-    __slots__ = ("runs", "durations", "done", "due", "limits")
+    __slots__ = ("runs", "durations", "due", "limits")
 
     def __init__(self) -> None:
         self.limits: dict[str, tuple[int, int | None, str]] = {}   # workflow -> (boundary, limit, source)
         self.runs: dict[str, _Open] = {}
         self.durations: OrderedDict[str, deque[int]] = OrderedDict()
-        self.done: OrderedDict[str, int] = OrderedDict()
         self.due: list[tuple[int, str]] = []    # (deadline ms, run id); stale entries skipped
 
 
@@ -80,8 +80,9 @@ class RunDeadlineDetector:
     minute boundary being judged: recomputed once per workflow and minute). Fires at the run's deadline,
     while it runs; resolves when it finishes. Inputs are applied in event-time order, so a
     finish that arrives before its start (within the lateness) gives the same result.
-    Memory: ``max_open_runs`` and ``max_workflows`` per account, ``max_done`` closed runs
-    remembered per account (to ignore a start that arrives after its finish)."""
+    A start that arrives after its minute was judged is ignored (its run may have closed
+    already: counted in ``stats``). Memory: ``max_open_runs`` and ``max_workflows`` per account
+    (``max_done`` is accepted for compatibility and unused)."""
 
     kind = "run_deadline"
 
@@ -139,7 +140,7 @@ class RunDeadlineDetector:
         states = [a.state.get("s") for a in self._core._accounts.values()]
         live = [s for s in states if isinstance(s, _DeadlineState)]
         return {"accounts": len(states), "open_runs": sum(len(s.runs) for s in live),
-                "workflows": sum(len(s.durations) for s in live), "closed_runs": sum(len(s.done) for s in live),
+                "workflows": sum(len(s.durations) for s in live),
                 "pending": sum(len(a.pending) for a in self._core._accounts.values())}
 
     def describe(self) -> str:
@@ -172,7 +173,9 @@ class _DeadlineCore(OrderedDetector):
         rule = self.rule
         st: _DeadlineState = self._state(acct)
         if not finish:
-            if run_id in st.done or run_id in st.runs:
+            if run_id in st.runs or ts < T - _MINUTE_MS:
+                # a start that came after its minute was judged may belong to a run already closed
+                self.stats["late_starts_ignored"] = self.stats.get("late_starts_ignored", 0) + 1
                 return
             cached = st.limits.get(workflow_id)
             if cached is None or cached[0] != T:      # the percentile once per workflow and minute
@@ -191,11 +194,6 @@ class _DeadlineCore(OrderedDetector):
                 st.due = [(r.deadline_ms, k) for k, r in st.runs.items() if r.fired is None]
                 heapq.heapify(st.due)
             return
-        if run_id in st.done:
-            return
-        st.done[run_id] = ts
-        if len(st.done) > rule.max_done:
-            st.done.popitem(last=False)
         run = st.runs.pop(run_id, None)
         start = started if started >= 0 else (run.started_ms if run is not None else -1)
         if run is not None and run.fired is not None:

@@ -97,8 +97,9 @@ def _firings(stack, since: datetime, horizon: datetime) -> set[Key]:
     return {(k, a, s, t.replace(tzinfo=UTC)) for k, a, s, t in rows}
 
 
-def test_the_stack_raises_the_run_level_alerts_of_the_oracle(workload, stack_factory):
-    stack = stack_factory(partitions=2, alert_idle_seconds=IDLE_SECONDS)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_stack_raises_the_run_level_alerts_of_the_oracle(workload, stack_factory, workers):
+    stack = stack_factory(workers=workers, partitions=4, alert_idle_seconds=IDLE_SECONDS)
     result = run_cli(stack.settings, "publish", str(workload["path"]))
     assert result.returncode == 0, result.stderr
     wait_caught_up(stack, timeout=300)
@@ -109,7 +110,7 @@ def test_the_stack_raises_the_run_level_alerts_of_the_oracle(workload, stack_fac
                      lambda got: got == {x for x in expected if x[0] in kinds}, timeout=180,
                      what="the stack's run-level alerts to equal the oracle's")
     by_kind = Counter(k for k, *_ in found)
-    report("run-level-alerts", **by_kind)
+    report("run-level-alerts", workers=workers, **by_kind)
     open_silent = reader_of(stack).query(
         "SELECT account_id, subject FROM alerts WHERE kind = 'silent_workflow' AND state = 'firing' "
         "AND started_at >= {since:DateTime64(3)}", parameters={"since": since}).result_rows
