@@ -13,7 +13,6 @@ from datetime import datetime
 import orjson
 
 from streams.detectors.alert import (
-    _MINUTE_MS,
     Alert,
     Watermark,
     _alert_id,
@@ -23,6 +22,8 @@ from streams.detectors.alert import (
     _require_at_least,
 )
 from streams.detectors.ordered import Changes, Item, OrderedAccount, OrderedDetector
+
+_TOMBSTONE_MS = 30 * 60_000
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d)?\s*$")
@@ -62,10 +63,11 @@ class _Open:
 class _DeadlineState:
     """One account's open runs, recent durations per workflow, due heap and limits of the minute."""
 
-    __slots__ = ("runs", "durations", "due", "limits")
+    __slots__ = ("runs", "durations", "due", "limits", "closed")
 
     def __init__(self) -> None:
         self.limits: dict[str, tuple[int, int | None, str]] = {}   # workflow -> (boundary, limit, source)
+        self.closed: OrderedDict[str, int] = OrderedDict()           # runs closed in the last 30 min -> finish
         self.runs: dict[str, _Open] = {}
         self.durations: OrderedDict[str, deque[int]] = OrderedDict()
         self.due: list[tuple[int, str]] = []    # (deadline ms, run id); stale entries skipped
@@ -80,9 +82,9 @@ class RunDeadlineDetector:
     minute boundary being judged: recomputed once per workflow and minute). Fires at the run's deadline,
     while it runs; resolves when it finishes. Inputs are applied in event-time order, so a
     finish that arrives before its start (within the lateness) gives the same result.
-    A start that arrives after its minute was judged is ignored (its run may have closed
-    already: counted in ``stats``). Memory: ``max_open_runs`` and ``max_workflows`` per account
-    (``max_done`` is accepted for compatibility and unused)."""
+    Runs closed in the last 30 minutes of event time are remembered (``max_done`` at most per
+    account) so that a start arriving after its finish is ignored. Memory: ``max_open_runs``,
+    ``max_workflows`` and ``max_done`` per account."""
 
     kind = "run_deadline"
 
@@ -140,7 +142,7 @@ class RunDeadlineDetector:
         states = [a.state.get("s") for a in self._core._accounts.values()]
         live = [s for s in states if isinstance(s, _DeadlineState)]
         return {"accounts": len(states), "open_runs": sum(len(s.runs) for s in live),
-                "workflows": sum(len(s.durations) for s in live),
+                "workflows": sum(len(s.durations) for s in live), "closed_runs": sum(len(s.closed) for s in live),
                 "pending": sum(len(a.pending) for a in self._core._accounts.values())}
 
     def describe(self) -> str:
@@ -173,9 +175,7 @@ class _DeadlineCore(OrderedDetector):
         rule = self.rule
         st: _DeadlineState = self._state(acct)
         if not finish:
-            if run_id in st.runs or ts < T - _MINUTE_MS:
-                # a start that came after its minute was judged may belong to a run already closed
-                self.stats["late_starts_ignored"] = self.stats.get("late_starts_ignored", 0) + 1
+            if run_id in st.runs or run_id in st.closed:   # a late start of a run already closed
                 return
             cached = st.limits.get(workflow_id)
             if cached is None or cached[0] != T:      # the percentile once per workflow and minute
@@ -194,6 +194,10 @@ class _DeadlineCore(OrderedDetector):
                 st.due = [(r.deadline_ms, k) for k, r in st.runs.items() if r.fired is None]
                 heapq.heapify(st.due)
             return
+        closed = st.closed
+        closed[run_id] = ts
+        while closed and (len(closed) > rule.max_done or next(iter(closed.values())) < T - _TOMBSTONE_MS):
+            closed.popitem(last=False)
         run = st.runs.pop(run_id, None)
         start = started if started >= 0 else (run.started_ms if run is not None else -1)
         if run is not None and run.fired is not None:

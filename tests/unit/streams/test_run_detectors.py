@@ -299,7 +299,7 @@ def test_the_caps_bound_every_run_level_detector():
     assert regression.state_sizes()["versions"] == 2
     assert signature.state_sizes()["signatures"] == 4 and signature.stats["capped"] > 0
     sizes = deadline.state_sizes()
-    assert sizes["open_runs"] <= 5
+    assert sizes["open_runs"] <= 5 and sizes["closed_runs"] <= 10
 
 
 def test_a_large_snapshot_is_written_in_chunks_of_alternating_generations():
