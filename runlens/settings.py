@@ -113,6 +113,10 @@ class Settings(BaseSettings):
         "read to their end, nothing of it arriving), its alert watermark follows the wall clock: the last minutes "
         "before traffic stops are judged, and a silent workflow is noticed.")
     alert_webhook_url: str | None = Field(default=None, description="POST every alert state change here as JSON.")
+    alert_deadlines: str | None = Field(
+        default=None, description="Run deadlines of the run_deadline alert, a JSON object: keys "
+        "'account/workflow_id' or 'workflow_id', values seconds or '90s', '10m', '2h' (default: 1.5 x the "
+        "workflow's p99 duration).")
     # Fault injection for the reliability suite; leave unset in production.
     fault_lose_reply_every: int = Field(
         default=0, ge=0, description="Test hook: after every Nth stored insert, act as if its reply was lost.")

@@ -36,7 +36,7 @@ from streams.batch import GROUP_MAX_BYTES, RawRecord, record_groups, split_batch
 from streams.commands import CommandStore
 from streams.config import WorkerConfig
 from streams.detection import FUTURE_TOLERANCE, PartitionDetectors
-from streams.detectors import Alert
+from streams.detectors import Alert, parse_deadlines
 from streams.ledger import PartitionLedger
 from streams.signals import BadPacket, RunSignal, packets, signal_of, unpack
 from streams.take import take_until_idle
@@ -277,6 +277,7 @@ class IngestWorker:
         self.signaled_to: dict[int, int] = {}   # events partition -> newest offset whose signals were sent
         self.bad_packets = 0
         self.webhook = WebhookNotifier(config.alert_webhook_url) if config.alert_webhook_url else None
+        self.deadlines = parse_deadlines(config.alert_deadlines)   # a bad setting stops the worker at start
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         # per-batch figures (time, metric, value) waiting for the next metrics sample (``record_metrics``)
         self.batch_rows: list[tuple[datetime, str, float]] = []
@@ -559,7 +560,10 @@ class IngestWorker:
             detectors = PartitionDetectors(
                 timedelta(seconds=config.alert_lateness_seconds),
                 future_tolerance=min(FUTURE_TOLERANCE, timedelta(seconds=config.max_clock_skew_seconds)),
-                idle=timedelta(seconds=config.alert_idle_seconds))
+                idle=timedelta(seconds=config.alert_idle_seconds), partitions=config.partitions)
+        detectors.partitions = config.partitions            # the events topic's, also after a restore
+        if detectors.detectors.run_deadline is not None:    # the setting of now, also after a restore
+            detectors.detectors.run_deadline.limits = dict(self.deadlines)
         if offset > detectors.applied_to + 1:
             loop = asyncio.get_running_loop()
             gap = await loop.run_in_executor(None, read_range, self.brokers, config.detector_topic, partition,

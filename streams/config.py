@@ -30,3 +30,4 @@ class WorkerConfig:
     alert_idle_seconds: float        # quiet input this long: the account's watermark follows the wall clock
     alert_webhook_url: str | None    # POST every alert state change here
     metrics_interval_seconds: float  # how often pipeline health is recorded
+    alert_deadlines: str | None = None   # run_deadline limits: JSON {"account/workflow" or "workflow": "10m"}

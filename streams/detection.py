@@ -25,12 +25,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from streams.detectors import AccountWatermarks, Alert, Detectors
-from streams.signals import FINISHED, QUEUED, STARTED, Packet, RunSignal
+from streams.signals import Packet, RunSignal
 
 FUTURE_TOLERANCE = timedelta(seconds=60)
 """How far ahead of the worker's wall clock an event may move its account's clock. Validation
 may accept events a little further ahead (engines' clocks drift); they are stored and counted,
 their account's clock simply stops at wall clock + this tolerance."""
+
+STATUS_STALE = timedelta(seconds=30)
+"""An events partition whose status was not heard of for this long counts as lagging (workers
+send it with every batch and every few seconds while idle)."""
 
 IDLE_TIMEOUT = timedelta(seconds=30)
 """How long an account's input must be quiet (its partitions read to their end, nothing of it
@@ -46,12 +50,14 @@ class PartitionDetectors:
 
     def __init__(self, lateness: timedelta, detectors: Detectors | None = None, *,
                  future_tolerance: timedelta = FUTURE_TOLERANCE, idle: timedelta = IDLE_TIMEOUT,
-                 now: Callable[[], datetime] = _utc_now):
+                 partitions: int = 1, now: Callable[[], datetime] = _utc_now):
         self.detectors = detectors or Detectors()
         self.lateness = lateness
         self.watermarks = AccountWatermarks(lateness, future_tolerance, idle)
         self.applied: dict[int, tuple[int, int]] = {}   # events partition -> newest (offset, line) applied
         self.lagging: dict[int, bool] = {}              # events partition -> records not read yet
+        self.status_at: dict[int, datetime] = {}        # events partition -> when its status was last heard
+        self.partitions = partitions                    # of the events topic
         self.applied_to = -1                            # offset of the last packet applied (set by the worker)
         self._now = now
 
@@ -69,23 +75,9 @@ class PartitionDetectors:
         self.applied[signal.partition] = position
         account, ts = signal.account_id, signal.ts
         self.watermarks.observe(account, signal.partition, ts, self._now() if now is None else now)
-        d = self.detectors
-        if signal.kind == QUEUED:
-            if d.queue_growth is not None:
-                d.queue_growth.lifecycle(account, ts, 1, 0)
-        elif signal.kind == STARTED:
-            if d.queue_growth is not None:
-                d.queue_growth.lifecycle(account, ts, -1, 1)
-            if d.stuck_run is not None:
-                d.stuck_run.run_started(account, signal.workflow_id, signal.workflow_name, signal.run_id, ts)
-        elif signal.kind == FINISHED:
-            if d.queue_growth is not None:
-                d.queue_growth.lifecycle(account, ts, 0, -1)
-            if d.stuck_run is not None:
-                d.stuck_run.run_finished(account, signal.workflow_id, signal.run_id, signal.started_at, ts)
-            for det in (d.failure_spike, d.account_failure_spike):
-                if det is not None:
-                    det.observe(account, signal.workflow_id, signal.workflow_name, ts, signal.failed)
+        self.detectors.observe_signal(account, signal.kind, signal.workflow_id, signal.workflow_name, signal.run_id,
+                                      ts, signal.started_at, signal.failed, signal.workflow_version,
+                                      signal.error_code, signal.error_class)
         return True
 
     def apply(self, packet: Packet, now: datetime | None = None) -> list[Alert]:
@@ -94,14 +86,24 @@ class PartitionDetectors:
         for signal in packet.signals:
             self.observe(signal, now)
         self.lagging.update(packet.lagging)
+        self.status_at.update(dict.fromkeys(packet.lagging, now))
         return self.advance(now)
 
     def advance(self, now: datetime | None = None, *, every_account: bool = False) -> list[Alert]:
         """Judge what the watermarks of the accounts that sent signals since the last call (or of
         every account: what the wall clock alone moves) have made judgeable."""
-        self.watermarks.lagging(p for p, lagging in self.lagging.items() if lagging)
-        moved = self.watermarks.moved(self._now() if now is None else now, every_account=every_account)
+        now = self._now() if now is None else now
+        self.watermarks.lagging(self.held_back(now))
+        moved = self.watermarks.moved(now, every_account=every_account)
         return self.detectors.advance(moved) if moved else []
+
+    def held_back(self, now: datetime) -> set[int]:
+        """The events partitions that may still hold unread records: said to lag, or not heard of
+        for ``STATUS_STALE`` (their worker is gone, or has not reported yet: nothing says they are
+        read to their end)."""
+        stale = now - STATUS_STALE
+        return {p for p in range(self.partitions)
+                if self.lagging.get(p, True) or self.status_at.get(p, stale) <= stale}
 
     # ---- durability
 

@@ -3,7 +3,8 @@
 The ingest agent reads the events topic, partitioned by run; the detectors judge accounts and
 workflows, so with several workers each would see a share of every workflow's runs. The ingest
 agent therefore sends, for every batch, one *packet* to each partition of the detector topic:
-the run signals (queued, started, finished: account, workflow, run, times, failed) of the
+the run signals (queued, started, finished: account, workflow, run, times, failed, workflow version,
+error code and class) of the
 accounts that partition owns (``route``: CRC32 of the account id), each with its position in the
 events topic (partition, offset, line), and the status of every events partition the worker
 owns (``lagging`` or read to its end). A detector partition thus holds every run signal of its
@@ -20,7 +21,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -46,6 +47,9 @@ class RunSignal(NamedTuple):
     ts: datetime
     started_at: datetime | None    # FINISHED only
     failed: bool                   # FINISHED only: status failed
+    workflow_version: int = 0
+    error_code: str = ""           # FINISHED and failed only
+    error_class: str = ""          # FINISHED and failed only
 
 
 class Packet(NamedTuple):
@@ -63,10 +67,15 @@ def signal_of(event: Event | FastEvent, partition: int, offset: int, line: int) 
     if kind is None:
         return None
     started = failed = None
+    code = error_class = ""
     if event.type == "run.finished":
         started, failed = event.started_at, event.status.value == "failed"
+        error = event.error
+        if failed and error is not None:
+            code, error_class = error.code, error.class_.value
     return RunSignal(partition, offset, line, kind, event.account_id, event.workflow_id,
-                     getattr(event, "workflow_name", "") or "", event.run_id, event.ts, started, bool(failed))
+                     getattr(event, "workflow_name", "") or "", event.run_id, event.ts, started, bool(failed),
+                     int(getattr(event, "workflow_version", 0) or 0), code, error_class)
 
 
 def route(account_id: str, partitions: int) -> int:
@@ -76,24 +85,61 @@ def route(account_id: str, partitions: int) -> int:
 
 def pack(signals: Iterable[RunSignal], lagging: dict[int, bool]) -> bytes:
     rows = [[s.partition, s.offset, s.line, s.kind, s.account_id, s.workflow_id, s.workflow_name, s.run_id,
-             _ms(s.ts, "ts"), None if s.started_at is None else _ms(s.started_at, "started_at"), int(s.failed)]
+             _ms(s.ts, "ts"), None if s.started_at is None else _ms(s.started_at, "started_at"), int(s.failed),
+             *((s.workflow_version, s.error_code, s.error_class) if s.error_code or s.workflow_version else ())]
             for s in signals]
     return orjson.dumps([1, rows, [[p, int(lag)] for p, lag in sorted(lagging.items())]])
 
 
 MAX_PACKET_SIGNALS = 2_000
-"""Most signals in one packet (a signal packs to at most ~1.7 KiB with names at their 512-character
-bound, ~150 bytes typically), so that a packet stays within the producer's 1 MB request size."""
+"""Most signals in one packet (~180 bytes each typically)."""
+
+MAX_PACKET_BYTES = 900_000
+"""Most bytes of signal text in one packet (a signal packs to at most ~2.3 KiB with names and
+its error code at their 512-character bound), so that a packet stays within the producer's
+1 MB request size whatever the names."""
+
+
+def _size(s: RunSignal) -> int:
+    """An upper bound of a signal's packed bytes (JSON escaping at most doubles a character
+    below the 6-byte escapes, which names of control characters would need)."""
+    return 120 + 6 * (len(s.account_id) + len(s.workflow_id) + len(s.workflow_name) + len(s.run_id)
+                      + len(s.error_code) + len(s.error_class))
+
+
+def _chunks(mine: list[RunSignal]) -> list[list[RunSignal]]:
+    out: list[list[RunSignal]] = [[]]
+    size = 0
+    for s in mine:
+        n = _size(s)
+        if out[-1] and (len(out[-1]) >= MAX_PACKET_SIGNALS or size + n > MAX_PACKET_BYTES):
+            out.append([])
+            size = 0
+        out[-1].append(s)
+        size += n
+    return out
 
 
 def packets(signals: Sequence[RunSignal], lagging: dict[int, bool], partitions: int) -> list[tuple[int, bytes]]:
     """``(detector partition, packet)`` pairs: every partition gets at least one (every one learns
-    the partitions' status), and its accounts' signals in order, ``MAX_PACKET_SIGNALS`` at most each."""
+    the partitions' status), and its accounts' signals in order, ``MAX_PACKET_SIGNALS`` and
+    ``MAX_PACKET_BYTES`` at most each."""
     routed: list[list[RunSignal]] = [[] for _ in range(partitions)]
     for s in signals:
         routed[route(s.account_id, partitions)].append(s)
-    return [(q, pack(mine[i:i + MAX_PACKET_SIGNALS], lagging))
-            for q, mine in enumerate(routed) for i in range(0, max(len(mine), 1), MAX_PACKET_SIGNALS)]
+    return [(q, pack(chunk, lagging)) for q, mine in enumerate(routed) for chunk in _chunks(mine)]
+
+
+def _signal(row: list[Any]) -> RunSignal:
+    """A packed row: 11 fields, or 14 with the workflow version, error code and error class
+    (left out when all are empty, so older packets and compact ones read alike)."""
+    if len(row) not in (11, 14):
+        raise ValueError("a signal has 11 or 14 fields")
+    p, o, i, k, a, w, n, r, t, s, f, *extra = row
+    version, code, error_class = extra or (0, "", "")
+    return RunSignal(int(p), int(o), int(i), str(k), str(a), str(w), str(n), str(r),
+                     _dt(int(t)), None if s is None else _dt(int(s)), bool(f),
+                     int(version), str(code), str(error_class))
 
 
 def unpack(raw: bytes | None) -> Packet:
@@ -101,9 +147,7 @@ def unpack(raw: bytes | None) -> Packet:
         version, rows, status = orjson.loads(raw or b"")
         if version != 1:
             raise BadPacket(f"unknown packet version {version!r}")
-        signals = [RunSignal(int(p), int(o), int(i), str(k), str(a), str(w), str(n), str(r), _dt(int(t)),
-                             None if s is None else _dt(int(s)), bool(f))
-                   for p, o, i, k, a, w, n, r, t, s, f in rows]
+        signals = [_signal(row) for row in rows]
         lagging = {int(p): bool(lag) for p, lag in status}
     except BadPacket:
         raise

@@ -59,6 +59,111 @@ ALERT_RULES = (
         dashboard_uid="runlens-queue", panel_id=1,
     ),
     AlertRule(
+        uid="runlens-silent-workflow",
+        title="Silent workflow",
+        sql=sql_text("""
+            SELECT account_id AS account, workflow_id AS workflow, anyLast(workflow_name) AS workflow_name,
+                   round(dateDiff('second', max(bucket), $__toTime)
+                         / greatest(3 * dateDiff('second', min(bucket), max(bucket)) / sum(finished), 900), 2)
+                       AS silence_ratio
+            FROM run_stats_state
+            WHERE $__timeFilter(bucket)
+            GROUP BY account, workflow
+            HAVING sum(finished) >= 20"""),
+        window_s=86400, op="gt", threshold=1, pending="5m", severity="warning",
+        summary="{{ $labels.workflow_name }} ({{ $labels.account }}) stopped producing runs: silent for "
+                "{{ $values.A.Value }} x its allowed gap",
+        description="A workflow with at least 20 finished runs in the last day has finished none for longer than "
+                    "max(3 x its average gap between runs, 15 minutes) (the stream's silent_workflow twin, on the "
+                    "minute aggregates).",
+        runbook="Check the workflow's trigger (schedule disabled, webhook source down, a site unpublished) and "
+                "whether the engine still queues its runs: Workflow drill-down shows when the last run came.",
+        dashboard_uid="runlens-workflow", panel_id=1,
+    ),
+    AlertRule(
+        uid="runlens-version-regression",
+        title="Version regression",
+        sql=sql_text("""
+            SELECT account, workflow, workflow_name,
+                   round((tupleElement(newest, 3) / tupleElement(newest, 2))
+                         / greatest(tupleElement(previous, 3) / tupleElement(previous, 2), 0.02), 2)
+                       AS failure_ratio
+            FROM (
+                SELECT account, workflow, anyLast(name) AS workflow_name, arraySort(groupArray((v, n, f))) AS vs,
+                       vs[-1] AS newest, vs[-2] AS previous
+                FROM (
+                    SELECT account_id AS account, workflow_id AS workflow, workflow_version AS v,
+                           anyLast(workflow_name) AS name, sum(finished) AS n, sum(failed) AS f
+                    FROM run_stats_hourly
+                    WHERE $__timeFilter(bucket)
+                    GROUP BY account, workflow, v
+                )
+                GROUP BY account, workflow
+                HAVING length(vs) >= 2
+            )
+            WHERE tupleElement(newest, 2) >= 20 AND tupleElement(previous, 2) >= 20
+              AND tupleElement(newest, 3) >= 5"""),
+        window_s=7 * 86400, op="gt", threshold=2, pending="15m", severity="warning",
+        summary="{{ $labels.workflow_name }} ({{ $labels.account }}): its newest version fails "
+                "{{ $values.A.Value }} x as often as the previous one",
+        description="Over the last 7 days, the workflow's newest version (>= 20 finished runs, >= 5 failures) has a "
+                    "failure rate more than twice the previous version's (floored at 2%) (the stream's "
+                    "version_regression twin; the stream also judges p95 duration and significance).",
+        runbook="Open Failures filtered on the workflow and compare the versions' error codes and failing steps; "
+                "roll back to the previous version, then replay the failed runs.",
+        dashboard_uid="runlens-failures", panel_id=4,
+    ),
+    AlertRule(
+        uid="runlens-new-error-signature",
+        title="New error signature",
+        sql=sql_text("""
+            SELECT account, workflow, toFloat64(countIf(first_seen >= $__fromTime)) AS new_signatures
+            FROM (
+                SELECT account_id AS account, workflow_id AS workflow, error_code, error_class,
+                       min(finished_at) AS first_seen
+                FROM runs
+                WHERE status = 'failed' AND finished_at >= $__toTime - INTERVAL 30 DAY
+                  AND finished_at <= $__toTime
+                GROUP BY account, workflow, error_code, error_class
+            )
+            GROUP BY account, workflow"""),
+        window_s=3600, op="gt", threshold=0, pending="0m", severity="warning",
+        summary="{{ $labels.workflow }} ({{ $labels.account }}) failed with {{ $values.A.Value }} error "
+                "signature(s) not seen in the 30 days before",
+        description="An (error code, error class) the workflow has not failed with in the previous 30 days first "
+                    "appeared in the last hour (the stream's new_error_signature twin).",
+        runbook="Open Failures filtered on the workflow and the new code: a new code after a release is a broken "
+                "version (roll back); a new external error is an integration change (fix credentials or limits, "
+                "then replay).",
+        dashboard_uid="runlens-failures", panel_id=4,
+    ),
+    AlertRule(
+        uid="runlens-run-deadline",
+        title="Runs past their deadline",
+        sql=sql_text("""
+            SELECT r.account_id AS account, r.workflow_id AS workflow, toFloat64(count()) AS overdue_runs
+            FROM runs AS r
+            INNER JOIN (
+                SELECT account_id, workflow_id,
+                       quantilesTDigestMerge(0.5, 0.9, 0.95, 0.99)(duration_digest)[4] AS p99_ms
+                FROM run_stats_hourly
+                WHERE bucket >= $__toTime - INTERVAL 7 DAY
+                GROUP BY account_id, workflow_id
+            ) AS p ON r.account_id = p.account_id AND r.workflow_id = p.workflow_id
+            WHERE r.status = 'running' AND $__timeFilter(r.started_at)
+              AND r.started_at < $__toTime - toIntervalMillisecond(toInt64(greatest(1.5 * p.p99_ms, 300000)))
+            GROUP BY account, workflow"""),
+        window_s=86400, op="gt", threshold=0, pending="5m", severity="warning",
+        summary="{{ $values.A.Value }} run(s) of {{ $labels.workflow }} ({{ $labels.account }}) are still running "
+                "past 1.5 x the workflow's p99 duration",
+        description="Runs started in the last day still running after max(1.5 x the workflow's p99 duration over "
+                    "7 days, 5 minutes) (the stream's run_deadline twin; the stream also honours "
+                    "RUNLENS_ALERT_DEADLINES).",
+        runbook="Check the run's current step in Workflow drill-down (a slow integration or a long delay); stop "
+                "and replay it if it hangs, or set a deadline for the workflow if such runs are expected.",
+        dashboard_uid="runlens-workflow", panel_id=2,
+    ),
+    AlertRule(
         uid="runlens-dead-letter-rate",
         title="Dead-letter rate",
         sql=sql_text("""

@@ -57,6 +57,46 @@ the depth, the runs running, growth, arrivals, starts and finishes per minute, a
 backlog would take to drain (``eta_minutes``: at the current rates, infinite while
 arrivals outpace starts; ``drain_minutes``: at the current start rate if arrivals stopped).
 
+**Silent workflow** (``silent_workflow``, one per workflow). A workflow's runs (``run.queued``)
+set its rhythm: once it has at least 20 runs in the 24 hours before its latest run, its usual
+gap is the 95% quantile of the gaps between those runs, and it fires when no run has arrived
+for longer than max(3 x that gap, 15 minutes) *and* for so long that 10 runs would have come
+at its usual rate for those hours (the same hour a week before, mean of two weeks, once it has
+8 days of history; else the same hour of the previous days, up to 7, once it has a day; else
+its rate over its last 20 runs), so a workflow that is quiet every night is not alerted every
+night (58 false alerts in 72 hours of normal generated traffic with the gap rule alone, 3
+with the rate). Started at the moment the silence crossed both; it resolves when a run
+arrives. Rarer workflows are never judged. Judged as the account's watermark moves, which
+follows the wall clock once the input is quiet: a workflow that stopped is noticed even when
+nothing else of its account arrives.
+
+**Version regression** (``version_regression``, one per workflow). The newest version of the
+workflow's finished runs against the version before it, once both have >= 20 finished runs:
+it fires when the new version's failure rate is >= 2x the previous one's (smoothed by the
+spike's prior: 20 runs at 2%), with >= 5 failures and a one-sided binomial tail at the
+previous rate <= 1e-4; or when its p95 duration is >= 1.5x the previous one's and >= 30 s
+longer. Judged at each minute with new finished runs of the workflow; resolves after 5 such
+judgements in a row without the condition, or at once when a newer version appears.
+
+**New error signature** (``new_error_signature``, one per workflow and (error code, error
+class); subject ``workflow_id:code:class``). A failed run whose signature the workflow has
+never failed with, or not in the last 30 days of event time, once the workflow has >= 24
+hours of history and >= 20 finished runs (its first day's errors are its baseline: with 1
+hour of learning, 85 signatures fired in 48 hours of normal generated traffic, 6 in 48 hours
+after a day of learning). Fires once,
+at the failure's time; resolves 60 minutes after its last occurrence. (``run.finished``
+carries no failing step, so the step is not part of the signature.)
+
+**Run deadline** (``run_deadline``, one per run). A run still running past its workflow's
+limit: the configured one (``RUNLENS_ALERT_DEADLINES``, a JSON object such as
+``{"acme/wf-x": "10m", "wf-y": "90s"}``), else 1.5 x the p99 of the workflow's last 500
+finished durations once it has >= 20 (never below 5 min), else 1 hour. The limit is fixed when the run
+starts; it fires at the deadline while the run runs and resolves when it finishes. The
+earlier, configurable warning before ``stuck_run``.
+
+These four apply their inputs in event-time order as the account's watermark passes each
+minute boundary (``ordered``), so out-of-order inputs within the lateness give the same alerts.
+
 Memory is bounded: minute buckets older than the baseline are dropped, workflows and
 accounts not seen for a long time are forgotten, duration samples are capped, and the
 number of tracked workflows, runs and accounts is capped (oldest evicted first). These caps
@@ -65,7 +105,8 @@ workflows or runs can push out another's oldest state, never move its time).
 
 Modules: ``alert`` (the ``Alert`` and what every detector shares: event-time arithmetic,
 alert ids, readable numbers), ``stats`` (binomial and beta-binomial tails),
-``failure_spike``, ``stuck_run``, ``queue_growth`` (one rule each), ``clocks`` (one event-time
+``failure_spike``, ``stuck_run``, ``queue_growth``, ``silent_workflow``, ``version_regression``,
+``error_signature``, ``run_deadline`` (one rule each; the last four on ``ordered``), ``clocks`` (one event-time
 clock per account), ``facade`` (``Detectors``: all of them together, and ``describe``).
 Import from the package: ``from streams.detectors import Detectors``.
 """
@@ -73,11 +114,15 @@ Import from the package: ``from streams.detectors import Detectors``.
 from __future__ import annotations
 
 from streams.detectors.alert import Alert, Watermark
+from streams.detectors.error_signature import NewErrorSignatureDetector
 from streams.detectors.facade import Detectors, describe
 from streams.detectors.failure_spike import FailureSpikeDetector
 from streams.detectors.queue_growth import QueueGrowthDetector
+from streams.detectors.run_deadline import RunDeadlineDetector, parse_deadlines
+from streams.detectors.silent_workflow import SilentWorkflowDetector
 from streams.detectors.stats import beta_binomial_tail, binomial_tail
 from streams.detectors.stuck_run import StuckRunDetector
+from streams.detectors.version_regression import VersionRegressionDetector
 from streams.detectors.watermarks import AccountWatermarks
 
 __all__ = [
@@ -87,6 +132,11 @@ __all__ = [
     "FailureSpikeDetector",
     "StuckRunDetector",
     "QueueGrowthDetector",
+    "SilentWorkflowDetector",
+    "VersionRegressionDetector",
+    "NewErrorSignatureDetector",
+    "RunDeadlineDetector",
+    "parse_deadlines",
     "Detectors",
     "binomial_tail",
     "beta_binomial_tail",

@@ -165,7 +165,7 @@ def test_dashboard_provider_and_compose_mount_agree():
 def test_alert_rules_structure():
     rules = _rules()
     assert {r["uid"] for r in rules} == {r.uid for r in P.ALERT_RULES}
-    assert len({r["uid"] for r in rules}) == len(rules) == 7
+    assert len({r["uid"] for r in rules}) == len(rules) == 11
     dashboards = _dashboards()
     known = _datasource_uids() | {"__expr__"}
     for rule in rules:

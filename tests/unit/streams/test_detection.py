@@ -151,3 +151,21 @@ def test_packets_round_trip_and_route_each_account_to_one_partition():
 def test_a_record_that_is_not_a_packet_is_refused_with_one_error(raw):
     with pytest.raises(BadPacket):
         unpack(raw)
+
+
+def test_a_partition_not_heard_of_holds_judgement_back_until_its_status_arrives():
+    """Two workers: one reports its partitions read to their end while the other has not reported
+    yet (or has died). Nothing says the silent partitions are read, so the account waits."""
+    pos = Positions()
+    d = PartitionDetectors(LATENESS, idle=timedelta(seconds=5), partitions=2)
+    d.apply(Packet([started(pos, "acme", "a1", NOW - timedelta(minutes=10))], {0: False}), NOW)
+    later = NOW + timedelta(minutes=1)
+    assert d.advance(later, every_account=True) == [] and d.watermarks.watermark("acme") is None
+    d.apply(Packet([], {0: False}), later)             # the first worker's status, every few seconds
+    assert d.advance(later, every_account=True) == [] and d.watermarks.watermark("acme") is None
+    d.apply(Packet([], {1: False}), later)             # partition 1's worker reports: read to its end
+    d.advance(later, every_account=True)
+    assert d.watermarks.watermark("acme") == later - timedelta(seconds=5) - LATENESS
+    # its worker goes silent: after STATUS_STALE the partition counts as lagging again
+    assert d.held_back(later + timedelta(seconds=29)) == set()
+    assert d.held_back(later + timedelta(seconds=31)) == {0, 1}

@@ -377,12 +377,17 @@ def normal_runs(account, wf, t0, count, seconds, every=timedelta(seconds=20), pr
              t0 + i * every + timedelta(seconds=seconds * r.uniform(0.5, 1.5)), "success") for i in range(count)]
 
 
+CLASSIC = {"silent_workflow": None, "version_regression": None, "error_signature": None, "run_deadline": None}
+"""The four run-level detectors off: the stuck-run tests below stop their workflow, and pass
+its runs' deadlines, on purpose (those rules have tests of their own: test_run_detectors.py)."""
+
+
 def test_a_run_that_never_finishes_fires_once_past_the_threshold_and_resolves_when_it_finishes():
     t0 = MONDAY + timedelta(hours=8)
     runs = normal_runs("acme", "wf-a", t0, 200, 30)  # ~30 s each for 66 minutes
     hung_start = t0 + timedelta(minutes=10, seconds=5)
     evs = hand_stream("acme", "wf-a", runs + [("hung", hung_start, hung_start, None, None)])
-    det = Detectors()
+    det = Detectors(**CLASSIC)
     alerts, d, _ = run_events(evs, detectors=det)
     stuck = of(alerts, "stuck_run")
     assert [(a.state, a.subject, a.subject_name) for a in stuck] == [("firing", "hung", "wf-a")]
@@ -426,7 +431,7 @@ def test_no_stuck_alert_for_normal_runs_or_a_run_whose_finish_arrived_before_its
     backwards = [run_ev("acme", "wf-a", "rev", "run.finished", f, started=s),
                  run_ev("acme", "wf-a", "rev", "run.started", s),
                  run_ev("acme", "wf-a", "rev", "run.queued", s - timedelta(seconds=1))]
-    det = Detectors()
+    det = Detectors(**CLASSIC)
     alerts, d, _ = run_events(backwards + evs, lateness=5 * MIN, detectors=det,
                               until=t0 + timedelta(hours=3))
     assert alerts == []
@@ -450,8 +455,10 @@ def test_a_long_run_gives_the_same_stuck_alerts_whatever_order_its_events_arrive
     at = next(i for i, e in enumerate(finish_first) if ts(e) > s + timedelta(minutes=1))
     long_events = [e for e in in_order if e["run_id"] == "long"]
     finish_first[at:at] = long_events[::-1]  # finish, start, queued: the finish arrives 20 min early
-    a, _, late = run_events(in_order, lateness=30 * MIN, until=t0 + timedelta(hours=2))
-    b, _, late_b = run_events(finish_first, lateness=30 * MIN, until=t0 + timedelta(hours=2))
+    a, _, late = run_events(in_order, lateness=30 * MIN, until=t0 + timedelta(hours=2),
+                            detectors=Detectors(**CLASSIC))
+    b, _, late_b = run_events(finish_first, lateness=30 * MIN, until=t0 + timedelta(hours=2),
+                              detectors=Detectors(**CLASSIC))
     assert late == late_b == 0
     assert [(x.state, x.subject) for x in a] == [("firing", "long"), ("resolved", "long")]
     assert a == b and a[1].resolved_at == f
