@@ -24,7 +24,8 @@ def test_the_settings_build_the_stack_config(tmp_path: Path) -> None:
     assert config.data_dir == tmp_path and config.stack_file == settings.stack_file
     assert config.warehouse_dsn is None and config.uses_embedded_warehouse and config.workers == 2
     assert config.topics == (TopicSpec("t1.events", 3, 1), TopicSpec("t1.dead-letters", 1, 1),
-                             TopicSpec("t1.alerts", 1, 1), TopicSpec("t1.commands", 1, 1),
+                             TopicSpec("t1.alerts", 1, 1), TopicSpec("t1.detector-signals", 3, 1),
+                             TopicSpec("t1.commands", 1, 1),
                              TopicSpec("t1.command-outcomes", 1, 1))
     assert topic_specs(settings) == topic_specs(config) == list(config.topics)
     assert config.warehouse_port == 8125 and config.read_password == "reader-pw-123"
