@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from embedded.processes import proc_memory_mb
+from runlens.bench import peer_quix as peer
 from runlens.bench.base import BenchBase
 from runlens.bench.common import b2_batch_rows, delta_of, proc_cpu_seconds, ratio_of, rounded
 from runlens.bench.probes import b2_plan
@@ -21,10 +22,34 @@ from runlens.settings import Settings
 
 if TYPE_CHECKING:
     import subprocess
+    from pathlib import Path
 
     from confluent_kafka import Consumer
 
 B2_DATABASE = "bench_b2"
+
+
+def warehouse_process(settings: Settings, database: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A warehouse process (``runlens warehouse``) of its own on ``settings``' folder serving
+    ``database``, with fresh passwords; returns it and the writer's DSN once it listens (its
+    schema is current). The caller stops it (``embedded.processes.stop``)."""
+    from embedded.processes import free_port, spawn, stop, wait_for_port
+
+    port = free_port()
+    write_password = secrets.token_urlsafe(32)
+    env = dict(os.environ)
+    env.update(settings.to_env())
+    env.update(RUNLENS_DATA_DIR=str(settings.data_dir), RUNLENS_WAREHOUSE_PORT=str(port),
+               RUNLENS_DATABASE=database, RUNLENS_READ_PASSWORD=secrets.token_urlsafe(32),
+               RUNLENS_WRITE_PASSWORD=write_password)
+    proc = spawn([sys.executable, "-m", "runlens", "warehouse"],
+                 log_file=settings.data_dir / "logs" / "warehouse.log", env=env)
+    try:
+        wait_for_port(port, timeout=120, proc=proc)
+    except BaseException:
+        stop(proc, timeout=10)
+        raise
+    return proc, f"http://runlens_writer:{write_password}@127.0.0.1:{port}"
 
 
 class Yardsticks(BenchBase):
@@ -61,6 +86,8 @@ class Yardsticks(BenchBase):
                           warehouse_rss_mb_after=rounded(memory.get("VmRSS")),
                           warehouse_rss_mb_peak=rounded(memory.get("VmHWM")))
                 out["B2"] = b2
+                self.step("P1: the peer yardstick, a quix-streams application into the same warehouse process")
+                out["P1"] = self.p1_peer(broker.bootstrap, settings, keys, values, dsn, warehouse.pid)
             finally:
                 stop(warehouse, timeout=30)
             self.step("B2 in process: the same loop into chDB inside this process")
@@ -73,25 +100,67 @@ class Yardsticks(BenchBase):
             broker.stop()
 
     def b2_warehouse(self, settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
-        """A warehouse process (``runlens warehouse``) of its own on the phase's folder, with
-        fresh passwords; returns it and the writer's DSN once it listens (its schema is current)."""
-        from embedded.processes import free_port, spawn, stop, wait_for_port
+        return warehouse_process(settings, B2_DATABASE)
 
-        port = free_port()
-        write_password = secrets.token_urlsafe(32)
-        env = dict(os.environ)
-        env.update(settings.to_env())
-        env.update(RUNLENS_DATA_DIR=str(settings.data_dir), RUNLENS_WAREHOUSE_PORT=str(port),
-                   RUNLENS_DATABASE=B2_DATABASE, RUNLENS_READ_PASSWORD=secrets.token_urlsafe(32),
-                   RUNLENS_WRITE_PASSWORD=write_password)
-        proc = spawn([sys.executable, "-m", "runlens", "warehouse"],
-                     log_file=settings.data_dir / "logs" / "warehouse.log", env=env)
+    def p1_peer(self, brokers: str, settings: Settings, keys: list[str], values: list[bytes], dsn: str,
+                warehouse_pid: int) -> dict[str, Any]:
+        """P1 (``runlens.bench.peer_quix``): the same events as multi-event records (the emitter's
+        path, as the pipeline's max-rate run sends them; run and event ids tagged ``p1_`` so that
+        they are new to the warehouse after B2) on a topic of their own, consumed by a quix-streams
+        application in its own venv that validates, maps and inserts into ``events`` of B2's
+        warehouse process. Never raises: a venv that cannot be built, or a peer that fails, is
+        recorded as ``skipped`` / ``error`` with the reason."""
+        what = ("quix-streams 3.28.1 application (own venv): consume multi-event records, split into lines, "
+                "validate each with runlens' contract (schemas.validation.decode_event, invalid lines skipped), "
+                "map with sinks.rows, BatchingSink inserting each partition's batch into `events` of the "
+                "warehouse process over HTTP (clickhouse-connect) at each checkpoint (commit interval 1 s); "
+                "timed from the first record to the last insert acknowledged; CPU from time.process_time "
+                "(all its threads), the warehouse's from /proc")
+        venv = peer.peer_venv_dir()
+        reason = peer.skip_reason(self.plan.quick, peer.venv_ready(venv))
+        if reason is None and not peer.venv_ready(venv):
+            self.show(f"P1: building the peer venv in {venv} (pip install {' '.join(peer.PEER_PACKAGES)})")
+            reason = peer.ensure_peer_venv(venv)
+        if reason is not None:
+            return {"what": what, "skipped": reason}
         try:
-            wait_for_port(port, timeout=120, proc=proc)
-        except BaseException:
-            stop(proc, timeout=10)
-            raise
-        return proc, f"http://runlens_writer:{write_password}@127.0.0.1:{port}"
+            return self._p1_run(venv, brokers, settings, keys, values, dsn, warehouse_pid) | {"what": what}
+        except Exception as exc:  # noqa: BLE001 - the peer's failure is a figure we could not get, not the bench's
+            return {"what": what, "error": f"{type(exc).__name__}: {exc}"[:600]}
+
+    def _p1_run(self, venv: Path, brokers: str, settings: Settings, keys: list[str],
+                values: list[bytes], dsn: str, warehouse_pid: int) -> dict[str, Any]:
+        from producers.kafka import CheckedProducer, TopicSpec, ensure_topics
+        from runlens.bench.probes import EmitterSink
+        from sinks.clickhouse import connect
+
+        topic = f"{settings.topic_prefix}.p1"
+        ensure_topics(brokers, [TopicSpec(topic, settings.partitions)])
+        sink = EmitterSink(CheckedProducer(brokers), topic)
+        n = len(values)
+        for i in range(n):
+            sink.send("p1_" + keys[i], values[i].replace(b':"run_', b':"p1_run_'))
+        sink.flush()
+        records = sink.batcher.records
+        del sink
+        client = connect(dsn, database=B2_DATABASE)
+        try:
+            before = client.query("SELECT count() FROM events").result_rows[0][0]
+            spec = peer.PeerSpec(brokers=brokers, topic=topic, group=f"bench-p1-{self.run_id}", dsn=dsn,
+                                 database=B2_DATABASE, lines=n, timeout_s=180 + n / 2_000)
+            self.show(f"P1: quix-streams consuming {n:,} events ({records:,} records)")
+            cpu0 = proc_cpu_seconds(warehouse_pid)
+            doc, _ = peer.run_peer(venv, spec)
+            warehouse_cpu = delta_of(proc_cpu_seconds(warehouse_pid), cpu0)
+            stored = client.query("SELECT count() FROM events").result_rows[0][0] - before
+        finally:
+            client.close()
+        if doc["events"] != n or stored != n:
+            raise RuntimeError(f"P1 reported {doc['events']:,} events inserted and {stored:,} were stored, of {n:,}")
+        out = peer.p1_figures(doc, warehouse_cpu)
+        out.update(records=records, ratio_to_B2=ratio_of(out["events_per_s"], (self.result.get("baselines") or {})
+                                                          .get("B2", {}).get("events_per_s")))
+        return dict(out)
 
     def b0_produce(self, brokers: str, topic: str, keys: list[str], values: list[bytes]) -> dict:
         from confluent_kafka import Producer
