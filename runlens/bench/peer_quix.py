@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ class PeerSpec:
     lines: int        # every line the topic holds: valid events + invalid lines
     timeout_s: float
     commit_interval_s: float = 1.0
+    warm_lines: int = 0   # lines sent first: once they are inserted, the application prints {"warm": true}
+                          # and times (and counts) only what follows
 
 
 # --------------------------------------------------------------------------- parent side, pure
@@ -133,7 +136,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def peer_comparison(pipeline_run: dict[str, Any] | None, p1: dict[str, Any] | None) -> dict[str, Any]:
-    """runlens (the pipeline's max-rate run) against P1: events/s ratio (> 1: runlens is ahead),
+    """runlens (the pipeline's max-rate run) against P1 (its run timed as the pipeline's, when there
+    is one; its pre-filled-topic run's ratio next to it): events/s ratio (> 1: runlens is ahead),
     CPU per million events of each (consumer + warehouse) and their ratio (< 1: runlens spends
     less), and a verdict in words."""
     if not p1 or p1.get("skipped") or not p1.get("events_per_s"):
@@ -141,10 +145,14 @@ def peer_comparison(pipeline_run: dict[str, Any] | None, p1: dict[str, Any] | No
         return {"runlens_to_P1": None, "verdict": f"no comparison: {reason}"}
     if not pipeline_run or not pipeline_run.get("events_per_s"):
         return {"runlens_to_P1": None, "verdict": "no comparison: the pipeline measured no max-rate run"}
-    rate = _ratio(pipeline_run["events_per_s"], p1["events_per_s"])
+    prefilled = _ratio(pipeline_run["events_per_s"], p1["events_per_s"])
+    live = p1.get("as_pipeline") or {}
+    timed_alike = bool(live.get("events_per_s"))
+    basis = live if timed_alike else p1
+    rate = _ratio(pipeline_run["events_per_s"], basis["events_per_s"])
     workers, warehouse = pipeline_run.get("worker_cpu_s_per_million"), pipeline_run.get("warehouse_cpu_s_per_million")
     runlens_cpu = None if workers is None else workers + (warehouse or 0.0)
-    peer_cpu = p1.get("total_cpu_s_per_million") or p1.get("cpu_s_per_million")
+    peer_cpu = basis.get("total_cpu_s_per_million") or basis.get("cpu_s_per_million")
     cpu = _ratio(runlens_cpu, peer_cpu)
     if rate is None:
         verdict = "no comparison"
@@ -155,7 +163,10 @@ def peer_comparison(pipeline_run: dict[str, Any] | None, p1: dict[str, Any] | No
     else:
         verdict = f"a tie: runlens does {rate:.2f}x P1's events/s"
     return {"runlens_to_P1": rate, "runlens_events_per_s": pipeline_run["events_per_s"],
-            "P1_events_per_s": p1["events_per_s"],
+            "P1_events_per_s": basis["events_per_s"],
+            "basis": ("P1 timed as the pipeline (first send -> last insert, producer running)" if timed_alike
+                      else "P1 on a pre-filled topic (first record -> last insert), as B2"),
+            "runlens_to_P1_prefilled": prefilled,
             "runlens_cpu_s_per_million": None if runlens_cpu is None else round(runlens_cpu, 2),
             "P1_cpu_s_per_million": peer_cpu, "cpu_per_million_runlens_to_P1": cpu, "verdict": verdict}
 
@@ -211,6 +222,76 @@ def run_peer(venv: Path, spec: PeerSpec) -> tuple[dict[str, Any], str]:
         raise ValueError(f"{exc} (exit code {done.returncode}; stderr: {stderr[-600:].strip()})") from exc
 
 
+def run_peer_live(venv: Path, spec: PeerSpec, warm_up: Callable[[], None], send: Callable[[], float],
+                  ready_timeout_s: float = 120) -> dict[str, Any]:
+    """The peer application running while the events are produced, timed as the pipeline is:
+    start it, ``warm_up()`` (sends ``spec.warm_lines`` lines), wait until it inserted them, then
+    ``send()`` (produces the events, returns the monotonic time of its first send). Returns the
+    parsed result with ``seconds`` replaced by first send -> last insert acknowledged.
+    Raises ValueError or TimeoutError; the application is killed if it is still running."""
+    import queue
+    import threading
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    env.pop("PYTHONHOME", None)
+    proc = subprocess.Popen([str(venv_python(venv)), "-P", str(Path(__file__).resolve()), json.dumps(asdict(spec))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    lines: queue.Queue[str | None] = queue.Queue()
+    stderr: list[bytes] = []
+
+    def pump_stdout() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            lines.put(raw.decode(errors="replace"))
+        lines.put(None)
+
+    def pump_stderr() -> None:
+        assert proc.stderr is not None
+        stderr.append(proc.stderr.read())
+
+    threads = [threading.Thread(target=pump_stdout, daemon=True), threading.Thread(target=pump_stderr, daemon=True)]
+    for thread in threads:
+        thread.start()
+    out: list[str] = []
+    try:
+        warm_up()
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"the peer application did not take the warm-up within {ready_timeout_s:.0f}s") \
+                    from None
+            if line is None:
+                break
+            out.append(line)
+            if line.startswith('{"warm"'):
+                break
+        t_first_send = send()
+        proc.wait(timeout=spec.timeout_s + 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for thread in threads:
+            thread.join(timeout=10)
+    while not lines.empty():
+        line = lines.get()
+        if line is not None:
+            out.append(line)
+    try:
+        doc = parse_peer_result("".join(line for line in out if not line.startswith('{"warm"')))
+    except ValueError as exc:
+        tail = b"".join(stderr).decode(errors="replace")[-600:].strip()
+        raise ValueError(f"{exc} (exit code {proc.returncode}; stderr: {tail})") from exc
+    end = doc.get("t_end_monotonic")
+    if not isinstance(end, int | float) or end <= t_first_send:
+        raise ValueError(f"the peer application's end time {end!r} is not after the first send")
+    doc["seconds"] = end - t_first_send
+    return doc
+
+
 # --------------------------------------------------------------------------- the peer application
 
 
@@ -230,7 +311,7 @@ def child_main(argv: list[str]) -> int:  # pragma: no cover - runs in the peer v
     spec = PeerSpec(**json.loads(argv[1]))
     state: dict[str, Any] = {"t0": None, "cpu0": 0.0, "t_end": None, "cpu_end": 0.0, "events": 0,
                              "rejected": 0, "inserts": 0, "error": None, "split_s": 0.0, "insert_s": 0.0,
-                             "write_s": 0.0}
+                             "write_s": 0.0, "warm": False, "warm_handled": 0, "warm_events": 0}
     skew = timedelta(seconds=MAX_CLOCK_SKEW_SECONDS)
     names = list(EVENT_COLUMNS)
     app = Application(broker_address=spec.brokers, consumer_group=spec.group, auto_offset_reset="earliest",
@@ -276,6 +357,11 @@ def child_main(argv: list[str]) -> int:  # pragma: no cover - runs in the peer v
                                column_oriented=True)
             state["events"] += len(items)
             state["inserts"] += 1
+            if spec.warm_lines and not state["warm"] and state["events"] + state["rejected"] >= spec.warm_lines:
+                state["warm"], state["t0"] = True, None   # timing starts with the next record
+                state["warm_handled"] = state["events"] + state["rejected"]
+                state["warm_events"] = state["events"]
+                print(json.dumps({"warm": True}), flush=True)
             done = time.perf_counter()
             state["insert_s"] += done - inserting
             state["write_s"] += done - started
@@ -303,12 +389,15 @@ def child_main(argv: list[str]) -> int:  # pragma: no cover - runs in the peer v
     timer.cancel()
     if state["error"] is None and (state["t_end"] is None or state["t0"] is None):
         state["error"] = f"stopped with {state['events'] + state['rejected']:,} of {spec.lines:,} lines handled"
-    result: dict[str, Any] = {"events": state["events"], "rejected": state["rejected"], "inserts": state["inserts"],
+    result: dict[str, Any] = {"events": state["events"] - state["warm_events"],
+                              "rejected": state["rejected"] - (state["warm_handled"] - state["warm_events"]),
+                              "inserts": state["inserts"],
                               "rss_mb_peak": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if state["error"]:
         result["error"] = state["error"]
     else:
         result["seconds"] = state["t_end"] - state["t0"]
+        result["t_end_monotonic"] = state["t_end"]   # CLOCK_MONOTONIC: the parent's clock too (Linux)
         result["cpu_s"] = state["cpu_end"] - state["cpu0"]
         # where the wall time went: validating + mapping lines, the sink's write (columns + insert),
         # the insert's round trip alone; the rest is quixstreams' own (polling, per-row dataframe

@@ -8,7 +8,7 @@ import os
 import secrets
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -160,7 +160,66 @@ class Yardsticks(BenchBase):
         out = peer.p1_figures(doc, warehouse_cpu)
         out.update(records=records, ratio_to_B2=ratio_of(out["events_per_s"], (self.result.get("baselines") or {})
                                                           .get("B2", {}).get("events_per_s")))
+        self.show(f"P1: quix-streams consuming {n:,} events while they are produced (timed as the pipeline is)")
+        out["as_pipeline"] = self._p1_live(venv, brokers, settings, keys, values, dsn, warehouse_pid)
         return dict(out)
+
+    def _p1_live(self, venv: Path, brokers: str, settings: Settings, keys: list[str], values: list[bytes],
+                 dsn: str, warehouse_pid: int) -> dict[str, Any]:
+        """P1 timed as the pipeline's max-rate run is: the application is running and has inserted a
+        warm-up; the events (run and event ids tagged ``p1l_``, in place and back) are then handed to
+        the emitter's path as fast as possible; timed from the first send to the last insert
+        acknowledged, with the producer on the same cores."""
+        from producers.kafka import CheckedProducer, TopicSpec, ensure_topics
+        from runlens.bench.common import encoded, live_events, retag
+        from runlens.bench.probes import EmitterSink
+        from sinks.clickhouse import connect
+
+        topic = f"{settings.topic_prefix}.p1live"
+        ensure_topics(brokers, [TopicSpec(topic, settings.partitions)])
+        warm_keys, warm_values = encoded(live_events(self.plan.seed + 300, datetime.now(UTC) - timedelta(days=2)), 200)
+        producer = CheckedProducer(brokers)
+        sink = EmitterSink(producer, topic)
+        n = len(values)
+        marks: dict[str, float | None] = {}
+
+        def warm_up() -> None:
+            for key, value in zip(warm_keys, warm_values, strict=True):
+                sink.send("p1w_" + key, value.replace(b':"run_', b':"p1w_run_'))
+            sink.flush()
+
+        def send() -> float:
+            marks["warehouse_cpu0"] = proc_cpu_seconds(warehouse_pid)
+            t0 = time.perf_counter()
+            for i in range(n):
+                sink.send(keys[i], values[i])
+                if i % 20_000 == 0:
+                    self.show(f"P1 as the pipeline: {i:,} sent", i, n)
+            sink.flush()
+            return t0
+
+        client = connect(dsn, database=B2_DATABASE)
+        retag(keys, values, "", "p1l_")
+        try:
+            before = client.query("SELECT count() FROM events").result_rows[0][0]
+            spec = peer.PeerSpec(brokers=brokers, topic=topic, group=f"bench-p1live-{self.run_id}", dsn=dsn,
+                                 database=B2_DATABASE, lines=len(warm_values) + n, timeout_s=180 + n / 2_000,
+                                 warm_lines=len(warm_values))
+            doc = peer.run_peer_live(venv, spec, warm_up, send)
+            warehouse_cpu = delta_of(proc_cpu_seconds(warehouse_pid), marks.get("warehouse_cpu0"))
+            stored = client.query("SELECT count() FROM events").result_rows[0][0] - before
+        finally:
+            retag(keys, values, "p1l_", "")
+            client.close()
+            sink.batcher.close()
+        if doc["events"] != n or stored != n + len(warm_values):
+            raise RuntimeError(f"P1 (as the pipeline) reported {doc['events']:,} events inserted and "
+                               f"{stored - len(warm_values):,} were stored, of {n:,}")
+        out = peer.p1_figures(doc, warehouse_cpu)
+        out["what"] = ("the same application, running and warmed up (200 events inserted) while the events are "
+                       "handed to the emitter's producer path as fast as possible: timed from the first send to "
+                       "the last insert acknowledged, as the pipeline's max-rate run is timed (first send -> lag 0)")
+        return out
 
     def b0_produce(self, brokers: str, topic: str, keys: list[str], values: list[bytes]) -> dict:
         from confluent_kafka import Producer

@@ -56,6 +56,15 @@ def test_comparison_says_who_wins():
     assert peer.peer_comparison({"events_per_s": 20_100}, p1)["verdict"].startswith("a tie")
 
 
+def test_comparison_prefers_the_run_timed_as_the_pipeline():
+    p1 = {"events_per_s": 20_000, "total_cpu_s_per_million": 40.0,
+          "as_pipeline": {"events_per_s": 25_000, "total_cpu_s_per_million": 20.0}}
+    doc = peer.peer_comparison({"events_per_s": 50_000, "worker_cpu_s_per_million": 10.0}, p1)
+    assert doc["runlens_to_P1"] == 2.0 and doc["runlens_to_P1_prefilled"] == 2.5
+    assert doc["P1_events_per_s"] == 25_000 and doc["cpu_per_million_runlens_to_P1"] == 0.5
+    assert "timed as the pipeline" in doc["basis"]
+
+
 def test_no_comparison_without_both_figures():
     skipped = peer.peer_comparison({"events_per_s": 1}, {"skipped": "no registry"})
     assert skipped["runlens_to_P1"] is None and "no registry" in skipped["verdict"]
