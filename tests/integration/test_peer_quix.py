@@ -4,6 +4,7 @@ of a warehouse process. Skips (with pip's reason) when the peer venv cannot be b
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -51,7 +52,6 @@ def test_p1_stores_exactly_the_valid_events(peer_venv, tmp_path):
         batcher.flush()
         assert batcher.records < len(values)   # multi-event records, not one per event
         batcher.close()
-        producer.close()
         warehouse, dsn = warehouse_process(Settings(data_dir=tmp_path / "warehouse"), "peer_test")
         try:
             spec = peer.PeerSpec(brokers=broker.bootstrap, topic=topic, group="peer-test", dsn=dsn,
@@ -69,7 +69,39 @@ def test_p1_stores_exactly_the_valid_events(peer_venv, tmp_path):
             assert partitions <= {0, 1, 2} and len(partitions) > 1
             figures = peer.p1_figures(doc, None)
             assert figures["events"] == len(values) and figures["events_per_s"] > 0
+
+            # timed as the pipeline: running and warmed up before the events are produced
+            live_topic = "peer-test.live"
+            ensure_topics(broker.bootstrap, [TopicSpec(live_topic, 3)])
+            live = EventBatcher(producer, live_topic)
+            warm, events = values[:50], values[50:1050]
+
+            def warm_up() -> None:
+                for value in warm:
+                    live.send("warm", value.replace(b':"run_', b':"warm_run_'))
+                live.flush()
+
+            def send() -> float:
+                started = time.perf_counter()
+                for value in events:
+                    live.send("live", value.replace(b':"run_', b':"live_run_'))
+                live.flush()
+                return started
+
+            spec = peer.PeerSpec(brokers=broker.bootstrap, topic=live_topic, group="peer-test-live", dsn=dsn,
+                                 database="peer_test", lines=len(warm) + len(events), timeout_s=240,
+                                 warm_lines=len(warm))
+            doc = peer.run_peer_live(peer_venv, spec, warm_up, send)
+            assert doc["events"] == len(events) and doc["rejected"] == 0 and doc["seconds"] > 0, doc
+            client = connect(dsn, database="peer_test")
+            try:
+                live_stored = client.query("SELECT count() FROM events WHERE startsWith(run_id, 'live_run_')"
+                                           ).result_rows[0][0]
+            finally:
+                client.close()
+            assert live_stored == len(events)
         finally:
             stop(warehouse, timeout=30)
+        producer.close()
     finally:
         broker.stop()
