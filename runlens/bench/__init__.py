@@ -17,6 +17,15 @@ database and data directory under ``<out>/<timestamp>/scratch`` (deleted at the 
   process's plus the warehouse process's; the warehouse's RSS is reported after it.
   B2_in_process the same loop into chDB opened in the consuming process (``chdb://``): the old
   shape, reported next to B2.
+  P1, the peer yardstick (``peer_quix``): what a user would build instead, a quix-streams 3.28
+  application (its ``BatchingSink`` API) in a venv of its own (quixstreams pins confluent-kafka and
+  pydantic below runlens' pins; built on demand in ``~/.cache/runlens/peer-venv-...`` or
+  ``RUNLENS_PEER_VENV``) that splits the same events' multi-event records, validates each line with
+  the contract and inserts into ``events`` of B2's warehouse process: once on a pre-filled topic
+  (timed as B2), once running while the events are produced (timed as the pipeline's max-rate run).
+  A full bench always runs it (building the venv, ~20-60 s of pip); a quick bench only when the
+  venv is built already. A venv that cannot be built is recorded as skipped with pip's reason.
+  ``result["peer"]``: the pipeline's max rate ÷ P1's, CPU per million events of each, a verdict.
 * **pipeline** (one stack, ``--workers`` workers, default the settings' ``workers``): the runlens
   producer path -> broker -> Faust workers -> warehouse process. Sustained throughput for a fixed
   number of pre-generated, pre-encoded events sent as fast as possible, until the workers'

@@ -45,6 +45,22 @@ def _rss_list(values: list[float | None] | None) -> str:
     return " + ".join(_fmt(v, 0) for v in values) if values else "–"
 
 
+def _peer_sentence(p1: dict[str, Any], peer: dict[str, Any]) -> str:
+    """runlens against the peer yardstick P1, in words: who wins, by how much, at what CPU."""
+    if p1.get("skipped") or p1.get("error"):
+        return f"Peer yardstick P1 (quix-streams) not measured: {p1.get('skipped') or p1.get('error')}."
+    text = (f"Peer yardstick P1 (quix-streams): {peer.get('verdict', 'no comparison')} "
+            f"(runlens {_fmt(peer.get('runlens_events_per_s'))} events/s ÷ P1 {_fmt(peer.get('P1_events_per_s'))} "
+            f"= {_x(peer.get('runlens_to_P1'))}; CPU s / M events, consumer + warehouse: runlens "
+            f"{_fmt(peer.get('runlens_cpu_s_per_million'), 2)}, P1 {_fmt(peer.get('P1_cpu_s_per_million'), 2)}, "
+            f"= {_x(peer.get('cpu_per_million_runlens_to_P1'))}; basis: {peer.get('basis', '–')}; on the pre-filled "
+            f"topic runlens ÷ P1 = {_x(peer.get('runlens_to_P1_prefilled'))}). P1 ran after B2 on B2's broker and "
+            "warehouse process; it validates with the same contract and maps with the same code, but keeps no "
+            "ledger (no dedup of redelivered events), sends no dedup token, stores no dead letters, runs no "
+            "detectors and writes no pipeline metrics.")
+    return text
+
+
 def _workers_section(result: dict[str, Any]) -> list[str]:
     side = result.get("pipeline", {}).get("workers_side_by_side") or {}
     if not side:
@@ -103,6 +119,23 @@ def render_markdown(result: dict[str, Any]) -> str:
                 cpu = f"{cpu} (client) + {_fmt(b['warehouse_cpu_s_per_million'], 2)} (warehouse)"
             lines.append(f"| {title} | {_fmt(b['events'])} | {b['seconds']:.2f} | {_fmt(b['events_per_s'])} | "
                          f"{cpu} | {_x(tp.get('ratio_to', {}).get(name))} |")
+    p1, peer = base.get("P1") or {}, result.get("peer") or {}
+    if p1.get("events_per_s"):
+        cpu = f"{_fmt(p1.get('cpu_s_per_million'), 2)} (client)"
+        if p1.get("warehouse_cpu_s_per_million") is not None:
+            cpu += f" + {_fmt(p1['warehouse_cpu_s_per_million'], 2)} (warehouse)"
+        lines.append(f"| P1 peer: a quix-streams application (BatchingSink) splitting the same events' multi-event "
+                     f"records ({_fmt(p1.get('records'))} records), validating each line with the contract and "
+                     f"inserting into the same warehouse process | {_fmt(p1['events'])} | {p1['seconds']:.2f} | "
+                     f"{_fmt(p1['events_per_s'])} | {cpu} | {_x(peer.get('runlens_to_P1_prefilled'))} |")
+        live = p1.get("as_pipeline") or {}
+        if live.get("events_per_s"):
+            cpu = f"{_fmt(live.get('cpu_s_per_million'), 2)} (client)"
+            if live.get("warehouse_cpu_s_per_million") is not None:
+                cpu += f" + {_fmt(live['warehouse_cpu_s_per_million'], 2)} (warehouse)"
+            lines.append(f"| P1 peer timed as the pipeline: running while the events are produced (emitter path), "
+                         f"first send -> last insert | {_fmt(live['events'])} | {live['seconds']:.2f} | "
+                         f"{_fmt(live['events_per_s'])} | {cpu} | {_x(peer.get('runlens_to_P1'))} |")
     by_producer = result.get("pipeline", {}).get("throughput_by_producer") or ({"": tp} if tp else {})
     for mode, run in by_producer.items():
         title = {"emitter": "RunEmitter (multi-event records, 20 ms linger)",
@@ -128,6 +161,9 @@ def render_markdown(result: dict[str, Any]) -> str:
                      f"held {_fmt(b2.get('warehouse_rss_mb_idle'), 0)} MiB RSS idle, "
                      f"{_fmt(b2.get('warehouse_rss_mb_after'), 0)} MiB after B2 (peak "
                      f"{_fmt(b2.get('warehouse_rss_mb_peak'), 0)} MiB).")
+        lines.append("")
+    if p1 or peer:
+        lines.append(_peer_sentence(p1, peer))
         lines.append("")
     lines += _workers_section(result)
     lat = result.get("pipeline", {}).get("latency", [])

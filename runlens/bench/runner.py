@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from runlens.bench.common import PRODUCERS, Plan, encoded, live_events, machine_facts
 from runlens.bench.latency import Latency
+from runlens.bench.peer_quix import peer_comparison
 from runlens.bench.pipeline import Pipeline
 from runlens.bench.queries import Queries
 from runlens.bench.yardsticks import Yardsticks
@@ -78,6 +79,9 @@ class Bench(Yardsticks, Pipeline, Latency, Queries):
         self.phase("baselines", lambda: self.baselines(data["keys"], data["values"]))
         self.advance()
         self.phase("pipeline", lambda: self.pipeline(data))
+        # runlens against the peer yardstick P1 (measured in the baselines phase): pipeline ÷ P1
+        self.result["peer"] = peer_comparison(self.result.get("pipeline", {}).get("throughput"),
+                                              self.result.get("baselines", {}).get("P1"))
         # the events once more, on a stack with the other number of workers (2 when the pipeline ran 1)
         self.phase("workers", lambda: self.workers_side_by_side(data))
         for events in data.values():

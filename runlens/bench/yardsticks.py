@@ -8,12 +8,13 @@ import os
 import secrets
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from embedded.processes import proc_memory_mb
+from runlens.bench import peer_quix as peer
 from runlens.bench.base import BenchBase
 from runlens.bench.common import b2_batch_rows, delta_of, proc_cpu_seconds, ratio_of, rounded
 from runlens.bench.probes import b2_plan
@@ -21,10 +22,34 @@ from runlens.settings import Settings
 
 if TYPE_CHECKING:
     import subprocess
+    from pathlib import Path
 
     from confluent_kafka import Consumer
 
 B2_DATABASE = "bench_b2"
+
+
+def warehouse_process(settings: Settings, database: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A warehouse process (``runlens warehouse``) of its own on ``settings``' folder serving
+    ``database``, with fresh passwords; returns it and the writer's DSN once it listens (its
+    schema is current). The caller stops it (``embedded.processes.stop``)."""
+    from embedded.processes import free_port, spawn, stop, wait_for_port
+
+    port = free_port()
+    write_password = secrets.token_urlsafe(32)
+    env = dict(os.environ)
+    env.update(settings.to_env())
+    env.update(RUNLENS_DATA_DIR=str(settings.data_dir), RUNLENS_WAREHOUSE_PORT=str(port),
+               RUNLENS_DATABASE=database, RUNLENS_READ_PASSWORD=secrets.token_urlsafe(32),
+               RUNLENS_WRITE_PASSWORD=write_password)
+    proc = spawn([sys.executable, "-m", "runlens", "warehouse"],
+                 log_file=settings.data_dir / "logs" / "warehouse.log", env=env)
+    try:
+        wait_for_port(port, timeout=120, proc=proc)
+    except BaseException:
+        stop(proc, timeout=10)
+        raise
+    return proc, f"http://runlens_writer:{write_password}@127.0.0.1:{port}"
 
 
 class Yardsticks(BenchBase):
@@ -61,6 +86,8 @@ class Yardsticks(BenchBase):
                           warehouse_rss_mb_after=rounded(memory.get("VmRSS")),
                           warehouse_rss_mb_peak=rounded(memory.get("VmHWM")))
                 out["B2"] = b2
+                self.step("P1: the peer yardstick, a quix-streams application into the same warehouse process")
+                out["P1"] = self.p1_peer(broker.bootstrap, settings, keys, values, dsn, warehouse.pid)
             finally:
                 stop(warehouse, timeout=30)
             self.step("B2 in process: the same loop into chDB inside this process")
@@ -73,25 +100,126 @@ class Yardsticks(BenchBase):
             broker.stop()
 
     def b2_warehouse(self, settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
-        """A warehouse process (``runlens warehouse``) of its own on the phase's folder, with
-        fresh passwords; returns it and the writer's DSN once it listens (its schema is current)."""
-        from embedded.processes import free_port, spawn, stop, wait_for_port
+        return warehouse_process(settings, B2_DATABASE)
 
-        port = free_port()
-        write_password = secrets.token_urlsafe(32)
-        env = dict(os.environ)
-        env.update(settings.to_env())
-        env.update(RUNLENS_DATA_DIR=str(settings.data_dir), RUNLENS_WAREHOUSE_PORT=str(port),
-                   RUNLENS_DATABASE=B2_DATABASE, RUNLENS_READ_PASSWORD=secrets.token_urlsafe(32),
-                   RUNLENS_WRITE_PASSWORD=write_password)
-        proc = spawn([sys.executable, "-m", "runlens", "warehouse"],
-                     log_file=settings.data_dir / "logs" / "warehouse.log", env=env)
+    def p1_peer(self, brokers: str, settings: Settings, keys: list[str], values: list[bytes], dsn: str,
+                warehouse_pid: int) -> dict[str, Any]:
+        """P1 (``runlens.bench.peer_quix``): the same events as multi-event records (the emitter's
+        path, as the pipeline's max-rate run sends them; run and event ids tagged ``p1_`` so that
+        they are new to the warehouse after B2) on a topic of their own, consumed by a quix-streams
+        application in its own venv that validates, maps and inserts into ``events`` of B2's
+        warehouse process. Never raises: a venv that cannot be built, or a peer that fails, is
+        recorded as ``skipped`` / ``error`` with the reason."""
+        what = ("quix-streams 3.28.1 application (own venv): consume multi-event records, split into lines, "
+                "validate each with runlens' contract (schemas.validation.decode_event, invalid lines skipped), "
+                "map with sinks.rows, BatchingSink inserting each partition's batch into `events` of the "
+                "warehouse process over HTTP (clickhouse-connect) at each checkpoint (commit interval 1 s); "
+                "timed from the first record to the last insert acknowledged; CPU from time.process_time "
+                "(all its threads), the warehouse's from /proc")
+        venv = peer.peer_venv_dir()
+        reason = peer.skip_reason(self.plan.quick, peer.venv_ready(venv))
+        if reason is None and not peer.venv_ready(venv):
+            self.show(f"P1: building the peer venv in {venv} (pip install {' '.join(peer.PEER_PACKAGES)})")
+            reason = peer.ensure_peer_venv(venv)
+        if reason is not None:
+            return {"what": what, "skipped": reason}
         try:
-            wait_for_port(port, timeout=120, proc=proc)
-        except BaseException:
-            stop(proc, timeout=10)
-            raise
-        return proc, f"http://runlens_writer:{write_password}@127.0.0.1:{port}"
+            return self._p1_run(venv, brokers, settings, keys, values, dsn, warehouse_pid) | {"what": what}
+        except Exception as exc:  # noqa: BLE001 - the peer's failure is a figure we could not get, not the bench's
+            return {"what": what, "error": f"{type(exc).__name__}: {exc}"[:600]}
+
+    def _p1_run(self, venv: Path, brokers: str, settings: Settings, keys: list[str],
+                values: list[bytes], dsn: str, warehouse_pid: int) -> dict[str, Any]:
+        from producers.kafka import CheckedProducer, TopicSpec, ensure_topics
+        from runlens.bench.probes import EmitterSink
+        from sinks.clickhouse import connect
+
+        topic = f"{settings.topic_prefix}.p1"
+        ensure_topics(brokers, [TopicSpec(topic, settings.partitions)])
+        sink = EmitterSink(CheckedProducer(brokers), topic)
+        n = len(values)
+        for i in range(n):
+            sink.send("p1_" + keys[i], values[i].replace(b':"run_', b':"p1_run_'))
+        sink.flush()
+        records = sink.batcher.records
+        del sink
+        client = connect(dsn, database=B2_DATABASE)
+        try:
+            before = client.query("SELECT count() FROM events").result_rows[0][0]
+            spec = peer.PeerSpec(brokers=brokers, topic=topic, group=f"bench-p1-{self.run_id}", dsn=dsn,
+                                 database=B2_DATABASE, lines=n, timeout_s=180 + n / 2_000)
+            self.show(f"P1: quix-streams consuming {n:,} events ({records:,} records)")
+            cpu0 = proc_cpu_seconds(warehouse_pid)
+            doc, _ = peer.run_peer(venv, spec)
+            warehouse_cpu = delta_of(proc_cpu_seconds(warehouse_pid), cpu0)
+            stored = client.query("SELECT count() FROM events").result_rows[0][0] - before
+        finally:
+            client.close()
+        if doc["events"] != n or stored != n:
+            raise RuntimeError(f"P1 reported {doc['events']:,} events inserted and {stored:,} were stored, of {n:,}")
+        out = peer.p1_figures(doc, warehouse_cpu)
+        out.update(records=records, ratio_to_B2=ratio_of(out["events_per_s"], (self.result.get("baselines") or {})
+                                                          .get("B2", {}).get("events_per_s")))
+        self.show(f"P1: quix-streams consuming {n:,} events while they are produced (timed as the pipeline is)")
+        out["as_pipeline"] = self._p1_live(venv, brokers, settings, keys, values, dsn, warehouse_pid)
+        return dict(out)
+
+    def _p1_live(self, venv: Path, brokers: str, settings: Settings, keys: list[str], values: list[bytes],
+                 dsn: str, warehouse_pid: int) -> dict[str, Any]:
+        """P1 timed as the pipeline's max-rate run is: the application is running and has inserted a
+        warm-up; the events (run and event ids tagged ``p1l_``, in place and back) are then handed to
+        the emitter's path as fast as possible; timed from the first send to the last insert
+        acknowledged, with the producer on the same cores."""
+        from producers.kafka import CheckedProducer, TopicSpec, ensure_topics
+        from runlens.bench.common import encoded, live_events, retag
+        from runlens.bench.probes import EmitterSink
+        from sinks.clickhouse import connect
+
+        topic = f"{settings.topic_prefix}.p1live"
+        ensure_topics(brokers, [TopicSpec(topic, settings.partitions)])
+        warm_keys, warm_values = encoded(live_events(self.plan.seed + 300, datetime.now(UTC) - timedelta(days=2)), 200)
+        producer = CheckedProducer(brokers)
+        sink = EmitterSink(producer, topic)
+        n = len(values)
+        marks: dict[str, float | None] = {}
+
+        def warm_up() -> None:
+            for key, value in zip(warm_keys, warm_values, strict=True):
+                sink.send("p1w_" + key, value.replace(b':"run_', b':"p1w_run_'))
+            sink.flush()
+
+        def send() -> float:
+            marks["warehouse_cpu0"] = proc_cpu_seconds(warehouse_pid)
+            t0 = time.perf_counter()
+            for i in range(n):
+                sink.send(keys[i], values[i])
+                if i % 20_000 == 0:
+                    self.show(f"P1 as the pipeline: {i:,} sent", i, n)
+            sink.flush()
+            return t0
+
+        client = connect(dsn, database=B2_DATABASE)
+        retag(keys, values, "", "p1l_")
+        try:
+            before = client.query("SELECT count() FROM events").result_rows[0][0]
+            spec = peer.PeerSpec(brokers=brokers, topic=topic, group=f"bench-p1live-{self.run_id}", dsn=dsn,
+                                 database=B2_DATABASE, lines=len(warm_values) + n, timeout_s=180 + n / 2_000,
+                                 warm_lines=len(warm_values))
+            doc = peer.run_peer_live(venv, spec, warm_up, send)
+            warehouse_cpu = delta_of(proc_cpu_seconds(warehouse_pid), marks.get("warehouse_cpu0"))
+            stored = client.query("SELECT count() FROM events").result_rows[0][0] - before
+        finally:
+            retag(keys, values, "p1l_", "")
+            client.close()
+            sink.batcher.close()
+        if doc["events"] != n or stored != n + len(warm_values):
+            raise RuntimeError(f"P1 (as the pipeline) reported {doc['events']:,} events inserted and "
+                               f"{stored - len(warm_values):,} were stored, of {n:,}")
+        out = peer.p1_figures(doc, warehouse_cpu)
+        out["what"] = ("the same application, running and warmed up (200 events inserted) while the events are "
+                       "handed to the emitter's producer path as fast as possible: timed from the first send to "
+                       "the last insert acknowledged, as the pipeline's max-rate run is timed (first send -> lag 0)")
+        return out
 
     def b0_produce(self, brokers: str, topic: str, keys: list[str], values: list[bytes]) -> dict:
         from confluent_kafka import Producer

@@ -51,6 +51,12 @@ def test_quick_bench_writes_a_complete_result(quick_bench):
                 "warehouse_rss_mb_peak"):
         assert b2[key] is not None and b2[key] > 0, key
     assert doc["baselines"]["B2_in_process"]["ratio_to_B2"] > 0
+    # the peer yardstick (quix-streams): measured on every event, or skipped with its reason (a quick
+    # bench where no peer venv was built yet); a peer that ran and failed fails here
+    p1 = doc["baselines"]["P1"]
+    assert "error" not in p1, p1
+    assert p1.get("skipped") or (p1["events"] == doc["workload"]["events"] and p1["events_per_s"] > 0), p1
+    assert doc["peer"]["verdict"] and (p1.get("skipped") or doc["peer"]["runlens_to_P1"] > 0), doc["peer"]
 
     throughput = doc["pipeline"]["throughput"]
     assert throughput["final_lag"] == 0
