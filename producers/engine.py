@@ -27,9 +27,7 @@ import hashlib
 import heapq
 import logging
 import re
-import secrets
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from producers.kafka import CheckedProducer, EventBatcher
+from producers.kafka import CheckedProducer, EventBatcher, read_partitions
 from producers.workload.generator import RunRenderer
 from producers.workload.spec import WorkloadConfig
 from schemas.commands import (
@@ -246,38 +244,15 @@ class CommandEngine:
 
 def read_outcomes(brokers: str, topic: str, timeout: float = 15.0) -> list[Outcome]:
     """Every valid outcome on ``topic`` from its beginning to its current end (what a restarted
-    engine already decided). Invalid records are skipped (the worker dead-letters them)."""
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"runlens-engine-reader-{secrets.token_hex(4)}",
-                         "enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 50,
-                         "socket.connection.setup.timeout.ms": 5000})
+    engine already decided). Invalid records are skipped (the worker dead-letters them). Raises
+    ``BrokerUnavailable`` when the topic cannot be read to its end within ``timeout``."""
     found: list[Outcome] = []
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return found
-        pending = set(metadata.partitions)
-        consumer.assign([TopicPartition(topic, p, 0) for p in pending])
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is None:
-                continue
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(message.partition())
-                continue
-            try:
-                found.append(parse_outcome(message.value() or b""))
-            except CommandRejected:
-                continue
-        if pending:
-            raise TimeoutError(f"could not read {topic} to its end within {timeout:.0f}s")
-        return found
-    finally:
-        consumer.close()
+    for _, _, value in read_partitions(brokers, topic, timeout=timeout):
+        try:
+            found.append(parse_outcome(value or b""))
+        except CommandRejected:
+            continue
+    return found
 
 
 class CommandServer:

@@ -289,37 +289,61 @@ def group_members(brokers: str, group: str, timeout: float = 10.0) -> list[Group
     return sorted(members, key=lambda m: m.partitions)
 
 
-def read_range(brokers: str, topic: str, partition: int, start: int, end: int,
-               timeout: float = 30.0) -> list[tuple[int, bytes | None]]:
-    """The records of ``topic``/``partition`` at offsets ``start`` .. ``end - 1`` as (offset, value),
-    read outside any consumer group (nothing is committed). Raises ``BrokerUnavailable`` when they
-    cannot all be read within ``timeout``: the caller must not go on with a gap."""
+def read_partitions(brokers: str, topic: str, ranges: dict[int, tuple[int, int | None]] | None = None,
+                    timeout: float = 30.0) -> list[tuple[int, int, bytes | None]]:
+    """``(partition, offset, value)`` of the records of ``topic`` at offsets ``start`` .. ``end - 1`` of
+    each partition in ``ranges`` (``end`` None: to its current end; ``ranges`` None: every partition
+    from its beginning to its end), read outside any consumer group (nothing is committed). Raises
+    ``BrokerUnavailable`` when not all of them can be read within ``timeout``: a caller must not go
+    on with a gap. A topic that does not exist holds nothing."""
     from confluent_kafka import Consumer, TopicPartition
 
-    if end <= start:
-        return []
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"runlens-read-range-{topic}",
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"runlens-reader-{topic}",
                          "enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 10,
                          "socket.connection.setup.timeout.ms": 5000})
-    records: list[tuple[int, bytes | None]] = []
+    records: list[tuple[int, int, bytes | None]] = []
     try:
-        consumer.assign([TopicPartition(topic, partition, start)])
+        if ranges is None:
+            metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+            if metadata is None or metadata.error is not None:
+                return records
+            ranges = {p: (0, None) for p in metadata.partitions}
+        pending = {p: end for p, (start, end) in ranges.items() if end is None or end > start}
+        if not pending:
+            return records
+        consumer.assign([TopicPartition(topic, p, ranges[p][0]) for p in pending])
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while pending and time.monotonic() < deadline:
             message = consumer.poll(0.2)
             if message is None:
                 continue
-            error = message.error()
+            partition, error = message.partition(), message.error()
             if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    break
-                raise BrokerUnavailable(f"reading {topic}[{partition}]: {error.str()}")
+                if error.code() != KafkaError._PARTITION_EOF:
+                    raise BrokerUnavailable(f"reading {topic}[{partition}]: {error.str()}")
+                if partition is not None:
+                    pending.pop(partition, None)   # at its end
+                continue
             offset = message.offset()
-            if offset is None or offset >= end:
-                break
-            records.append((offset, message.value()))
-        else:
-            raise BrokerUnavailable(f"reading {topic}[{partition}] offsets {start}..{end - 1} timed out")
+            if partition is None or offset is None or partition not in pending:
+                continue
+            end = pending[partition]
+            if end is not None and offset >= end:
+                pending.pop(partition)
+                continue
+            records.append((partition, offset, message.value()))
+            if end is not None and offset + 1 >= end:
+                pending.pop(partition)
+        if pending:
+            raise BrokerUnavailable(f"reading {topic} partitions {sorted(pending)} timed out after {timeout:.0f}s")
     finally:
         consumer.close()
     return records
+
+
+def read_range(brokers: str, topic: str, partition: int, start: int, end: int,
+               timeout: float = 30.0) -> list[tuple[int, bytes | None]]:
+    """The records of ``topic``/``partition`` at offsets ``start`` .. ``end - 1`` as (offset, value)
+    (``read_partitions``)."""
+    return [(offset, value) for _, offset, value in
+            read_partitions(brokers, topic, {partition: (start, end)}, timeout)]

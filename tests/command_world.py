@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from producers.engine import CommandServer, RunBook, start_engine
 from producers.kafka import CheckedProducer
@@ -43,6 +44,14 @@ class CommandWorld:
             lambda rows: len(rows) == 1 and rows[0][0] is not None, timeout=timeout,
             what=f"the outcome of {command_id}")
         return found[0]
+
+    def commands_end(self) -> int:
+        """The end offset of the commands topic: what has been published on it so far."""
+        consumer = Consumer({"bootstrap.servers": self.stack.brokers, "group.id": "probe"})
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(self.settings.commands_topic, 0), timeout=10)[1]
+        finally:
+            consumer.close()
 
 
 @pytest.fixture(scope="session", name="command_world")

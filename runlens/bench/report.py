@@ -17,6 +17,14 @@ def _fmt(value: Any, digits: int = 0) -> str:
     return str(value)
 
 
+
+def _client_and_warehouse_cpu(figures: dict[str, Any]) -> str:
+    """CPU seconds per million events of a client and, when measured, of the warehouse it wrote to."""
+    cpu = f"{_fmt(figures.get('cpu_s_per_million'), 2)} (client)"
+    if figures.get("warehouse_cpu_s_per_million") is not None:
+        cpu += f" + {_fmt(figures['warehouse_cpu_s_per_million'], 2)} (warehouse)"
+    return cpu
+
 def _x(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
@@ -121,18 +129,14 @@ def render_markdown(result: dict[str, Any]) -> str:
                          f"{cpu} | {_x(tp.get('ratio_to', {}).get(name))} |")
     p1, peer = base.get("P1") or {}, result.get("peer") or {}
     if p1.get("events_per_s"):
-        cpu = f"{_fmt(p1.get('cpu_s_per_million'), 2)} (client)"
-        if p1.get("warehouse_cpu_s_per_million") is not None:
-            cpu += f" + {_fmt(p1['warehouse_cpu_s_per_million'], 2)} (warehouse)"
+        cpu = _client_and_warehouse_cpu(p1)
         lines.append(f"| P1 peer: a quix-streams application (BatchingSink) splitting the same events' multi-event "
                      f"records ({_fmt(p1.get('records'))} records), validating each line with the contract and "
                      f"inserting into the same warehouse process | {_fmt(p1['events'])} | {p1['seconds']:.2f} | "
                      f"{_fmt(p1['events_per_s'])} | {cpu} | {_x(peer.get('runlens_to_P1_prefilled'))} |")
         live = p1.get("as_pipeline") or {}
         if live.get("events_per_s"):
-            cpu = f"{_fmt(live.get('cpu_s_per_million'), 2)} (client)"
-            if live.get("warehouse_cpu_s_per_million") is not None:
-                cpu += f" + {_fmt(live['warehouse_cpu_s_per_million'], 2)} (warehouse)"
+            cpu = _client_and_warehouse_cpu(live)
             lines.append(f"| P1 peer timed as the pipeline: running while the events are produced (emitter path), "
                          f"first send -> last insert | {_fmt(live['events'])} | {live['seconds']:.2f} | "
                          f"{_fmt(live['events_per_s'])} | {cpu} | {_x(peer.get('runlens_to_P1'))} |")

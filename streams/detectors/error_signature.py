@@ -8,14 +8,13 @@ from datetime import datetime
 
 from streams.detectors.alert import (
     Alert,
-    Watermark,
     _alert_id,
     _dt,
     _fmt_duration,
     _ms,
     _require_at_least,
 )
-from streams.detectors.ordered import Changes, Item, OrderedAccount, OrderedDetector
+from streams.detectors.ordered import Changes, Item, OrderedAccount, OrderedDetector, RunLevelDetector
 
 _DAY_MS = 86_400_000
 
@@ -48,7 +47,7 @@ def signature_subject(workflow_id: str, code: str, error_class: str) -> str:
     return f"{workflow_id}:{code}:{error_class}"
 
 
-class NewErrorSignatureDetector:
+class NewErrorSignatureDetector(RunLevelDetector):
     """A failed run whose error (code, class) the workflow has never failed with, or not for
     ``forget_days`` (event time). Judged only once the workflow is known: at least
     ``learn_minutes`` of its history and ``min_runs`` finished runs before the failure (so a
@@ -72,18 +71,11 @@ class NewErrorSignatureDetector:
         self.min_runs, self.max_signatures, self.max_workflows = int(min_runs), int(max_signatures), int(max_workflows)
         self._core = _SignatureCore(self, max_accounts)
 
-    @property
-    def stats(self) -> dict[str, int]:
-        return self._core.stats
-
     def run_finished(self, account_id: str, workflow_id: str, workflow_name: str, finished_at: datetime,
                      failed: bool, error_code: str = "", error_class: str = "") -> None:
         """A finished run; a failure with its error code and class (``""`` when unknown)."""
         self._core._push(account_id, (_ms(finished_at, "finished_at"), workflow_id, bool(failed),
                                       error_code if failed else "", error_class if failed else "", workflow_name))
-
-    def advance(self, watermark: Watermark) -> list[Alert]:
-        return self._core.advance(watermark)
 
     def state_sizes(self) -> dict[str, int]:
         accounts = self._core._accounts.values()
@@ -98,13 +90,7 @@ class NewErrorSignatureDetector:
                 f"signature; resolves after {self.quiet_minutes:g} min without it.")
 
 
-class _SignatureCore(OrderedDetector):
-    kind = NewErrorSignatureDetector.kind
-
-    def __init__(self, rule: NewErrorSignatureDetector, max_accounts: int) -> None:
-        super().__init__(max_accounts)
-        self.rule = rule
-
+class _SignatureCore(OrderedDetector[NewErrorSignatureDetector]):
     def _apply(self, acct: OrderedAccount, item: Item, T: int, out: Changes) -> None:
         ts, workflow_id, failed, code, error_class, name = item
         rule, state = self.rule, acct.state

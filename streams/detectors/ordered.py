@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import sys
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from streams.detectors.alert import _MINUTE_MS, Alert, Watermark, _lru_account, _targets
 
@@ -45,16 +45,26 @@ def _forget(acct: OrderedAccount) -> None:
     """An evicted account's alerts are never resolved."""
 
 
-class OrderedDetector:
-    """Base of the run-level detectors: ``_push`` inputs, ``advance`` to a watermark. Subclasses
-    define ``kind``, ``_apply`` (one input, in time order), ``_tick`` (judge at a boundary) and
-    ``_due`` (the earliest time something may fire or resolve without new input)."""
+class Rule(Protocol):
+    """A run-level detector's public face: its alert kind and thresholds."""
 
-    kind = ""
+    kind: str
 
-    def __init__(self, max_accounts: int) -> None:
+
+R = TypeVar("R", bound=Rule)
+
+
+class OrderedDetector(Generic[R]):
+    """Base of the run-level detectors' cores: ``_push`` inputs, ``advance`` to a watermark, judged
+    by the thresholds of ``rule`` (the public detector) and raising alerts of its kind. Subclasses
+    define ``_apply`` (one input, in time order), ``_tick`` (judge at a boundary) and ``_due`` (the
+    earliest time something may fire or resolve without new input)."""
+
+    def __init__(self, rule: R, max_accounts: int) -> None:
         if max_accounts < 1:
             raise ValueError("max_accounts must be >= 1")
+        self.rule = rule
+        self.kind = rule.kind
         self.max_accounts = int(max_accounts)
         self._accounts: OrderedDict[str, OrderedAccount] = OrderedDict()
         self.stats = {"ticks": 0, "late_inputs": 0}
@@ -125,3 +135,17 @@ class OrderedDetector:
         return {"accounts": len(self._accounts),
                 "pending": sum(len(a.pending) for a in self._accounts.values()),
                 "keys": sum(len(a.state) for a in self._accounts.values())}
+
+
+class RunLevelDetector:
+    """The public face of a run-level detector: its thresholds, its inputs, and ``advance`` and
+    ``stats`` of the core (an ``OrderedDetector``) that holds its state."""
+
+    _core: OrderedDetector[Any]
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self._core.stats
+
+    def advance(self, watermark: Watermark) -> list[Alert]:
+        return self._core.advance(watermark)

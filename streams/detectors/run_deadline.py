@@ -14,14 +14,13 @@ import orjson
 
 from streams.detectors.alert import (
     Alert,
-    Watermark,
     _alert_id,
     _dt,
     _fmt_duration,
     _ms,
     _require_at_least,
 )
-from streams.detectors.ordered import Changes, Item, OrderedAccount, OrderedDetector
+from streams.detectors.ordered import Changes, Item, OrderedAccount, OrderedDetector, RunLevelDetector
 
 _TOMBSTONE_MS = 30 * 60_000
 
@@ -73,7 +72,7 @@ class _DeadlineState:
         self.due: list[tuple[int, str]] = []    # (deadline ms, run id); stale entries skipped
 
 
-class RunDeadlineDetector:
+class RunDeadlineDetector(RunLevelDetector):
     """A run still running past its workflow's limit: the configured one (``limits``: seconds
     by ``account/workflow_id`` or ``workflow_id``), else ``factor`` x the ``quantile`` (p99) of the
     workflow's last ``sample_size`` finished durations once it has ``min_samples`` of them
@@ -107,10 +106,6 @@ class RunDeadlineDetector:
         self.max_open_runs, self.max_workflows, self.max_done = int(max_open_runs), int(max_workflows), int(max_done)
         self._core = _DeadlineCore(self, max_accounts)
 
-    @property
-    def stats(self) -> dict[str, int]:
-        return self._core.stats
-
     def run_started(self, account_id: str, workflow_id: str, workflow_name: str, run_id: str,
                     started_at: datetime) -> None:
         self._core._push(account_id, (_ms(started_at, "started_at"), 0, run_id, workflow_id, workflow_name, -1))
@@ -119,9 +114,6 @@ class RunDeadlineDetector:
                      finished_at: datetime) -> None:
         started = -1 if started_at is None else _ms(started_at, "started_at")
         self._core._push(account_id, (_ms(finished_at, "finished_at"), 1, run_id, workflow_id, "", started))
-
-    def advance(self, watermark: Watermark) -> list[Alert]:
-        return self._core.advance(watermark)
 
     def limit(self, account_id: str, workflow_id: str, durations: deque[int] | None) -> tuple[int | None, str]:
         """(limit ms or None, where it comes from: configured / p99 / cold floor)."""
@@ -156,13 +148,7 @@ class RunDeadlineDetector:
                 f"{_fmt_duration(self.floor_seconds)}), else {cold}. Resolve when the run finishes.")
 
 
-class _DeadlineCore(OrderedDetector):
-    kind = RunDeadlineDetector.kind
-
-    def __init__(self, rule: RunDeadlineDetector, max_accounts: int) -> None:
-        super().__init__(max_accounts)
-        self.rule = rule
-
+class _DeadlineCore(OrderedDetector[RunDeadlineDetector]):
     @staticmethod
     def _state(acct: OrderedAccount) -> _DeadlineState:
         st = acct.state.get("s")

@@ -9,14 +9,13 @@ from datetime import datetime
 
 from streams.detectors.alert import (
     Alert,
-    Watermark,
     _alert_id,
     _dt,
     _fmt_duration,
     _ms,
     _require_at_least,
 )
-from streams.detectors.ordered import Changes, Item, OrderedAccount, OrderedDetector
+from streams.detectors.ordered import Changes, Item, OrderedAccount, OrderedDetector, RunLevelDetector
 
 
 class _Rhythm:
@@ -38,7 +37,7 @@ _HOUR_MS = 3_600_000
 _WEEK_HOURS = 168
 
 
-class SilentWorkflowDetector:
+class SilentWorkflowDetector(RunLevelDetector):
     """A workflow that produced at least ``min_runs`` runs (``run.queued``) in the
     ``baseline_hours`` before its latest run, and has then produced none for longer than
     max(``factor`` x its usual gap, ``floor_minutes``): the usual gap is the ``quantile`` of
@@ -72,16 +71,9 @@ class SilentWorkflowDetector:
         self.min_expected = float(min_expected)
         self._core = _SilentCore(self, max_accounts)
 
-    @property
-    def stats(self) -> dict[str, int]:
-        return self._core.stats
-
     def run_arrived(self, account_id: str, workflow_id: str, workflow_name: str, at: datetime) -> None:
         """A run of the workflow was queued at ``at`` (event time)."""
         self._core._push(account_id, (_ms(at, "at"), workflow_id, workflow_name))
-
-    def advance(self, watermark: Watermark) -> list[Alert]:
-        return self._core.advance(watermark)
 
     def threshold_seconds(self, account_id: str, workflow_id: str) -> float | None:
         """The workflow's current silence threshold (None: too few runs to judge)."""
@@ -150,13 +142,7 @@ class SilentWorkflowDetector:
                 f"account's watermark moves, also when its input went quiet (the watermark follows the wall clock).")
 
 
-class _SilentCore(OrderedDetector):
-    kind = SilentWorkflowDetector.kind
-
-    def __init__(self, rule: SilentWorkflowDetector, max_accounts: int) -> None:
-        super().__init__(max_accounts)
-        self.rule = rule
-
+class _SilentCore(OrderedDetector[SilentWorkflowDetector]):
     def _apply(self, acct: OrderedAccount, item: Item, T: int, out: Changes) -> None:
         at, workflow_id, name = item
         rule, state = self.rule, acct.state

@@ -10,7 +10,6 @@ from datetime import datetime
 
 from streams.detectors.alert import (
     Alert,
-    Watermark,
     _alert_id,
     _dt,
     _fmt_chance,
@@ -19,7 +18,7 @@ from streams.detectors.alert import (
     _ms,
     _require_at_least,
 )
-from streams.detectors.ordered import Changes, Item, OrderedAccount, OrderedDetector
+from streams.detectors.ordered import Changes, Item, OrderedAccount, OrderedDetector, RunLevelDetector
 from streams.detectors.stats import binomial_tail
 
 
@@ -52,7 +51,7 @@ def _quantile(values: deque[int], q: float) -> int:
     return ordered[max(1, math.ceil(q * len(ordered))) - 1]
 
 
-class VersionRegressionDetector:
+class VersionRegressionDetector(RunLevelDetector):
     """The newest version of a workflow (by version number, of its finished runs) against the
     version before it, once both have >= ``min_runs`` finished runs: a regression when the new
     version's failure rate is >= ``min_ratio`` x the previous one's (smoothed as if
@@ -88,18 +87,11 @@ class VersionRegressionDetector:
         self.max_workflows = int(max_workflows)
         self._core = _RegressionCore(self, max_accounts)
 
-    @property
-    def stats(self) -> dict[str, int]:
-        return self._core.stats
-
     def run_finished(self, account_id: str, workflow_id: str, workflow_name: str, version: int,
                      started_at: datetime | None, finished_at: datetime, failed: bool) -> None:
         f = _ms(finished_at, "finished_at")
         duration = -1 if started_at is None else max(0, f - _ms(started_at, "started_at"))
         self._core._push(account_id, (f, workflow_id, int(version), bool(failed), duration, workflow_name))
-
-    def advance(self, watermark: Watermark) -> list[Alert]:
-        return self._core.advance(watermark)
 
     def judge(self, new: _Version, prev: _Version) -> dict[str, float] | None:
         """The figures of a regression of ``new`` against ``prev``, None when there is none."""
@@ -141,13 +133,7 @@ class VersionRegressionDetector:
                 f"{self.clear_checks} judgements in a row without the condition, or when a newer version appears.")
 
 
-class _RegressionCore(OrderedDetector):
-    kind = VersionRegressionDetector.kind
-
-    def __init__(self, rule: VersionRegressionDetector, max_accounts: int) -> None:
-        super().__init__(max_accounts)
-        self.rule = rule
-
+class _RegressionCore(OrderedDetector[VersionRegressionDetector]):
     def _apply(self, acct: OrderedAccount, item: Item, T: int, out: Changes) -> None:
         _, workflow_id, version, failed, duration, name = item
         rule, state = self.rule, acct.state

@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from producers.commands import make_command, send_command
 from schemas.commands import CommandAction
@@ -80,11 +79,11 @@ def test_stop_of_a_finished_run(command_world: CommandWorld, run_cli) -> None:
     world = command_world
     finished = world.rows("SELECT run_id FROM runs WHERE account_id = 'globex' AND status = 'success' "
                           "ORDER BY run_id LIMIT 1")[0][0]
-    before = _end_offset(world)
+    before = world.commands_end()
     refused = run_cli("runs", "stop", finished, "--account", "globex", env=_env(world))
     assert refused.code == 1 and refused.stdout == ""
     assert refused.stderr.strip() == f"runlens: error: run '{finished}' already finished (success): nothing to stop"
-    assert _end_offset(world) == before   # the CLI published nothing
+    assert world.commands_end() == before   # the CLI published nothing
     # another client publishes the stop anyway: the engine answers already_finished
     send_command(world.producer, world.settings.commands_topic,
                  make_command("globex", finished, CommandAction.STOP, command_id="stop-finished"))
@@ -108,14 +107,6 @@ def test_stop_of_a_running_run_keeps_its_finished_steps(command_world: CommandWo
                        "AND run_id = {r:String} ORDER BY step_index, attempt", r=run_id)
     assert set(done_before) <= set(after)                      # finished steps stay as they were
     assert after[-1][2] == "skipped" and all(s != "running" for _, _, s in after)
-
-
-def _end_offset(world: CommandWorld) -> int:
-    consumer = Consumer({"bootstrap.servers": world.stack.brokers, "group.id": "probe"})
-    try:
-        return consumer.get_watermark_offsets(TopicPartition(world.settings.commands_topic, 0), timeout=10)[1]
-    finally:
-        consumer.close()
 
 
 def _topic_values(world: CommandWorld, topic: str) -> list[bytes]:

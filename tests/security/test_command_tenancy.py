@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from producers.commands import make_command, send_command
 from schemas.commands import CommandAction
@@ -17,14 +16,6 @@ from tests.command_world import CommandWorld, command_world_fixture  # noqa: F40
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.security
-
-
-def _end_offset(world: CommandWorld) -> int:
-    consumer = Consumer({"bootstrap.servers": world.stack.brokers, "group.id": "probe"})
-    try:
-        return consumer.get_watermark_offsets(TopicPartition(world.settings.commands_topic, 0), timeout=10)[1]
-    finally:
-        consumer.close()
 
 
 def _globex_failed_run(world: CommandWorld) -> str:
@@ -37,11 +28,11 @@ def test_a_run_of_another_account_is_refused_in_one_line_and_nothing_is_publishe
         command_world: CommandWorld, run_cli, verb: str) -> None:
     world = command_world
     victim = _globex_failed_run(world)
-    before, handled = _end_offset(world), world.server.handled
+    before, handled = world.commands_end(), world.server.handled
     result = run_cli("runs", verb, victim, "--account", "acme", env=dict(world.settings.to_env()))
     assert result.code == 1 and result.stdout == ""
     assert result.stderr == f"runlens: error: run '{victim}' not found in account 'acme'\n"
-    assert _end_offset(world) == before and world.server.handled == handled
+    assert world.commands_end() == before and world.server.handled == handled
     assert world.rows("SELECT count() FROM run_commands WHERE run_id = {r:String}", r=victim) == [(0,)]
 
 
