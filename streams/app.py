@@ -118,6 +118,7 @@ class WorkerStats:
     warehouse_retries: int = 0
     alerts: int = 0
     warehouse_healthy: bool = True
+    bad_packets: int = 0                # records of the detector topic that were not packets (skipped)
     detector_snapshot_bytes: int = 0    # the last detector snapshot written (all chunks)
     detector_snapshot_ms: float = 0.0   # and how long taking it took
     last_batch_at: float = 0.0
@@ -275,7 +276,6 @@ class IngestWorker:
         self.detecting = asyncio.Lock()   # one packet or sweep at a time
         self.sending = asyncio.Lock()     # a batch's signals and a status broadcast never interleave
         self.signaled_to: dict[int, int] = {}   # events partition -> newest offset whose signals were sent
-        self.bad_packets = 0
         self.webhook = WebhookNotifier(config.alert_webhook_url) if config.alert_webhook_url else None
         self.deadlines = parse_deadlines(config.alert_deadlines)   # a bad setting stops the worker at start
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
@@ -403,12 +403,11 @@ class IngestWorker:
         started = time.perf_counter()
         records = sorted(_records(events), key=lambda r: (r.partition, r.offset))
         stats.events_in += len(records)
-        observed = 0
         received = datetime.now(UTC)   # the clock event times are judged against, once per batch
         tally = BatchTally(records=len(records))
         async with self.sending:
             for group in record_groups(records, self.config.insert_max_rows, GROUP_MAX_BYTES):
-                observed += await self.process_records(group, received, tally)
+                await self.process_records(group, received, tally)
         stats.batches += 1
         stats.last_batch_at = time.time()
         self.keep_batch_figures(tally, time.perf_counter() - started, stats.last_batch_at)
@@ -537,7 +536,7 @@ class IngestWorker:
         try:
             packet = unpack(value)
         except BadPacket as exc:
-            self.bad_packets += 1
+            self.stats.bad_packets += 1
             log.warning("skipped record %d of the detector topic: %s", offset, exc)
         else:
             raised = detectors.apply(packet, datetime.now(UTC))
@@ -564,14 +563,15 @@ class IngestWorker:
         detectors.partitions = config.partitions            # the events topic's, also after a restore
         if detectors.detectors.run_deadline is not None:    # the setting of now, also after a restore
             detectors.detectors.run_deadline.limits = dict(self.deadlines)
-        if offset > detectors.applied_to + 1:
+        held = detectors.applied_to
+        if offset > held + 1:
             loop = asyncio.get_running_loop()
             gap = await loop.run_in_executor(None, read_range, self.brokers, config.detector_topic, partition,
-                                             detectors.applied_to + 1, offset)
+                                             held + 1, offset)
             for at, value in gap:
                 await self.apply_packet(detectors, at, value)
             log.info("detector partition %d restored: snapshot to offset %d, %d packets after it", partition,
-                     detectors.applied_to - len(gap), len(gap))
+                     held, len(gap))
         self.detection[partition] = detectors
         self.snapshot_at[partition] = time.monotonic()
         return detectors

@@ -52,11 +52,10 @@ class PartitionDetectors:
                  future_tolerance: timedelta = FUTURE_TOLERANCE, idle: timedelta = IDLE_TIMEOUT,
                  partitions: int = 1, now: Callable[[], datetime] = _utc_now):
         self.detectors = detectors or Detectors()
-        self.lateness = lateness
         self.watermarks = AccountWatermarks(lateness, future_tolerance, idle)
         self.applied: dict[int, tuple[int, int]] = {}   # events partition -> newest (offset, line) applied
-        self.lagging: dict[int, bool] = {}              # events partition -> records not read yet
-        self.status_at: dict[int, datetime] = {}        # events partition -> when its status was last heard
+        # events partition -> (records not read yet, when that was last heard)
+        self.status: dict[int, tuple[bool, datetime]] = {}
         self.partitions = partitions                    # of the events topic
         self.applied_to = -1                            # offset of the last packet applied (set by the worker)
         self._now = now
@@ -85,8 +84,7 @@ class PartitionDetectors:
         now = self._now() if now is None else now
         for signal in packet.signals:
             self.observe(signal, now)
-        self.lagging.update(packet.lagging)
-        self.status_at.update(dict.fromkeys(packet.lagging, now))
+        self.status.update((p, (lagging, now)) for p, lagging in packet.lagging.items())
         return self.advance(now)
 
     def advance(self, now: datetime | None = None, *, every_account: bool = False) -> list[Alert]:
@@ -102,8 +100,7 @@ class PartitionDetectors:
         for ``STATUS_STALE`` (their worker is gone, or has not reported yet: nothing says they are
         read to their end)."""
         stale = now - STATUS_STALE
-        return {p for p in range(self.partitions)
-                if self.lagging.get(p, True) or self.status_at.get(p, stale) <= stale}
+        return {p for p in range(self.partitions) if (s := self.status.get(p)) is None or s[0] or s[1] <= stale}
 
     # ---- durability
 
