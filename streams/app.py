@@ -295,6 +295,11 @@ class IngestWorker:
             broker_heartbeat_interval=1.0,
             broker_commit_interval=1.0,
             consumer_auto_offset_reset="earliest",
+            # the check compares a standby's read position with the changelog's high water, which a
+            # rebalance right after a worker's death can leave behind it (faust-streaming issue 158):
+            # it crashed the worker. Nothing relies on it: a snapshot carries the detector offset it
+            # holds, and a restore replays the detector topic after it (``detectors_of``).
+            recovery_consistency_check=False,
             producer_acks=-1,
             web_enabled=False,
             broker_client_id=f"runlens-worker-{os.getpid()}",   # `runlens status` finds the process by it
@@ -564,12 +569,14 @@ class IngestWorker:
         if detectors.detectors.run_deadline is not None:    # the setting of now, also after a restore
             detectors.detectors.run_deadline.limits = dict(self.deadlines)
         held = detectors.applied_to
+        gap: list[tuple[int, bytes | None]] = []
         if offset > held + 1:
             loop = asyncio.get_running_loop()
             gap = await loop.run_in_executor(None, read_range, self.brokers, config.detector_topic, partition,
                                              held + 1, offset)
             for at, value in gap:
                 await self.apply_packet(detectors, at, value)
+        if blob or gap:
             log.info("detector partition %d restored: snapshot to offset %d, %d packets after it", partition,
                      held, len(gap))
         self.detection[partition] = detectors

@@ -44,11 +44,15 @@ def wait_for(probe: Callable[[], T], done: Callable[[T], bool], *, timeout: floa
 
 def wait_caught_up(stack, timeout: float = 120) -> None:
     """Wait until the worker committed every record of the events and dead-letter topics."""
-    from producers.kafka import consumer_lag
+    from producers.kafka import partition_lags
 
     s = stack.settings
-    wait_for(lambda: consumer_lag(stack.brokers, s.consumer_group, [s.events_topic, s.dead_letter_topic]),
-             lambda lag: lag == 0, timeout=timeout, what="consumer lag to reach 0")
+
+    def lagging() -> dict[tuple[str, int], int]:   # named on a timeout: which partitions are behind
+        lags = partition_lags(stack.brokers, s.consumer_group, [s.events_topic, s.dead_letter_topic])
+        return {tp: lag for tp, lag in lags.items() if lag}
+
+    wait_for(lagging, lambda lags: not lags, timeout=timeout, what="consumer lag to reach 0")
 
 
 @contextmanager

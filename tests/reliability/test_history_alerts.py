@@ -21,6 +21,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from producers.kafka import read_partitions
 from producers.workload import Spike, WorkloadConfig, generate
 from schemas.validation import decode_event
 from streams.detection import PartitionDetectors
@@ -68,8 +69,14 @@ def _same_as(stack, expected: set[Row], what: str) -> list[Row]:
     """Wait until the stack's alerts are the oracle's (the last minutes are judged once the input
     has been quiet for IDLE_SECONDS); fail naming the difference."""
     wait_caught_up(stack, timeout=300)
-    found = wait_for(lambda: _alerts(stack), lambda rows: set(rows) == expected, timeout=90,
-                     what=f"the alerts of {what} to equal the oracle's")
+
+    def difference() -> tuple[set[Row], set[Row]]:   # (missing, extra): named on a timeout
+        found = set(_alerts(stack))
+        return expected - found, found - expected
+
+    wait_for(difference, lambda diff: diff == (set(), set()), timeout=90,
+             what=f"the alerts of {what} to equal the oracle's (missing, extra)")
+    found = _alerts(stack)
     assert len(found) == len(set(found)), "one alert state change stored under two ids"
     return found
 
@@ -121,7 +128,14 @@ def test_a_worker_killed_mid_stream_misses_no_alert_and_fires_none_twice(history
     def stored() -> int:
         return int(reader_of(stack).query("SELECT count() FROM events").result_rows[0][0])
 
-    wait_for(stored, lambda n: n > total * 0.4, timeout=300, what="40 % of the history stored")
+    def snapshotted() -> int:
+        """Detector partitions with a snapshot in the detector-state table's changelog."""
+        changelog = f"{stack.settings.consumer_group}-detector-state-changelog"
+        return len({partition for partition, _, _ in read_partitions(stack.brokers, changelog)})
+
+    # the kill lands after every detector partition has a snapshot, so the new owner restores one
+    wait_for(lambda: (stored(), snapshotted()), lambda got: got[0] > total * 0.4 and got[1] == 4, timeout=300,
+             what="40 % of the history stored and a snapshot of every detector partition")
     assert stack.stop_worker(signal.SIGKILL, index=1) == -signal.SIGKILL
     killed_at = time.monotonic()
     sender.join(300)
