@@ -34,6 +34,7 @@ from plotly.offline import get_plotlyjs
 from dashboards import attention_report, run_page
 from dashboards import panels as P
 from dashboards.macros import ALL, MacroError, TimeRange, Variable, expand_bound
+from schemas.times import parse_duration
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -46,12 +47,12 @@ MAX_POINTS = 300
 
 
 def parse_interval(text: str) -> float:
-    """Grafana's interval notation (``10s``, ``5m``, ``1h``, ``1d``, ``500ms``) in seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*", text)
-    if not match:
-        raise ValueError(f"not an interval: {text!r}")
-    value, unit = float(match.group(1)), match.group(2)
-    return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+    """Grafana's interval notation (``10s``, ``5m``, ``1h``, ``1d``, ``500ms``) in seconds
+    (``schemas.times.parse_duration``)."""
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError:
+        raise ValueError(f"not an interval: {text!r}") from None
 
 
 def query_interval(panel: P.Panel, since: datetime, until: datetime, max_points: int = MAX_POINTS) -> float:

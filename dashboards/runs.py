@@ -79,9 +79,26 @@ class QueryError(InputError):
 
 @dataclass
 class Query:
+    """A read-only query with every value bound (``params``); ``columns``: its result's names
+    when the caller needs them before it runs."""
+
     sql: str
     params: dict[str, Any] = field(default_factory=dict)
     columns: tuple[str, ...] = ()
+
+
+def window_clauses(column: str, since: datetime | None, until: datetime | None) -> tuple[list[str], dict[str, Any]]:
+    """The conditions of ``since <= column < until`` (a bound left out when None) and their
+    parameters (``since``, ``until``)."""
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    if since is not None:
+        clauses.append(f"{column} >= {{since:DateTime64(3, 'UTC')}}")
+        params["since"] = since
+    if until is not None:
+        clauses.append(f"{column} < {{until:DateTime64(3, 'UTC')}}")
+        params["until"] = until
+    return clauses, params
 
 
 # --------------------------------------------------------------------------- filters
@@ -134,15 +151,10 @@ class RunFilters:
     def where(self, alias: str = "") -> tuple[str, dict[str, Any]]:
         """The WHERE clause over the ``runs`` view (columns prefixed by ``alias.``) and its params."""
         p = f"{alias}." if alias else ""
-        clauses = [f"{p}account_id = {{account:String}}"]
-        params: dict[str, Any] = {"account": self.account}
-        moment = f"coalesce({p}started_at, {p}queued_at, {p}finished_at)"
-        if self.since is not None:
-            clauses.append(f"{moment} >= {{since:DateTime64(3, 'UTC')}}")
-            params["since"] = self.since
-        if self.until is not None:
-            clauses.append(f"{moment} < {{until:DateTime64(3, 'UTC')}}")
-            params["until"] = self.until
+        window, params = window_clauses(f"coalesce({p}started_at, {p}queued_at, {p}finished_at)",
+                                        self.since, self.until)
+        clauses = [f"{p}account_id = {{account:String}}", *window]
+        params = {"account": self.account, **params}
         lists = (
             ("statuses", "f_status", [f"{p}status"], "String"),
             ("types", "f_type", [f"{p}workflow_type"], "String"),

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
 from dashboards.runs import Query, QueryError
+from schemas import times
 
 _PARAM = re.compile(r"\{(\w+):([^{}]+)\}")
 _ENTRY = re.compile(r"^\s+(\w+)\s+(.*)$")
@@ -136,29 +137,14 @@ def load(name: str) -> LibraryQuery:
 # --------------------------------------------------------------------------- values
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
 def parse_time(text: str, now: datetime, what: str = "time") -> datetime:
     """``now``, ``today``, ``yesterday``, a duration ago (``24h``, ``7d``), an RFC 3339 time or a
-    date (``2026-11-16``, midnight UTC). Naive times are UTC. QueryError otherwise."""
-    text = (text or "").strip()
-    lowered = text.lower()
-    if lowered == "now":
-        return now
-    if lowered in ("today", "yesterday"):
-        midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        return midnight - timedelta(days=1) if lowered == "yesterday" else midnight
-    match = _DURATION.match(lowered)
-    if match:
-        return now - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    date (``2026-11-16``, midnight UTC) read by ``schemas.times.parse_time``. Naive times are
+    UTC. QueryError naming ``what`` otherwise."""
     try:
-        moment = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
-    except ValueError:
-        raise QueryError(f"{what}: invalid time {text!r} (use now, today, a duration like 24h or 7d, "
-                         "or RFC 3339 such as 2026-11-16T10:00:00Z)") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        return times.parse_time(text or "", now)
+    except ValueError as exc:
+        raise QueryError(f"{what}: {exc}") from None
 
 
 def convert(param: Param, text: str, now: datetime) -> Any:

@@ -10,10 +10,11 @@ placed in SQL text. Percentiles are merged from t-digest states, never averaged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from dashboards.runs import Query, window_clauses
 from schemas.errors import InputError
 
 GRAINS = {
@@ -63,13 +64,7 @@ class Filters:
     card: str | None = None
 
     def where(self, dims: dict[str, str], time_column: str = "bucket") -> tuple[str, dict[str, Any]]:
-        clauses, params = [], {}
-        if self.since is not None:
-            clauses.append(f"{time_column} >= {{since:DateTime64(3, 'UTC')}}")
-            params["since"] = self.since
-        if self.until is not None:
-            clauses.append(f"{time_column} < {{until:DateTime64(3, 'UTC')}}")
-            params["until"] = self.until
+        clauses, params = window_clauses(time_column, self.since, self.until)
         for name, column in dims.items():
             value = getattr(self, name, None)
             if value is None:
@@ -78,12 +73,6 @@ class Filters:
             clauses.append(f"{column} = {{f_{name}:{ch_type}}}")
             params[f"f_{name}"] = value
         return (" AND ".join(clauses) or "1"), params
-
-
-@dataclass
-class Query:
-    sql: str
-    params: dict[str, Any] = field(default_factory=dict)
 
 
 def _group(by: list[str], dims: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -331,9 +320,9 @@ def alerts(filters: Filters, state: str | None) -> Query:
     if filters.account:
         clauses.append("account_id = {f_account:String}")
         params["f_account"] = filters.account
-    if filters.since:
-        clauses.append("started_at >= {since:DateTime64(3, 'UTC')}")
-        params["since"] = filters.since
+    window, bounds = window_clauses("started_at", filters.since, None)   # alerts that started since
+    clauses += window
+    params.update(bounds)
     if state:
         clauses.append("state = {state:String}")
         params["state"] = state

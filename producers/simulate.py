@@ -8,7 +8,6 @@ only after the broker acknowledged everything sent; ``stop`` ends it early and c
 from __future__ import annotations
 
 import random
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,30 +20,7 @@ import orjson
 from producers.engine import RunBook
 from producers.kafka import CheckedProducer, EventBatcher
 from producers.workload import WorkloadConfig, corrupt, generate
-from schemas.errors import InputError
-
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d|w)?\s*$", re.ASCII | re.IGNORECASE)
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
-MAX_DURATION = timedelta(days=36_500)
-
-
-class DurationOutOfRange(InputError):
-    """A well-formed duration longer than MAX_DURATION."""
-
-    code = "duration_out_of_range"
-
-
-def parse_duration(text: str) -> timedelta:
-    """'90s', '10m', '2h', '30d', '1w' (a bare number is seconds), ASCII digits, at most 36,500 days
-    (100 years); ValueError (DurationOutOfRange when too long) otherwise."""
-    match = _DURATION.match(text)
-    if not match:
-        shown = text if len(text) <= 40 else text[:37] + "..."
-        raise ValueError(f"invalid duration {shown!r} (use ASCII digits and a unit, e.g. 90s, 10m, 2h, 30d)")
-    seconds = float(match.group(1)) * _UNITS[match.group(2) and match.group(2).lower()]
-    if seconds > MAX_DURATION.total_seconds():
-        raise DurationOutOfRange(f"duration {text.strip()!r} is longer than {MAX_DURATION.days:,} days")
-    return timedelta(seconds=seconds)
+from schemas.times import parse_instant
 
 
 @dataclass
@@ -114,7 +90,7 @@ def run_simulation(
     corrupter = random.Random(config.seed ^ 0xBAD)
     last_progress = 0.0
     for count, event in enumerate(generate(config, start, end, live_from=now), start=1):
-        ts = _parse_ts(event["ts"])
+        ts = parse_instant(event["ts"])
         live = ts >= now
         if live and pace:
             wait = (ts - now).total_seconds() - (time.monotonic() - wall_start)
@@ -147,6 +123,3 @@ def run_simulation(
     report.seconds = time.monotonic() - wall_start
     return report
 
-
-def _parse_ts(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -26,8 +26,10 @@ Events are merged in time order with a heap; memory is bounded by the runs in fl
 Modules: ``spec`` (``Spike``, ``Backlog``, ``WorkloadConfig``, their text parsers and the
 shared time helpers), ``templates`` (tenants and workflow templates), ``failures`` (error codes,
 messages, traces, fixes), ``catalog`` (accounts and workflows built from the templates,
-``catalog()``), ``generator`` (``generate`` and workflow versions), ``perturb`` (delivery faults:
-``perturb``, ``corrupt``). Import from the package: ``from producers.workload import generate``.
+``catalog()``), ``versions`` (when versions bump and what each changed), ``run`` (one run's
+events; ``RunRenderer``), ``generator`` (``generate``: arrivals, the concurrency queue, the merge
+in time order), ``perturb`` (delivery faults: ``perturb``, ``corrupt``). Import from the
+package: ``from producers.workload import generate``.
 """
 
 from __future__ import annotations

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import math
-import re
 import time as _time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from schemas.times import DurationOutOfRange, parse_time
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -44,29 +45,19 @@ def _fmt(ms: int) -> str:
     return f"{prefix}:{sec:02d}.{milli:03d}Z"
 
 
-_RELATIVE = re.compile(r"^([+-])\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$")
-_REL_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
 def _parse_when(kind: str, text: str, now: datetime) -> datetime:
-    """Absolute RFC 3339 time (naive = UTC), ``now``, or relative ``+5m`` / ``-2h`` / ``+30s``."""
+    """Absolute RFC 3339 time (naive = UTC), ``now``, or relative ``+5m`` / ``-2h`` / ``+30s``
+    (``schemas.times.parse_time``, signed); ValueError naming ``kind`` otherwise."""
     text = text.strip()
-    if text.lower() == "now":
-        base = now
-    elif match := _RELATIVE.match(text):
-        sign, amount, unit = match.groups()
-        delta = timedelta(seconds=float(amount) * _REL_UNITS[unit])
-        base = now + delta if sign == "+" else now - delta
-    else:
-        try:
-            base = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(
-                f"{kind}: bad at={text!r} (use an RFC 3339 time like 2026-11-20T10:00:00Z "
-                "or a relative time like +5m, -2h, +30s)"
-            ) from None
-        if base.tzinfo is None:
-            base = base.replace(tzinfo=UTC)
+    try:
+        base = parse_time(text, now, "signed")
+    except DurationOutOfRange as exc:
+        raise ValueError(f"{kind}: bad at={text!r} ({exc})") from None
+    except ValueError:
+        raise ValueError(
+            f"{kind}: bad at={text!r} (use an RFC 3339 time like 2026-11-20T10:00:00Z "
+            "or a relative time like +5m, -2h, +30s)"
+        ) from None
     if base.tzinfo is None:
         raise ValueError(f"{kind}: `now` must be timezone-aware to resolve at={text!r}")
     return base.astimezone(UTC)

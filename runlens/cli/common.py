@@ -1,7 +1,8 @@
 """What every ``runlens`` command module shares, and nothing that is a command.
 
 Consoles (``out``/``err``), safe output (``printable``, ``csv_safe``, ``write_rows``), argument
-checks and the one time parser (``parse_when``) and duration parser (``parse_duration_option``),
+checks and the command line's readings of times (``parse_when``) and durations
+(``parse_duration_option``), both by the one parser of each in ``schemas.times``,
 settings (``settings_of``), the read-only query client (``query_client``) and the one
 "run a query, translate its error" path (``run_query``/``run_and_report``), signal handling
 (``stop_on_signals``) and the error translation of ``main`` (``run_app``: one line on stderr, exit
@@ -188,8 +189,7 @@ def parse_when(text: str, option: str = "time", now: datetime | None = None) -> 
     """A point in time from the command line: now, today, yesterday, a duration ago (90s, 24h, 7d,
     2w), a date or an RFC 3339 time (naive means UTC), in ASCII, from 1900-01-01 to 2299-12-31.
     BadArgument otherwise."""
-    from dashboards.sqllib import QueryError, parse_time
-    from producers.simulate import DurationOutOfRange, parse_duration
+    from schemas.times import parse_time
 
     now = now or datetime.now(UTC)
     check_text(text, option, 64)
@@ -197,16 +197,11 @@ def parse_when(text: str, option: str = "time", now: datetime | None = None) -> 
         raise BadArgument(f"{option}: invalid time {shown(text)} (use ASCII digits: a duration like 24h or 7d, "
                           "a date or RFC 3339)")
     try:
-        moment = now - parse_duration(text)
-    except DurationOutOfRange as exc:
+        moment = parse_time(text, now)
+    except ValueError as exc:   # an invalid time, or a duration over 36,500 days
         raise BadArgument(f"{option}: {exc}") from None
-    except ValueError:
-        try:
-            moment = parse_time(text, now, option)
-        except QueryError as exc:
-            raise BadArgument(str(exc)) from None
-        except OverflowError:
-            raise BadArgument(f"{option}: {shown(text)} is out of range") from None
+    except OverflowError:
+        raise BadArgument(f"{option}: {shown(text)} is out of range") from None
     if not TIME_MIN <= moment < TIME_MAX:
         raise BadArgument(f"{option}: {shown(text)} is outside 1900-01-01 .. 2299-12-31")
     return moment
@@ -214,7 +209,7 @@ def parse_when(text: str, option: str = "time", now: datetime | None = None) -> 
 
 def parse_duration_option(text: str, option: str) -> timedelta:
     """A duration option (90s, 10m, 2h, 30d; at most 36,500 days); BadArgument otherwise."""
-    from producers.simulate import parse_duration
+    from schemas.times import parse_duration
 
     try:
         return parse_duration(check_text(text, option, 64))

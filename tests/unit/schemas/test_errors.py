@@ -12,8 +12,8 @@ from dashboards.stats import StatsError
 from embedded.access import EngineError, Refused
 from embedded.stack import StackNotRunning
 from producers.kafka import BrokerUnavailable, DeliveryFailed
-from producers.simulate import DurationOutOfRange, parse_duration
 from schemas.errors import InputError, PoisonError, RetryableError, RunlensError, UnavailableError
+from schemas.times import DurationOutOfRange, parse_duration
 from sinks.clickhouse import (
     TRANSIENT_SERVER_CODES,
     Warehouse,
