@@ -23,7 +23,7 @@ Each run draws from its own generator (seeded from the arrival stream), so injec
 or a backlog changes the affected runs and queue timings, not every other run's outcome.
 Events are merged in time order with a heap; memory is bounded by the runs in flight.
 
-Modules: ``spec`` (``Spike``, ``Backlog``, ``WorkloadConfig``, their text parsers and the
+Modules: ``spec`` (``Spike``, ``Backlog``, ``Silence``, ``WorkloadConfig``, their text parsers and the
 shared time helpers), ``templates`` (tenants and workflow templates), ``failures`` (error codes,
 messages, traces, fixes), ``catalog`` (accounts and workflows built from the templates,
 ``catalog()``), ``versions`` (when versions bump and what each changed), ``run`` (one run's
@@ -35,8 +35,9 @@ package: ``from producers.workload import generate``.
 from __future__ import annotations
 
 from producers.workload.catalog import catalog
-from producers.workload.generator import generate
+from producers.workload.generator import check_workload, generate
 from producers.workload.perturb import corrupt, perturb
-from producers.workload.spec import Backlog, Spike, WorkloadConfig
+from producers.workload.spec import Backlog, Silence, Spike, WorkloadConfig
 
-__all__ = ["Spike", "Backlog", "WorkloadConfig", "generate", "catalog", "perturb", "corrupt"]
+__all__ = ["Spike", "Backlog", "Silence", "WorkloadConfig", "check_workload", "generate", "catalog", "perturb",
+           "corrupt"]

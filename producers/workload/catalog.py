@@ -89,6 +89,7 @@ class _Workflow:
     spike_step: int  # the step and code an injected spike fails with
     spike_code: str
     spikes: list[_Window] = field(default_factory=list)
+    silences: list[_Window] = field(default_factory=list)   # (start, end, 0.0): no run starts inside
 
 
 @dataclass(slots=True, eq=False)

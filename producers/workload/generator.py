@@ -22,6 +22,7 @@ from producers.workload.spec import (
     _HOUR_MS,
     _QUARTER_MS,
     _WEEK_QUARTERS,
+    Silence,
     Spike,
     WorkloadConfig,
     _to_ms,
@@ -41,11 +42,25 @@ def generate(config: WorkloadConfig, start: datetime, end: datetime,
     seasonality; from ``live_from`` on at a flat ``live_runs_per_second``."""
     start_ms, end_ms = _to_ms(start, "start"), _to_ms(end, "end")
     live_ms = None if live_from is None else _to_ms(live_from, "live_from")
+    accounts = _accounts(config)
+    if end_ms <= start_ms:
+        return iter(())
+    return _Generator(config, accounts, start_ms, end_ms, live_ms).events()
+
+
+def check_workload(config: WorkloadConfig) -> None:
+    """Raise ValueError naming what ``generate`` would refuse in ``config``: a spike, silence or
+    backlog that names no workflow or account of the catalog, a replay probability out of range."""
+    _accounts(config)
+
+
+def _accounts(config: WorkloadConfig) -> list[_Account]:
+    """The catalog's accounts for ``config``, with its spikes, silences and backlogs attached."""
     if not 0.0 <= float(config.replay_probability) <= 1.0:
         raise ValueError(f"replay_probability must be in 0..1, got {config.replay_probability!r}")
     accounts = _build_accounts(config)
     _concurrency(accounts, config)
-    _attach_spikes(accounts, config.spikes)
+    _attach_spikes(accounts, config.spikes, config.silences)
     for a in accounts:
         a.backlogs = [_window(b.at, b.minutes, b.capacity_factor) for b in config.backlogs
                       if b.account is None or b.account == a.id]
@@ -53,9 +68,7 @@ def generate(config: WorkloadConfig, start: datetime, end: datetime,
     for b in config.backlogs:
         if b.account is not None and b.account not in known:
             raise ValueError(f"backlog: account {b.account!r} is not one of {', '.join(sorted(known))}")
-    if end_ms <= start_ms:
-        return iter(())
-    return _Generator(config, accounts, start_ms, end_ms, live_ms).events()
+    return accounts
 
 
 def _window(at: datetime, minutes: float, value: float) -> _Window:
@@ -64,21 +77,27 @@ def _window(at: datetime, minutes: float, value: float) -> _Window:
     return (t0, t0 + int(minutes * 60_000), float(value))
 
 
-def _attach_spikes(accounts: list[_Account], spikes: tuple[Spike, ...]) -> None:
+def _attach_spikes(accounts: list[_Account], spikes: tuple[Spike, ...], silences: tuple[Silence, ...]) -> None:
     for a in accounts:
         for wf in a.workflows:
-            wf.spikes = []
+            wf.spikes, wf.silences = [], []
     for sp in spikes:
-        matched = False
-        for a in accounts:
-            for wf in a.workflows:
-                if sp.workflow in (wf.id, wf.name, wf.key) or sp.workflow.lower() == wf.name.lower():
-                    wf.spikes.append(_window(sp.at, sp.minutes, sp.rate))
-                    matched = True
-        if not matched:
-            names = sorted({wf.id for a in accounts for wf in a.workflows})
-            raise ValueError(f"spike: workflow {sp.workflow!r} matches no workflow id or name "
-                             f"(ids: {', '.join(names)})")
+        for wf in _matching(accounts, "spike", sp.workflow):
+            wf.spikes.append(_window(sp.at, sp.minutes, sp.rate))
+    for quiet in silences:
+        for wf in _matching(accounts, "silence", quiet.workflow):
+            end = _to_ms(quiet.at) + int(quiet.minutes * 60_000) if quiet.minutes is not None else 2**62
+            wf.silences.append((_to_ms(quiet.at), end, 0.0))
+
+
+def _matching(accounts: list[_Account], kind: str, workflow: str) -> list[_Workflow]:
+    """The workflows ``workflow`` names (id, name, "account/id", or the name in any case)."""
+    found = [wf for a in accounts for wf in a.workflows
+             if workflow in (wf.id, wf.name, wf.key) or workflow.lower() == wf.name.lower()]
+    if not found:
+        names = sorted({wf.id for a in accounts for wf in a.workflows})
+        raise ValueError(f"{kind}: workflow {workflow!r} matches no workflow id or name (ids: {', '.join(names)})")
+    return found
 
 
 _Arrive = Callable[[int], None]  # starts the run(s) of one arrival at its time
@@ -255,6 +274,8 @@ class _Generator:
 
     def _run(self, r: random.Random, a: _Account, wf: _Workflow, trig: str, t_q: int, cno: int | None,
              site: _Site | None, replay: _Replay | None) -> None:
+        if wf.silences and any(s0 <= t_q < s1 for s0, s1, _ in wf.silences):
+            return   # silenced: the workflow starts nothing (its randomness was drawn already)
         run = render_run(r, self.versions, a, wf, trig, t_q, cno, site, replay, self._assign_slot)
         heapq.heappush(a.slots, (run.finished, run.slot))
         self.run_seq += 1

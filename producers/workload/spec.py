@@ -175,6 +175,36 @@ class Backlog:
 
 
 @dataclass(frozen=True)
+class Silence:
+    """Injected silence: the workflow starts no run in [at, at + minutes) (``minutes`` None: from
+    ``at`` to the end of the workload), as when its trigger broke while every panel stayed green;
+    the other workflows go on as before."""
+
+    workflow: str  # workflow_id or workflow_name (match either); "account/workflow_id" narrows to one tenant
+    at: datetime  # aware UTC start
+    minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.workflow, str) or not self.workflow.strip():
+            raise ValueError("silence: workflow must be a non-empty workflow id or name")
+        _to_ms(self.at, "silence: at")
+        object.__setattr__(self, "at", self.at.astimezone(UTC))
+        if self.minutes is not None:
+            _check_minutes("silence", self.minutes)
+
+    @classmethod
+    def parse(cls, text: str, now: datetime) -> Silence:
+        """``workflow=wf-welcome,at=-90m[,minutes=60]``; ``at`` may be relative to ``now``.
+        ValueError names the bad part."""
+        f = _parse_fields("silence", text, ("workflow", "at", "minutes"), ("workflow", "at"))
+        return cls(
+            workflow=f["workflow"],
+            at=_parse_when("silence", f["at"], now),
+            minutes=_parse_number("silence", "minutes", f["minutes"], 1e-9, None) if "minutes" in f else None,
+        )
+
+
+@dataclass(frozen=True)
 class WorkloadConfig:
     seed: int = 7
     accounts: int = 3
@@ -182,4 +212,5 @@ class WorkloadConfig:
     live_runs_per_second: float = 5.0  # whole-workload average from live_from on (flat, no seasonality)
     spikes: tuple[Spike, ...] = ()
     backlogs: tuple[Backlog, ...] = ()
+    silences: tuple[Silence, ...] = ()
     replay_probability: float = 0.25  # share of failed runs later replayed (exact or modified)

@@ -327,8 +327,9 @@ _Parsed = TypeVar("_Parsed")
 
 
 def workload_options(seed: int, accounts: int, rate: float, backfill_rate: float,
-                     spikes: list[str], backlogs: list[str], now: datetime) -> WorkloadConfig:
-    from producers.workload import Backlog, Spike, WorkloadConfig
+                     spikes: list[str], backlogs: list[str], now: datetime,
+                     silences: list[str] | None = None) -> WorkloadConfig:
+    from producers.workload import Backlog, Silence, Spike, WorkloadConfig, check_workload
 
     def parse(option: str, kind: Callable[[str, datetime], _Parsed], texts: list[str]) -> tuple[_Parsed, ...]:
         parsed: list[_Parsed] = []
@@ -347,11 +348,17 @@ def workload_options(seed: int, accounts: int, rate: float, backfill_rate: float
         return tuple(parsed)
 
     spiked, backlogged = parse("--spike", Spike.parse, spikes), parse("--backlog", Backlog.parse, backlogs)
+    silenced = parse("--silence", Silence.parse, silences or [])
     try:
-        return WorkloadConfig(seed=seed, accounts=accounts, live_runs_per_second=rate,
-                              backfill_runs_per_hour=backfill_rate, spikes=spiked, backlogs=backlogged)
-    except ValueError as exc:
-        raise BadArgument(printable(str(exc), one_line=True)) from None
+        config = WorkloadConfig(seed=seed, accounts=accounts, live_runs_per_second=rate,
+                                backfill_runs_per_hour=backfill_rate, spikes=spiked, backlogs=backlogged,
+                                silences=silenced)
+        check_workload(config)   # a spike, silence or backlog naming nothing: one line, not a traceback
+        return config
+    except ValueError as exc:   # the workload's messages name the kind ("spike: ..."): name the option
+        kind, _, reason = str(exc).partition(": ")
+        message = f"--{kind}: {reason}" if kind in ("spike", "silence", "backlog") else str(exc)
+        raise BadArgument(printable(message, one_line=True)) from None
 
 
 SeedOpt = Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Random seed (0..2^63-1): the same seed gives "
@@ -365,6 +372,9 @@ SpikeOpt = Annotated[list[str], typer.Option(
     "--spike", help="Failure spike: workflow=ID|NAME,at=TIME|+5m,rate=0.6[,minutes=15]. Repeatable.")]
 BacklogOpt = Annotated[list[str], typer.Option(
     "--backlog", help="Capacity drop: at=TIME|+5m,minutes=10[,account=ID][,capacity=0.2]. Repeatable.")]
+SilenceOpt = Annotated[list[str], typer.Option(
+    "--silence", help="A workflow that stops: workflow=ID|NAME,at=TIME|-90m[,minutes=60] (no minutes: to the "
+                      "end). Repeatable.")]
 DURATION_HELP = " At most 36,500 days."
 
 

@@ -19,6 +19,7 @@ from runlens.cli.common import (
     BacklogOpt,
     RateOpt,
     SeedOpt,
+    SilenceOpt,
     SpikeOpt,
     UserError,
     err,
@@ -80,6 +81,7 @@ def simulate(
     backfill_rate: BackfillRateOpt = 120.0,
     spike: SpikeOpt = [],  # noqa: B006 - typer reads the default
     backlog: BacklogOpt = [],  # noqa: B006
+    silence: SilenceOpt = [],  # noqa: B006
     out_path: Annotated[str | None, typer.Option("--out", help="Write NDJSON here instead of publishing.",
                                                     callback=path_value)] = None,
     no_pace: Annotated[bool, typer.Option("--no-pace", help="Send live events at once, not in real time.")] = False,
@@ -97,7 +99,7 @@ def simulate(
     settings = settings_of(ctx)
     out_file = Path(out_path) if out_path is not None else None
     moment = datetime.now(UTC) if now is None else parse_when(now, "--now")
-    config = workload_options(seed, accounts, rate, backfill_rate, spike, backlog, moment)
+    config = workload_options(seed, accounts, rate, backfill_rate, spike, backlog, moment, silence)
     history = parse_duration_option(backfill, "--backfill")
     live = parse_duration_option(duration, "--duration")
     if out_file is not None:

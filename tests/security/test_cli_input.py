@@ -56,6 +56,10 @@ KINDS: dict[str, list[tuple[str, int | None]]] = {
     "backlog": [("at=+1000000000d,minutes=5", 2), ("at=+99999999d,minutes=5", 2), ("at=+5m,minutes=nan", 2),
                 ("at=+5m,minutes=5,capacity=inf", 2), ("at=+" + ARABIC + "m,minutes=5", 2), (SQLI, 2),
                 (LONG_VALUE, 2)],
+    "silence": [("workflow=x,at=-1000000000d", 2), ("workflow=x,at=99999-01-01", 2),
+                ("workflow=x,at=-5m,minutes=nan", 2),
+                ("workflow=x,at=-" + ARABIC + "m", 2), ("workflow=nope,at=-5m", 2), ("workflow=wf-welcome", 2),
+                (SQLI, 2), (LONG_VALUE, 2)],
     "count": [("-5", 2), (HUGE, 2), ("9999999999m", 2), (ARABIC + "k", 2), ("1e5", 2), ("nan", 2), (SQLI, 2)],
     "rates": [("0", 2), ("101", 2), ("-5", 2), ("nan", 2), ("inf", 2), (ARABIC, 2), ("25,,50", 2), (SQLI, 2)],
     "param": [("since=1000000d", 2), ("since=99999-01-01", 2), ("since=" + ARABIC + "h", 2), ("nope=1", 2),
@@ -78,7 +82,7 @@ KINDS: dict[str, list[tuple[str, int | None]]] = {
 TEXT_KINDS = {
     ("publish", "file"): "path",
     ("simulate", "--duration"): "duration", ("simulate", "--backfill"): "duration",
-    ("simulate", "--spike"): "spike", ("simulate", "--backlog"): "backlog",
+    ("simulate", "--spike"): "spike", ("simulate", "--backlog"): "backlog", ("simulate", "--silence"): "silence",
     ("simulate", "--out"): "path", ("simulate", "--now"): "time",
     ("demo", "--duration"): "duration", ("demo", "--backfill"): "duration",
     ("query", "sql"): "sql",
@@ -282,6 +286,8 @@ def test_the_battery_reaches_every_command_and_knows_every_text_option():
     (["stats", "success", "--account="], "--account: empty value"),
     (["bogus\x1b[31m"], "argument 1: contains the control character U+001B"),
     (["simulate", "--backlog", "at=+5m,minutes=5,capacity=inf"], "--backlog: bad capacity"),
+    (["simulate", "--silence", "workflow=nope,at=-5m"], "--silence: workflow 'nope' matches no workflow"),
+    (["simulate", "--spike", "workflow=nope,at=-5m,rate=0.5"], "--spike: workflow 'nope' matches no workflow"),
 ])
 def test_messages_name_the_problem(cli, argv, message):
     code, out, err = cli(argv)

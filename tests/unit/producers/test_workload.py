@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from producers.workload import Backlog, Spike, WorkloadConfig, catalog, generate, perturb
+from producers.workload import Backlog, Silence, Spike, WorkloadConfig, catalog, check_workload, generate, perturb
 from schemas import Rejection, parse_event
 
 MONDAY = datetime(2026, 11, 16, 13, 0, tzinfo=UTC)  # a Monday afternoon in Europe, morning in the US
@@ -324,6 +324,47 @@ def test_a_backlog_raises_queue_wait_of_its_account_only():
     assert mean_wait(with_backlog) > 30_000
     assert [ev for ev in with_backlog if ev["account_id"] == "globex"] == \
            [ev for ev in without if ev["account_id"] == "globex"], "other accounts are untouched"
+
+
+def test_a_silenced_workflow_starts_no_run_in_its_window_and_the_others_go_on():
+    now = MONDAY
+    window = (now - timedelta(hours=6), now + timedelta(minutes=20), now)
+    silence = Silence.parse("workflow=acme/wf-welcome,at=-2h", now)
+    assert (silence.at, silence.minutes) == (now - timedelta(hours=2), None)
+    base = dict(seed=5, backfill_runs_per_hour=2_000, live_runs_per_second=2)
+
+    def last_queued(events) -> dict[tuple[str, str], int]:
+        last: dict[tuple[str, str], int] = {}
+        for ev in events:
+            if ev["type"] == "run.queued":
+                key = (ev["account_id"], ev["workflow_id"])
+                last[key] = max(last.get(key, 0), ms(ev["ts"]))
+        return last
+
+    without = last_queued(generate(WorkloadConfig(**base), *window))
+    silenced = last_queued(generate(WorkloadConfig(**base, silences=(silence,)), *window))
+    quiet_from = int(silence.at.timestamp() * 1000)
+    assert without[("acme", "wf-welcome")] >= quiet_from, "the workflow ran in the window without the silence"
+    assert silenced[("acme", "wf-welcome")] < quiet_from
+    late = {key for key, t in silenced.items() if t >= quiet_from}
+    assert late == {key for key, t in without.items() if t >= quiet_from} - {("acme", "wf-welcome")}
+
+
+def test_a_silence_with_minutes_ends_and_bad_silences_are_refused():
+    now = MONDAY
+    silence = Silence.parse("workflow=Welcome email,at=-3h,minutes=60", now)
+    assert (silence.at, silence.minutes) == (now - timedelta(hours=3), 60.0)
+    events = generate(WorkloadConfig(seed=3, backfill_runs_per_hour=4_000, silences=(silence,)),
+                      now - timedelta(hours=4), now, now)
+    lo, hi = int(silence.at.timestamp() * 1000), int(silence.at.timestamp() * 1000) + 3_600_000
+    welcome = [ms(ev["ts"]) for ev in events if ev["type"] == "run.queued" and ev["workflow_id"] == "wf-welcome"]
+    assert not [t for t in welcome if lo <= t < hi] and [t for t in welcome if t >= hi], "quiet, then back"
+    for text, names in [("at=-5m", "workflow"), ("workflow=x", "at"), ("workflow=x,at=-5m,minutes=0", "minutes"),
+                        ("workflow=x,at=-5m,rate=1", "rate")]:
+        with pytest.raises(ValueError, match=names):
+            Silence.parse(text, now)
+    with pytest.raises(ValueError, match="silence: workflow 'nope' matches no workflow"):
+        check_workload(WorkloadConfig(silences=(Silence("nope", now),)))
 
 
 def test_live_rate_is_the_configured_average():
