@@ -7,7 +7,9 @@ embedded warehouse process alike, and holds no data directory of its own beyond 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from dataclasses import fields
 
 import faust
@@ -18,6 +20,7 @@ from runlens.settings import Settings
 from sinks.clickhouse import Faults, Warehouse, connect, wait_for_schema
 from streams.app import create_app
 from streams.config import WorkerConfig
+from streams.diagnostics import log_consumer_positions
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,8 @@ def worker_config(settings: Settings) -> WorkerConfig:
 def run_worker(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; exits non-zero on a fatal error. Never migrates: waits until the
     schema has the version this code needs (applied by the warehouse process or `runlens migrate`)
-    before it consumes anything."""
+    before it consumes anything. SIGUSR1 logs every task's stack (Faust's), SIGUSR2 where the
+    consumer stands per partition (``streams.diagnostics``)."""
     brokers = resolve_brokers(settings)
     ensure_topics(brokers, topic_specs(settings))
     password = settings.warehouse_password.get_secret_value() if settings.warehouse_password else None
@@ -40,6 +44,11 @@ def run_worker(settings: Settings) -> None:
                           faults=Faults(settings.fault_lose_reply_every, settings.fault_outage_file))
     app = create_app(worker_config(settings), brokers, warehouse)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+
+    @app.task
+    async def dump_positions_on_sigusr2() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, log_consumer_positions, app)
+
     try:
         worker.execute_from_commandline()
     finally:

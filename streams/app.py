@@ -37,6 +37,7 @@ from streams.commands import CommandStore
 from streams.config import WorkerConfig
 from streams.detection import FUTURE_TOLERANCE, PartitionDetectors
 from streams.detectors import Alert, parse_deadlines
+from streams.faust_patches import stop_flow_until_streams_are_sought
 from streams.ledger import PartitionLedger
 from streams.signals import BadPacket, RunSignal, packets, signal_of, unpack
 from streams.take import take_until_idle
@@ -282,6 +283,7 @@ class IngestWorker:
         # per-batch figures (time, metric, value) waiting for the next metrics sample (``record_metrics``)
         self.batch_rows: list[tuple[datetime, str, float]] = []
         _shorten_fetch_wait(FETCH_MAX_WAIT_MS)
+        stop_flow_until_streams_are_sought()   # else a rebalance can stall a partition's commits for good
         self.app = app = faust.App(
             config.consumer_group,
             broker=faust_broker_url(brokers),

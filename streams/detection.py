@@ -33,8 +33,11 @@ may accept events a little further ahead (engines' clocks drift); they are store
 their account's clock simply stops at wall clock + this tolerance."""
 
 STATUS_STALE = timedelta(seconds=30)
-"""An events partition whose status was not heard of for this long counts as lagging (workers
-send it with every batch and every few seconds while idle)."""
+"""An events partition whose status was not heard of for this long (or for the idle timeout, if
+that is shorter) counts as lagging (workers send it with every batch and every ``idle / 6``
+seconds, 1 to 5, while idle). Never longer than the idle timeout: a worker that died right after
+saying its partition was read to the end would otherwise let the idle rule move the watermark
+past the records that pile up there until another worker takes the partition over."""
 
 IDLE_TIMEOUT = timedelta(seconds=30)
 """How long an account's input must be quiet (its partitions read to their end, nothing of it
@@ -97,9 +100,9 @@ class PartitionDetectors:
 
     def held_back(self, now: datetime) -> set[int]:
         """The events partitions that may still hold unread records: said to lag, or not heard of
-        for ``STATUS_STALE`` (their worker is gone, or has not reported yet: nothing says they are
+        for ``STATUS_STALE`` or the idle timeout (their worker is gone, or has not reported yet: nothing says they are
         read to their end)."""
-        stale = now - STATUS_STALE
+        stale = now - min(STATUS_STALE, self.watermarks.idle)
         return {p for p in range(self.partitions) if (s := self.status.get(p)) is None or s[0] or s[1] <= stale}
 
     # ---- durability

@@ -166,6 +166,11 @@ def test_a_partition_not_heard_of_holds_judgement_back_until_its_status_arrives(
     d.apply(Packet([], {1: False}), later)             # partition 1's worker reports: read to its end
     d.advance(later, every_account=True)
     assert d.watermarks.watermark("acme") == later - timedelta(seconds=5) - LATENESS
-    # its worker goes silent: after STATUS_STALE the partition counts as lagging again
-    assert d.held_back(later + timedelta(seconds=29)) == set()
-    assert d.held_back(later + timedelta(seconds=31)) == {0, 1}
+    # its worker goes silent: after the idle timeout (shorter than STATUS_STALE here) the partition
+    # counts as lagging again, before the idle rule could move the watermark past what piles up there
+    assert d.held_back(later + timedelta(seconds=4)) == set()
+    assert d.held_back(later + timedelta(seconds=6)) == {0, 1}
+    slow = PartitionDetectors(LATENESS, idle=timedelta(minutes=5), partitions=1)
+    slow.apply(Packet([], {0: False}), later)
+    assert slow.held_back(later + timedelta(seconds=29)) == set()
+    assert slow.held_back(later + timedelta(seconds=31)) == {0}, "never longer than STATUS_STALE"
