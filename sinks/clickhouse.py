@@ -219,7 +219,7 @@ def apply_migrations(client: Client, database: str, bookkeeping: list[str],
                 raise FenceTimeout(
                     f"{len(waiting)} of the running workers did not pause for the migration within "
                     f"{fence.timeout:.0f}s ({', '.join(waiting[:4])}{', ...' if len(waiting) > 4 else ''}): a worker "
-                    "stuck retrying a batch cannot pause, one of a runlens version without the migration fence never "
+                    "whose insert hangs cannot pause, one of a runlens version without the migration fence never "
                     "does; nothing was migrated and the fence is released")
             log.info("every running worker paused for the migration of %s", db)
         applied = []
