@@ -274,18 +274,20 @@ class GroupMember:
     client_id: str
     host: str
     partitions: tuple[tuple[str, int], ...]
+    member_id: str = ""
 
 
 def group_members(brokers: str, group: str, timeout: float = 10.0) -> list[GroupMember]:
     """The members of consumer group ``group`` and their assigned partitions (empty while it
     rebalances or when nobody consumes)."""
-    admin = AdminClient({"bootstrap.servers": brokers, "socket.connection.setup.timeout.ms": 5000})
+    # log_level 4: librdkafka's notices (e.g. a background queue purged as the client goes) are no news
+    admin = AdminClient({"bootstrap.servers": brokers, "socket.connection.setup.timeout.ms": 5000, "log_level": 4})
     description = admin.describe_consumer_groups([group], request_timeout=timeout)[group].result(timeout)
     members = []
     for member in description.members:
         assigned = member.assignment.topic_partitions if member.assignment is not None else []
         members.append(GroupMember(member.client_id, member.host,
-                                   tuple(sorted((tp.topic, tp.partition) for tp in assigned))))
+                                   tuple(sorted((tp.topic, tp.partition) for tp in assigned)), member.member_id))
     return sorted(members, key=lambda m: m.partitions)
 
 

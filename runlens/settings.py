@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     schema_wait_seconds: float = Field(
         default=300.0, gt=0, description="How long a worker waits for the warehouse schema it needs (applied by the "
         "embedded warehouse process or `runlens migrate`) before it gives up.")
+    migrate_fence_seconds: float = Field(
+        default=120.0, gt=0, description="How long `runlens migrate` waits for every running worker to pause "
+        "its inserts (the migration fence) before it gives up without migrating.")
     workers: int = Field(
         default=1, ge=1, le=32, description="Stream workers `runlens up` runs in one consumer group.")
     read_max_execution_seconds: float = Field(

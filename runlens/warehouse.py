@@ -32,12 +32,13 @@ def _credentials(user: str, secret: SecretStr | None, variable: str) -> Credenti
 
 def run_warehouse(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT. Migrations are applied before the port opens, so a client
-    that reaches the port finds the current schema."""
+    that reaches the port finds the current schema, and no worker writes while they run (so no
+    migration fence is needed; one left raised by a `runlens migrate` that stopped is released)."""
     path = settings.embedded_warehouse_path
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     client = connect(f"chdb://{path}")
     try:
-        applied = migrate(client, settings.database)
+        applied = migrate(client, settings.database, fence=None)   # no worker can reach the port yet
     finally:
         client.close()
     if applied:

@@ -36,6 +36,17 @@ from clickhouse_connect.driver.exceptions import (
 
 from schemas.errors import PoisonError, RetryableError
 from sinks.cluster import on_cluster
+from sinks.fence import (
+    FENCE,
+    GATE_WAIT_SECONDS,
+    FenceOptions,
+    WriteGate,
+    current_fence,
+    fence_table_statement,
+    raise_fence,
+    release_fence,
+    wait_until_paused,
+)
 from sinks.ledger_state import LedgerState, StoredOpenRun
 
 log = logging.getLogger(__name__)
@@ -56,6 +67,18 @@ class WarehouseRefused(PoisonError):
     help. ``server_code``: ClickHouse's numeric error code when it sent one."""
 
     code = "warehouse"
+
+
+class WarehousePaused(WarehouseUnavailable):
+    """A migration is running (``sinks.fence``): the worker's inserts wait until it is done."""
+
+    code = "warehouse_paused"
+
+
+class FenceTimeout(WarehouseUnavailable):
+    """Not every worker paused for a migration in time: nothing was migrated, the fence is released."""
+
+    code = "migration_fence"
 
 
 def check_identifier(name: str) -> str:
@@ -130,13 +153,14 @@ def split_statements(sql: str) -> list[str]:
 
 
 def bookkeeping_statements(database: str) -> list[str]:
-    """The single-node DDL ``migrate`` runs before the migrations: the database and the table
-    recording which migrations were applied."""
+    """The single-node DDL ``migrate`` runs before the migrations: the database, the table
+    recording which migrations were applied and the migration fence's (``sinks.fence``)."""
     db = check_identifier(database)
     return [f"CREATE DATABASE IF NOT EXISTS {db}",
             f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
             "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
-            "ENGINE = ReplacingMergeTree ORDER BY version"]
+            "ENGINE = ReplacingMergeTree ORDER BY version",
+            fence_table_statement(db)]
 
 
 def migration_statements(database: str, cluster: str | None = None) -> list[tuple[int, str, list[str]]]:
@@ -152,36 +176,85 @@ def migration_statements(database: str, cluster: str | None = None) -> list[tupl
     return found
 
 
-def migrate(client: Client, database: str, *, cluster: str | None = None) -> list[str]:
+def migrate(client: Client, database: str, *, cluster: str | None = None,
+            fence: FenceOptions | None = FENCE) -> list[str]:
     """Create ``database`` and apply the migrations it lacks. Returns the names applied.
 
     ``cluster``: the server is one replica of that ClickHouse cluster; every table, view and
     alteration is made ``ON CLUSTER`` with Replicated engines (``sinks.cluster``), and the
-    bookkeeping insert replicates to the other replicas."""
+    bookkeeping insert replicates to the other replicas.
+
+    ``fence``: how running workers are paused while the migrations run (``apply_migrations``);
+    None only where no worker can write meanwhile (the embedded warehouse process migrates
+    before its port opens)."""
     bookkeeping = bookkeeping_statements(database)
     if cluster is not None:
         bookkeeping = [on_cluster(statement, cluster) for statement in bookkeeping]
-    return apply_migrations(client, database, bookkeeping, migration_statements(database, cluster))
+    return apply_migrations(client, database, bookkeeping, migration_statements(database, cluster), fence=fence)
 
 
 def apply_migrations(client: Client, database: str, bookkeeping: list[str],
-                     migrations: list[tuple[int, str, list[str]]]) -> list[str]:
-    """Run ``bookkeeping`` (creates the database and ``schema_migrations``), then each migration
-    not recorded there, recording it after its last statement. Returns the names applied."""
+                     migrations: list[tuple[int, str, list[str]]],
+                     fence: FenceOptions | None = FENCE) -> list[str]:
+    """Run ``bookkeeping`` (creates the database, ``schema_migrations`` and ``schema_fence``), then
+    each migration not recorded there, recording it after its last statement. Returns the names
+    applied.
+
+    With ``fence`` and something to apply: raise the migration fence first and wait until every
+    running worker paused (``sinks.fence``), so that no row is inserted while a view is swapped or
+    a table backfilled; ``FenceTimeout`` (nothing applied) when one did not within
+    ``fence.timeout``. The fence is released at the end, also when a migration fails. A fence
+    left raised by a migrator that stopped midway is released here too (after this run applied
+    what it lacked), so the workers it paused go on."""
     db = check_identifier(database)
     for statement in bookkeeping:
         client.command(statement)
     done = {row[0] for row in client.query(f"SELECT version FROM {db}.schema_migrations").result_rows}
-    applied = []
-    for version, name, statements in migrations:
-        if version in done:
-            continue
-        for statement in statements:
-            client.command(statement)
-        client.insert(f"{db}.schema_migrations", [[version, name]], column_names=["version", "name"])
-        applied.append(name)
-        log.info("applied migration %s to %s", name, db)
+    pending = [(version, name, statements) for version, name, statements in migrations if version not in done]
+    fence_id = raise_fence(client, db, max(version for version, _, _ in pending)) if pending and fence else None
+    try:
+        if fence_id is not None and fence is not None:
+            waiting = wait_until_paused(client, db, fence_id, fence)
+            if waiting:
+                raise FenceTimeout(
+                    f"{len(waiting)} of the running workers did not pause for the migration within "
+                    f"{fence.timeout:.0f}s ({', '.join(waiting[:4])}{', ...' if len(waiting) > 4 else ''}): a worker "
+                    "whose insert hangs cannot pause, one of a runlens version without the migration fence never "
+                    "does; nothing was migrated and the fence is released")
+            log.info("every running worker paused for the migration of %s", db)
+        applied = []
+        for version, name, statements in pending:
+            for statement in statements:
+                client.command(statement)
+            client.insert(f"{db}.schema_migrations", [[version, name]], column_names=["version", "name"])
+            applied.append(name)
+            log.info("applied migration %s to %s", name, db)
+    except BaseException:
+        if fence_id is not None:
+            _release_quietly(client, db, fence_id)
+        raise
+    _release_left_fence(client, db, fence_id)
     return applied
+
+
+def _release_quietly(client: Client, database: str, fence_id: str) -> None:
+    """Release ``fence_id`` after a failure, without hiding that failure."""
+    try:
+        release_fence(client, database, fence_id)
+    except Exception as exc:  # noqa: BLE001 - the migration's own error is the one to report
+        log.error("could not release the migration fence of %s (run `runlens migrate` again to release it): %s",
+                  database, str(exc).splitlines()[0] if str(exc) else exc)
+
+
+def _release_left_fence(client: Client, database: str, fence_id: str | None) -> None:
+    """Release this run's fence, or one that a migrator which stopped midway left raised."""
+    if fence_id is not None:
+        release_fence(client, database, fence_id)
+        return
+    left = current_fence(client, database)
+    if left is not None and not left.released:
+        log.warning("released migration fence %s, left raised by a migration that stopped midway", left.fence_id)
+        release_fence(client, database, left)
 
 
 def latest_version() -> int:
@@ -202,10 +275,11 @@ def schema_version(client: Client, database: str) -> int:
 def wait_for_schema(client: Client, database: str, version: int | None = None, *, timeout: float = 300.0,
                     interval: float = 0.5) -> int:
     """Wait until ``database`` has at least ``version`` (default: ``latest_version()``) applied, and
-    return the version found. Workers call this instead of migrating, so that one party (the
-    warehouse process, or ``runlens migrate``) applies migrations while no worker inserts: a
-    migration that swaps a materialized view or backfills a table then cannot lose or double-count
-    rows inserted meanwhile. Raises ``WarehouseUnavailable`` after ``timeout``."""
+    return the version found. Workers call this instead of migrating: one party (the warehouse
+    process before its port opens, or ``runlens migrate`` behind the migration fence of
+    ``sinks.fence``) applies migrations while no worker inserts, so a migration that swaps a
+    materialized view or backfills a table cannot lose or double-count rows inserted meanwhile.
+    Raises ``WarehouseUnavailable`` after ``timeout``."""
     needed = latest_version() if version is None else version
     deadline = time.monotonic() + timeout
     while True:
@@ -261,13 +335,17 @@ class Warehouse:
     """Writes batches into the runlens tables of one database.
 
     Thread-compatible: one writer per worker; the worker calls it from one thread at a time.
+    ``gate``: the worker's migration fence (``sinks.fence.WriteGate``): every insert passes it, and
+    one that waits there longer than ``GATE_WAIT_SECONDS`` raises ``WarehousePaused`` (retried).
     """
 
-    def __init__(self, client: Client, database: str, *, dedup: bool = True, faults: Faults | None = None):
+    def __init__(self, client: Client, database: str, *, dedup: bool = True, faults: Faults | None = None,
+                 gate: WriteGate | None = None):
         self.client = client
         self.database = check_identifier(database)
         self.dedup = dedup
         self.faults = faults or Faults()
+        self.gate = gate
         self._column_types: dict[str, dict[str, str]] = {}
 
     def _types_of(self, table: str, names: list[str]) -> list[str]:
@@ -283,6 +361,16 @@ class Warehouse:
         """Insert a column-oriented batch once. Raises WarehouseUnavailable / WarehouseRefused."""
         if not columns or not next(iter(columns.values())):
             return
+        gate = self.gate
+        if gate is not None and not gate.admit(GATE_WAIT_SECONDS):
+            raise WarehousePaused(f"insert into {table} waits: {gate.reason or 'paused'}")
+        try:
+            self._insert(table, columns, token)
+        finally:
+            if gate is not None:
+                gate.leave()
+
+    def _insert(self, table: str, columns: dict[str, list[Any]], token: str) -> None:
         self.faults.before()
         names = list(columns)
         try:

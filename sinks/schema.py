@@ -6,7 +6,7 @@
 Every migration of ``sinks/migrations`` is applied by the real code (``sinks.clickhouse.migrate``)
 to a fresh chDB in a temporary directory, in a child process (chDB allows one data path per
 process), and ``SHOW CREATE`` of every table, materialized view and view is written in
-dependency order (the order the migrations last created them; ``schema_migrations`` first),
+dependency order (the order the migrations last created them; ``schema_migrations`` and ``schema_fence`` first),
 with the database named ``runlens``. A diff of this file in a review shows what a migration
 changes; ``tests/unit/sinks/test_warehouse_schema.py`` fails when it was not regenerated.
 """
@@ -40,7 +40,7 @@ def creation_order() -> list[str]:
     """Object names in the order the migrations last create them: each one after what it reads."""
     from sinks.clickhouse import migration_files, split_statements
 
-    order: list[str] = ["schema_migrations"]
+    order: list[str] = ["schema_migrations", "schema_fence"]
     for _, _, template in migration_files():
         for statement in split_statements(template):
             match = _CREATED.search(statement)
@@ -61,7 +61,7 @@ def _migrate_through_cluster_form(client: Any, cluster: str) -> None:
     bookkeeping = [single_node(on_cluster(statement, cluster)) for statement in bookkeeping_statements(DATABASE)]
     migrations = [(version, name, [single_node(statement) for statement in statements])
                   for version, name, statements in migration_statements(DATABASE, cluster)]
-    apply_migrations(client, DATABASE, bookkeeping, migrations)
+    apply_migrations(client, DATABASE, bookkeeping, migrations, fence=None)   # a private chDB: nobody writes
 
 
 def _dump(path: str, through_cluster: str | None = None) -> str:
@@ -74,7 +74,7 @@ def _dump(path: str, through_cluster: str | None = None) -> str:
         if through_cluster:
             _migrate_through_cluster_form(client, through_cluster)
         else:
-            migrate(client, DATABASE)
+            migrate(client, DATABASE, fence=None)
         rows = client.query(
             "SELECT name FROM system.tables WHERE database = {db:String} "
             "AND engine NOT IN ('Dictionary') AND NOT is_temporary",

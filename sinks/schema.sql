@@ -12,6 +12,22 @@ ENGINE = ReplacingMergeTree
 ORDER BY version
 SETTINGS index_granularity = 8192;
 
+CREATE TABLE runlens.schema_fence
+(
+    `kind` LowCardinality(String),
+    `fence_id` String,
+    `target_version` UInt32,
+    `released` UInt8,
+    `worker` String,
+    `member` String,
+    `alive` UInt8,
+    `at` DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = MergeTree
+ORDER BY (kind, at)
+TTL toDateTime(at) + toIntervalDay(1) WHERE kind = 'presence'
+SETTINGS index_granularity = 8192;
+
 CREATE TABLE runlens.events
 (
     `event_id` String,

@@ -58,6 +58,7 @@ NOT_TENANT_READABLE = {
     "retention_plans": "configuration of the operator",
     "account_plans": "every account's retention plan",
     "schema_migrations": "the migration ledger",
+    "schema_fence": "the migration fence: which workers run and when they paused",
     "run_state_mv": _WRITE_PATH, "step_state_mv": _WRITE_PATH, "run_stats_mv": _WRITE_PATH,
     "step_stats_mv": _WRITE_PATH,
     "queue_state_mv": _WRITE_PATH, "run_notes_mv": _WRITE_PATH, "run_stats_hourly_mv": _WRITE_PATH,

@@ -181,26 +181,51 @@ def worker(ctx: typer.Context) -> None:
 
 def migrate(ctx: typer.Context) -> None:
     """Apply the warehouse migrations this version ships (to RUNLENS_WAREHOUSE_DSN, or a running
-    stack's warehouse process). Workers wait for them; run it before starting new workers."""
+    stack's warehouse process). Running workers pause their inserts meanwhile (the migration
+    fence); workers started later wait for the schema."""
     from embedded.stack import resolve_writer
     from sinks.clickhouse import WarehouseRefused, WarehouseUnavailable, connect
     from sinks.clickhouse import migrate as apply_migrations
+    from sinks.fence import FenceOptions
 
     settings = settings_of(ctx)
     if settings.clickhouse_cluster and settings.uses_embedded_warehouse:
         raise UserError("RUNLENS_CLICKHOUSE_CLUSTER needs a ClickHouse server (RUNLENS_WAREHOUSE_DSN): "
                         "the embedded warehouse is one node")
     password = settings.warehouse_password.get_secret_value() if settings.warehouse_password else None
+    fence = FenceOptions(timeout=settings.migrate_fence_seconds, members=_group_members_of(settings))
     try:
         client = connect(resolve_writer(settings), password=password if settings.warehouse_dsn else None)
         try:
-            applied = apply_migrations(client, settings.database, cluster=settings.clickhouse_cluster)
+            applied = apply_migrations(client, settings.database, cluster=settings.clickhouse_cluster, fence=fence)
         finally:
             client.close()
     except (WarehouseUnavailable, WarehouseRefused) as exc:
         raise UserError(f"cannot migrate the warehouse: {redact_text(str(exc).splitlines()[0])}") from None
     out.print(f"{settings.database}: " + (f"applied {', '.join(applied)}" if applied else "schema is current"),
               markup=False, highlight=False)
+
+
+def _group_members_of(settings: Settings) -> Callable[[], dict[str, str] | None]:
+    """The workers' consumer group members as the broker describes them (member id -> client@host),
+    for the migration fence; None when no broker is configured or it does not answer (the
+    workers' own presence rows then tell who runs)."""
+    from embedded.stack import StackNotRunning, resolve_brokers
+    from producers.kafka import group_members
+
+    try:
+        brokers = resolve_brokers(settings)
+    except StackNotRunning:
+        return lambda: None
+
+    def members() -> dict[str, str] | None:
+        try:
+            found = group_members(brokers, settings.consumer_group, timeout=5.0)
+        except Exception:  # noqa: BLE001 - an unreachable broker: nobody consumes, presence rows decide
+            return None
+        return {m.member_id: f"{m.client_id}@{m.host}" for m in found if m.member_id}
+
+    return members
 
 
 def warehouse(ctx: typer.Context) -> None:
