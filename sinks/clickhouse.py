@@ -228,10 +228,17 @@ def wait_for_schema(client: Client, database: str, version: int | None = None, *
 def batch_token(kind: str, keys: Iterable[object]) -> str:
     """Deterministic dedup token of a batch from the keys of its rows, e.g. their
     (partition, offset) positions: the same rows give the same token, in any order."""
+    return batch_token_of_texts(kind, map(repr, keys))
+
+
+def batch_token_of_texts(kind: str, texts: Iterable[str]) -> str:
+    """``batch_token`` of keys given as their ``repr`` texts (the worker writes its events' keys
+    as text directly, ``sinks.rows.event_keys``): the same token, byte for byte."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(kind.encode())
-    for key in sorted(map(repr, keys)):
-        digest.update(key.encode() + b";")
+    ordered = sorted(texts)
+    if ordered:   # each key's text followed by ";", hashed in one piece
+        digest.update((";".join(ordered) + ";").encode())
     return f"{kind}-{digest.hexdigest()}"
 
 

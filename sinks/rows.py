@@ -106,6 +106,12 @@ class SourcedEvent(NamedTuple):
     values: tuple[Any, ...]
 
 
+def event_keys(items: Iterable[SourcedEvent]) -> list[str]:
+    """The key of each event in its batch's dedup token (``sinks.clickhouse.batch_token_of_texts``):
+    the ``repr`` of (partition, offset, line, event id), written without building the tuple."""
+    return [f"({partition}, {offset}, {line}, {event.event_id!r})" for event, partition, offset, line, _ in items]
+
+
 def sourced(event: Event | FastEvent, partition: int, offset: int, line: int = 0) -> SourcedEvent:
     """``event`` at (``partition``, ``offset``, ``line``), its column values mapped now."""
     return SourcedEvent(event, partition, offset, line, event_values(event))

@@ -28,9 +28,15 @@ from faust.types import TP, EventT
 
 from producers.kafka import partition_lags, read_range
 from schemas.dead_letter import DeadLetter
-from sinks.clickhouse import Warehouse, WarehouseRefused, WarehouseUnavailable, batch_token
+from sinks.clickhouse import (
+    Warehouse,
+    WarehouseRefused,
+    WarehouseUnavailable,
+    batch_token,
+    batch_token_of_texts,
+)
 from sinks.ledger_state import Annotation
-from sinks.rows import SourcedEvent, dead_letter_columns, event_columns
+from sinks.rows import SourcedEvent, dead_letter_columns, event_columns, event_keys
 from streams.alerting import WebhookNotifier, alert_columns, alert_document
 from streams.batch import GROUP_MAX_BYTES, RawRecord, record_groups, split_batch
 from streams.commands import CommandStore
@@ -466,7 +472,7 @@ class IngestWorker:
         await self.send_signals(signals, records)
         columns = event_columns(kept, notes)
         # positions and ids: a retry repeats the token, a re-created topic's reused positions do not
-        token = batch_token("events", [(p, o, i, e.event_id) for e, p, o, i, _ in kept])
+        token = batch_token_of_texts("events", event_keys(kept))
         await write_with_retry(lambda: warehouse.insert_columns("events", columns, token),
                                stats, f"{len(kept)} events")
         stats.events_written += len(kept)
