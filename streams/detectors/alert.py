@@ -150,6 +150,15 @@ class Alert:
 _Account = TypeVar("_Account")
 
 
+def _lru_hit(accounts: OrderedDict[str, _Account], account_id: str) -> _Account | None:
+    """``accounts[account_id]`` made the most recently used, or None when it is not held: the
+    common case of ``_lru_account``, for callers to try before they build its callables."""
+    acct = accounts.get(account_id)
+    if acct is not None:
+        accounts.move_to_end(account_id)
+    return acct
+
+
 def _lru_account(accounts: OrderedDict[str, _Account], account_id: str, cap: int, idle: Callable[[_Account], bool],
                  forget: Callable[[_Account], None], new: Callable[[], _Account]) -> _Account:
     """``accounts[account_id]``, most recently used last; a new one evicts the least recently
