@@ -31,6 +31,8 @@ from streams.detectors.alert import _dt, _ms
 
 QUEUED, STARTED, FINISHED = "q", "s", "f"
 _KINDS = {"run.queued": QUEUED, "run.started": STARTED, "run.finished": FINISHED}
+SIGNAL_TYPES = frozenset(_KINDS)
+"""The event types that have a signal (``signal_of`` returns None for every other type)."""
 
 
 class RunSignal(NamedTuple):
