@@ -137,10 +137,11 @@ def packets(signals: Sequence[RunSignal], lagging: dict[int, bool], partitions: 
     return [(q, pack(chunk, lagging)) for q, mine in enumerate(routed) for chunk in _chunks(mine)]
 
 
-class _Row(msgspec.Struct, array_like=True, frozen=True, gc=False):
+class _Row(msgspec.Struct, array_like=True, frozen=True, gc=False, forbid_unknown_fields=True):
     """A packed signal as ``pack`` writes it: ``RunSignal``'s fields with times in epoch
     milliseconds, the last three left out when all are empty (so older packets and compact ones
-    read alike)."""
+    read alike; a row of 12 or 13 fields reads as if the ones it lacks were empty). More than 14
+    fields, or a field of another type, is not a packet."""
 
     partition: int
     offset: int
