@@ -16,9 +16,7 @@ import logging
 import os
 import socket
 import time
-import zlib
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,8 +28,6 @@ from producers.kafka import partition_lags, read_range
 from schemas.dead_letter import DeadLetter
 from sinks.clickhouse import (
     Warehouse,
-    WarehouseRefused,
-    WarehouseUnavailable,
     batch_token,
     batch_token_of_texts,
 )
@@ -41,170 +37,25 @@ from streams.alerting import WebhookNotifier, alert_columns, alert_document
 from streams.batch import GROUP_MAX_BYTES, RawRecord, record_groups, split_batch
 from streams.commands import CommandStore
 from streams.config import WorkerConfig
+from streams.delivery import die, guarded, send_dead_letters, send_packets, write_with_retry
 from streams.detection import FUTURE_TOLERANCE, PartitionDetectors
 from streams.detectors import Alert, parse_deadlines
-from streams.faust_patches import stop_flow_until_streams_are_sought
+from streams.faust_patches import FETCH_MAX_WAIT_MS, shorten_fetch_wait, stop_flow_until_streams_are_sought
+from streams.figures import (
+    DEAD_LETTER_BATCH_METRIC,
+    MAX_BUFFERED_FIGURES,
+    BatchTally,
+    WorkerStats,
+    batch_figures,
+    live_latencies_ms,
+    rss_bytes,
+)
 from streams.ledger import PartitionLedger
 from streams.signals import SIGNAL_TYPES, BadPacket, RunSignal, packets, signal_of, unpack
+from streams.snapshots import SNAPSHOT_SECONDS, read_snapshot, write_snapshot
 from streams.take import take_until_idle
 
 log = logging.getLogger(__name__)
-
-RETRY_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
-
-SNAPSHOT_SECONDS = 2.0
-"""How often (at most) a detector partition's state is written to the detector-state table."""
-SNAPSHOT_CHUNK_BYTES = 512 * 1024
-"""A snapshot is written in table values of at most this size (a Kafka record must stay under
-the producer's and broker's 1 MB defaults)."""
-
-
-def write_snapshot(table: Any, partition: int, blob: bytes) -> None:
-    """Write ``blob`` as detector partition ``partition``'s snapshot: in chunks under keys of the
-    generation not in use, then the manifest (key ``str(partition)``: generation, chunk count,
-    CRC32) that makes it current. Called within stream iteration, so every value goes to that
-    partition of the changelog. A crash midway leaves the manifest on the previous, complete
-    generation."""
-    manifest = table.get(str(partition))
-    generation = 1 - int(orjson.loads(manifest)["generation"]) if manifest else 0
-    chunks = [blob[i:i + SNAPSHOT_CHUNK_BYTES] for i in range(0, max(len(blob), 1), SNAPSHOT_CHUNK_BYTES)]
-    for index, chunk in enumerate(chunks):
-        table[f"{partition}:{generation}:{index}"] = chunk
-    table[str(partition)] = orjson.dumps({"generation": generation, "chunks": len(chunks),
-                                         "crc32": zlib.crc32(blob), "bytes": len(blob)})
-
-
-def read_snapshot(table: Any, partition: int) -> bytes | None:
-    """The current snapshot of detector partition ``partition`` (None: none, or not whole)."""
-    manifest = table.get(str(partition))
-    if not manifest:
-        return None
-    found = orjson.loads(manifest)
-    chunks = [table.get(f"{partition}:{found['generation']}:{i}") for i in range(int(found["chunks"]))]
-    blob = b"".join(chunk for chunk in chunks if chunk)
-    if any(not chunk for chunk in chunks) or zlib.crc32(blob) != found["crc32"]:
-        log.warning("detector partition %d: its snapshot is not whole; starting from the topic", partition)
-        return None
-    return blob
-
-
-FETCH_MAX_WAIT_MS = 100
-"""How long a fetch may wait at the broker for data. Faust fixes aiokafka's at 1,500 ms; Kafka
-answers a waiting fetch as soon as data arrives, but Tansu (the embedded broker) lets it run
-out, which was measured here as ~600 ms of added latency per event at low rates (16 ms at
-100). On real Kafka the shorter wait only means more empty fetches while idle."""
-
-
-def _shorten_fetch_wait(max_wait_ms: int) -> None:
-    """Make the worker's Kafka consumer use ``max_wait_ms`` (Faust has no setting for it)."""
-    from faust.transport.drivers import aiokafka as driver
-
-    thread = driver.AIOKafkaConsumerThread
-    original = getattr(thread._create_worker_consumer, "runlens_original", thread._create_worker_consumer)
-
-    def create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        consumer._fetch_max_wait_ms = max_wait_ms   # read when the consumer starts its fetcher
-        return consumer
-
-    # Faust has no setting for it: patch the factory method (once; the original is kept on the patch)
-    create_worker_consumer.runlens_original = original  # type: ignore[attr-defined]  # a marker on our function
-    thread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]  # the patch itself
-
-
-@dataclass
-class WorkerStats:
-    """Counters of one worker process since it started (not durable)."""
-
-    events_in: int = 0
-    events_written: int = 0
-    dead_lettered: int = 0
-    duplicates: int = 0
-    skipped_redelivered: int = 0
-    batches: int = 0
-    warehouse_retries: int = 0
-    alerts: int = 0
-    warehouse_healthy: bool = True
-    bad_packets: int = 0                # records of the detector topic that were not packets (skipped)
-    detector_snapshot_bytes: int = 0    # the last detector snapshot written (all chunks)
-    detector_snapshot_ms: float = 0.0   # and how long taking it took
-    last_batch_at: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "last_batch_at"}
-
-
-LIVE_WINDOW_MS = 3_600_000.0
-"""Only events at most this old when their insert was acknowledged count towards latency: a
-backfill's or a replay's age is not the pipeline's latency."""
-
-BATCH_METRICS = (
-    "batch_records", "batch_events_stored", "batch_dead_letters", "batch_duplicates", "batch_redelivered",
-    "batch_wall_ms", "batch_live_events", "batch_latency_p50_ms", "batch_latency_p95_ms", "batch_latency_max_ms",
-)
-"""The per-batch figures each worker writes to ``pipeline_metrics`` (partition -1, ``time`` = when
-the batch was done: its inserts acknowledged), one row each per batch of the events topic:
-
-- ``batch_records``: Kafka records consumed;
-- ``batch_events_stored``: rows written to ``events`` (repeated event ids included: they are stored,
-  marked ``is_new = 0``);
-- ``batch_dead_letters``: lines sent to the dead-letter topic;
-- ``batch_duplicates``: stored events whose id the partition had seen before (``is_new = 0``);
-- ``batch_redelivered``: events skipped because already stored (a redelivered batch);
-- ``batch_wall_ms``: the batch's wall time in the worker, from handing it over (``take_until_idle``) to
-  its end (all inserts acknowledged, alerts delivered);
-- ``batch_live_events``, ``batch_latency_p50_ms`` / ``_p95_ms`` / ``_max_ms``: event-to-queryable
-  latency, *insert acknowledged - event ts* over the batch's stored events at most an hour old
-  (``LIVE_WINDOW_MS``); the latency rows are left out when the batch has none.
-
-Event time (not the Kafka record timestamp) is the start: it is what a user sees as "the run did
-this at ...", and it includes the producer's own delay before publishing. The acknowledgement of
-the insert is the end: from then on the row is visible to every query."""
-
-DEAD_LETTER_BATCH_METRIC = "batch_dead_letters_stored"
-"""One row per batch of the dead-letter topic: the dead letters it stored in ``dead_letters``
-(those the worker sent and those a producer sent, e.g. lines ``runlens publish`` rejected)."""
-
-
-@dataclass
-class BatchTally:
-    """What one batch of the events topic did, gathered group by group (``process_records``)."""
-
-    records: int = 0
-    stored: int = 0
-    dead_letters: int = 0
-    duplicates: int = 0
-    redelivered: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
-
-
-def live_latencies_ms(event_times: Sequence[datetime], acked_at: float) -> list[float]:
-    """Milliseconds from each event time to ``acked_at`` (epoch seconds), for the events that were
-    at most ``LIVE_WINDOW_MS`` old and not in the future then."""
-    acked_ms = acked_at * 1000.0
-    return [d for t in event_times if 0.0 <= (d := acked_ms - t.timestamp() * 1000.0) <= LIVE_WINDOW_MS]
-
-
-def batch_figures(tally: BatchTally, wall_s: float) -> dict[str, float]:
-    """The ``BATCH_METRICS`` values of one batch (the latency ones only when it had live events).
-    Percentiles are nearest-rank: the smallest latency with at least that share at or below it."""
-    figures = {"batch_records": float(tally.records), "batch_events_stored": float(tally.stored),
-               "batch_dead_letters": float(tally.dead_letters), "batch_duplicates": float(tally.duplicates),
-               "batch_redelivered": float(tally.redelivered), "batch_wall_ms": wall_s * 1000.0}
-    latencies = sorted(tally.latencies_ms)
-    if latencies:
-        n = len(latencies)
-        figures.update({"batch_live_events": float(n),
-                        "batch_latency_p50_ms": latencies[max(0, -(-n * 50 // 100) - 1)],
-                        "batch_latency_p95_ms": latencies[max(0, -(-n * 95 // 100) - 1)],
-                        "batch_latency_max_ms": latencies[-1]})
-    return figures
-
-
-MAX_BUFFERED_FIGURES = 100_000
-"""Batch figure rows kept for the next metrics sample at most (oldest dropped beyond): bounded
-memory when samples cannot be written for a long time."""
-
 
 def faust_broker_url(brokers: str) -> str:
     return ";".join(f"kafka://{b.strip()}" for b in brokers.split(",") if b.strip())
@@ -213,55 +64,6 @@ def faust_broker_url(brokers: str) -> str:
 def _records(events: Sequence[EventT]) -> list[RawRecord]:
     return [RawRecord(e.message.key, e.message.value, e.message.topic, e.message.partition,
                       e.message.offset) for e in events]
-
-
-def _hold_back(events: Sequence[EventT]) -> None:
-    """Keep a batch from being committed: ``take_until_idle`` acks in a ``finally`` even when the
-    body fails or is cancelled; a message already marked acked is skipped by the consumer's
-    commit bookkeeping, so its offset is never committed and it is delivered again."""
-    for event in events:
-        event.message.acked = True
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
-
-
-def _die(exc: BaseException) -> None:
-    """An unexpected error inside a batch: exit so the supervisor restarts the worker from the
-    last committed offset. Continuing would leave the agent dead and the partition stuck."""
-    log.critical("worker stopping on an unexpected error; the batch will be delivered again", exc_info=exc)
-    logging.shutdown()
-    os._exit(70)
-
-
-async def write_with_retry(write: Callable[[], None], stats: WorkerStats, what: str) -> None:
-    """Run a blocking warehouse write off the event loop, retrying transient failures forever."""
-    attempt = 0
-    loop = asyncio.get_running_loop()
-    error: WarehouseUnavailable | WarehouseRefused
-    while True:
-        try:
-            await loop.run_in_executor(None, write)
-            if not stats.warehouse_healthy:
-                log.warning("warehouse is back after %d retries", attempt)
-            stats.warehouse_healthy = True
-            return
-        except WarehouseUnavailable as exc:
-            error, delay = exc, RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)]
-        except WarehouseRefused as exc:  # a refusal we cannot fix by waiting; do not lose the batch
-            error, delay = exc, RETRY_BACKOFF[-1] * 2
-            log.error("warehouse refused %s (will retry, worker is stalled): %s", what, exc)
-        stats.warehouse_healthy = False
-        stats.warehouse_retries += 1
-        attempt += 1
-        if attempt == 1 or attempt % 10 == 0:
-            log.warning("writing %s failed (attempt %d), retrying in %.1fs: %s", what, attempt, delay, error)
-        await asyncio.sleep(delay)
 
 
 class IngestWorker:
@@ -288,7 +90,7 @@ class IngestWorker:
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         # per-batch figures (time, metric, value) waiting for the next metrics sample (``record_metrics``)
         self.batch_rows: list[tuple[datetime, str, float]] = []
-        _shorten_fetch_wait(FETCH_MAX_WAIT_MS)
+        shorten_fetch_wait(FETCH_MAX_WAIT_MS)
         stop_flow_until_streams_are_sought()   # else a rebalance can stall a partition's commits for good
         self.app = app = faust.App(
             config.consumer_group,
@@ -329,7 +131,7 @@ class IngestWorker:
         async def write_table(table: str, columns: dict[str, list[Any]], token: str, what: str) -> None:
             await write_with_retry(lambda: warehouse.insert_columns(table, columns, token), self.stats, what)
 
-        self.commands = CommandStore(write_table, lambda letters: _send_dead_letters(self.dlq_topic, letters))
+        self.commands = CommandStore(write_table, lambda letters: send_dead_letters(self.dlq_topic, letters))
         self._wire(app)
 
     def _wire(self, app: faust.App) -> None:
@@ -348,26 +150,26 @@ class IngestWorker:
         async def ingest_events(stream: faust.StreamT[bytes]) -> None:
             assert isinstance(stream, faust.Stream)   # the take works on the Stream implementation
             async for events in take_until_idle(stream, max_batch, within, idle):
-                await _guarded(self.process_batch, events)
+                await guarded(self.process_batch, events)
 
         @app.agent(self.dlq_topic, name="store-dead-letters")
         async def store_dead_letters(stream: faust.StreamT[bytes]) -> None:
             assert isinstance(stream, faust.Stream)
             async for events in take_until_idle(stream, max_batch, within, idle):
-                await _guarded(self.store_dead_letters, events)
+                await guarded(self.store_dead_letters, events)
 
         # replay/stop commands and their outcomes (streams.commands): rare records, small batches
         @app.agent(self.commands_topic, name="store-commands")
         async def store_commands(stream: faust.StreamT[bytes]) -> None:
             assert isinstance(stream, faust.Stream)
             async for events in stream.take_events(100, within=0.2):
-                await _guarded(self.commands.store_commands, events)
+                await guarded(self.commands.store_commands, events)
 
         @app.agent(self.outcomes_topic, name="store-command-outcomes")
         async def store_command_outcomes(stream: faust.StreamT[bytes]) -> None:
             assert isinstance(stream, faust.Stream)
             async for events in stream.take_events(100, within=0.2):
-                await _guarded(self.commands.store_outcomes, events)
+                await guarded(self.commands.store_outcomes, events)
 
         @app.timer(self.config.metrics_interval_seconds)
         async def record_metrics() -> None:
@@ -382,7 +184,7 @@ class IngestWorker:
                 except asyncio.CancelledError:
                     raise
                 except BaseException as exc:
-                    _die(exc)
+                    die(exc)
 
         @app.timer(min(5.0, max(1.0, config.alert_idle_seconds / 6)))
         async def judge_quiet_accounts() -> None:
@@ -447,7 +249,7 @@ class IngestWorker:
         split = split_batch(records, max_event_bytes=self.config.max_event_bytes, now=received,
                             max_clock_skew_seconds=self.config.max_clock_skew_seconds)
         if split.dead_letters:
-            await _send_dead_letters(self.dlq_topic, split.dead_letters)
+            await send_dead_letters(self.dlq_topic, split.dead_letters)
             stats.dead_lettered += len(split.dead_letters)
         kept: list[SourcedEvent] = []
         notes: list[Annotation] = []
@@ -497,7 +299,7 @@ class IngestWorker:
         and where the events partitions this worker owns stand; waits for the broker's
         acknowledgement of every one."""
         self.handled(records)
-        await _send_packets(self.detector_topic, packets(signals, self.partition_status(), self.config.partitions))
+        await send_packets(self.detector_topic, packets(signals, self.partition_status(), self.config.partitions))
 
     def handled(self, records: list[RawRecord]) -> None:
         """``records`` (in (partition, offset) order) hold nothing more for the detectors."""
@@ -526,7 +328,7 @@ class IngestWorker:
         async with self.sending:
             status = self.partition_status()
             if status:
-                await _send_packets(self.detector_topic, packets([], status, self.config.partitions))
+                await send_packets(self.detector_topic, packets([], status, self.config.partitions))
 
     async def detect(self, event: EventT) -> None:
         """One packet of the detector topic: apply it to its partition's detectors and deliver
@@ -640,7 +442,7 @@ class IngestWorker:
         now = datetime.now(UTC)
         figures = {**{k: float(v) for k, v in self.stats.as_dict().items()}, "consumer_lag": lag,
                    "too_late_for_alerts": float(sum(d.too_late for d in self.detection.values())),
-                   "rss_bytes": float(_rss_bytes())}
+                   "rss_bytes": float(rss_bytes())}
         metrics = list(figures) + ["partition_lag"] * len(owned)
         batch_rows, self.batch_rows = self.batch_rows, []
         columns: dict[str, list[Any]] = {
@@ -670,37 +472,9 @@ class IngestWorker:
         self.keep_rows([(datetime.now(UTC), DEAD_LETTER_BATCH_METRIC, float(len(items)))])
 
 
-async def _guarded(step: Callable[[Sequence[EventT]], Awaitable[None]], events: Sequence[EventT]) -> None:
-    """Run an agent's step on one batch. Stopped mid-batch: the batch is held back (delivered
-    again) and the cancellation goes on; any other error: held back, and the worker exits."""
-    try:
-        await step(events)
-    except asyncio.CancelledError:
-        _hold_back(events)
-        raise
-    except BaseException as exc:
-        _hold_back(events)
-        _die(exc)
-
-
 def create_app(config: WorkerConfig, brokers: str, warehouse: Warehouse,
                stats: WorkerStats | None = None) -> faust.App:
     """Build the worker app for ``config``; ``warehouse`` is the sink both agents write to."""
     return IngestWorker(config, brokers, warehouse, stats).app
 
 
-async def _send_packets(topic: faust.TopicT, routed: list[tuple[int, bytes]]) -> None:
-    """Produce ``(partition, packet)`` pairs to the detector topic, in order, and wait until the
-    broker acknowledged every one."""
-    futures = [await topic.send(value=value, partition=partition) for partition, value in routed]
-    await asyncio.gather(*futures)
-
-
-async def _send_dead_letters(topic: faust.TopicT, letters: list[DeadLetter]) -> None:
-    """Produce dead letters and wait until the broker acknowledged every one. Each is cut to
-    ``DeadLetter.bounded()`` first, so no content can make a dead letter too large to produce."""
-    futures = []
-    for letter in letters:
-        letter = letter.bounded()
-        futures.append(await topic.send(key=letter.key, value=letter.raw, headers=letter.headers()))
-    await asyncio.gather(*futures)

@@ -11,7 +11,7 @@ waits ``idle`` instead of up to ``within``.
 Delivery is the same as ``take_events``': the stream's acks are disabled while taking, and a
 batch's events are acknowledged only after the consumer of the generator is done with it (the
 code after ``yield`` runs when the ``async for`` body finished, also when it raised). A batch the
-caller must not commit is held back by the caller (``streams.app._hold_back``).
+caller must not commit is held back by the caller (``streams.delivery.hold_back``).
 """
 
 from __future__ import annotations

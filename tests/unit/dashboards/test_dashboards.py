@@ -554,7 +554,7 @@ def test_pipeline_health_reads_figures_not_scans():
     events or run state, and only metric names the workers write."""
     import re
 
-    from streams.app import BATCH_METRICS, DEAD_LETTER_BATCH_METRIC
+    from streams.figures import BATCH_METRICS, DEAD_LETTER_BATCH_METRIC
 
     written = set(BATCH_METRICS) | {DEAD_LETTER_BATCH_METRIC, "consumer_lag", "partition_lag"}
     for panel in P.PIPELINE.panels:

@@ -1,4 +1,4 @@
-"""``streams.app.batch_figures`` and ``live_latencies_ms``: the per-batch figures each worker
+"""``streams.figures.batch_figures`` and ``live_latencies_ms``: the per-batch figures each worker
 writes to ``pipeline_metrics`` (the Pipeline health panels read them instead of scanning ``events``)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from streams.app import BATCH_METRICS, LIVE_WINDOW_MS, BatchTally, batch_figures, live_latencies_ms
+from streams.figures import BATCH_METRICS, LIVE_WINDOW_MS, BatchTally, batch_figures, live_latencies_ms
 
 ACKED = datetime(2026, 11, 16, 12, 0, tzinfo=UTC)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import os
 
-import streams.app as app_module
-from streams.app import SNAPSHOT_CHUNK_BYTES, read_snapshot, write_snapshot
+from streams.snapshots import SNAPSHOT_CHUNK_BYTES, read_snapshot, write_snapshot
 
 
 def test_a_large_snapshot_round_trips_in_chunks_and_generations_alternate():
@@ -50,4 +49,4 @@ def test_a_damaged_snapshot_is_not_used(caplog):
     table["1:0:1"] = b"x"
     assert read_snapshot(table, 1) is None
     assert "not whole" in caplog.text
-    assert app_module.SNAPSHOT_CHUNK_BYTES < 1_000_000
+    assert SNAPSHOT_CHUNK_BYTES < 1_000_000

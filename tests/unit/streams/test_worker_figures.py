@@ -14,8 +14,9 @@ import orjson
 
 import streams.app as app_module
 from sinks.ledger_state import LedgerState
-from streams.app import BATCH_METRICS, DEAD_LETTER_BATCH_METRIC, IngestWorker
+from streams.app import IngestWorker
 from streams.config import WorkerConfig
+from streams.figures import BATCH_METRICS, DEAD_LETTER_BATCH_METRIC
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "sample-events.ndjson"
 
@@ -65,12 +66,12 @@ def _worker(tmp_path: Path, warehouse: FakeWarehouse, monkeypatch) -> IngestWork
     async def packets_sent(topic: Any, routed: list[tuple[int, bytes]]) -> None:   # the detector topic: no broker here
         pass
 
-    monkeypatch.setattr(app_module, "_send_packets", packets_sent)
+    monkeypatch.setattr(app_module, "send_packets", packets_sent)
 
     async def sent(topic: Any, letters: list[Any]) -> None:   # the dead-letter topic: no broker here
         pass
 
-    monkeypatch.setattr(app_module, "_send_dead_letters", sent)
+    monkeypatch.setattr(app_module, "send_dead_letters", sent)
     return worker
 
 

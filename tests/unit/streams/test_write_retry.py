@@ -1,4 +1,4 @@
-"""``streams.app.write_with_retry``: the worker's retry loop around a blocking warehouse write.
+"""``streams.delivery.write_with_retry``: the worker's retry loop around a blocking warehouse write.
 Transient failures are retried with growing, capped backoff; a refusal is retried too (the
 batch must not be lost) after the longest wait; anything else is not the loop's to handle.
 The write here is a fake that fails a given number of times; sleeps are recorded, not slept."""
@@ -11,7 +11,8 @@ import logging
 import pytest
 
 from sinks.clickhouse import WarehouseRefused, WarehouseUnavailable
-from streams.app import RETRY_BACKOFF, WorkerStats, write_with_retry
+from streams.delivery import RETRY_BACKOFF, write_with_retry
+from streams.figures import WorkerStats
 
 
 class FlakyWrite:

@@ -1,0 +1,97 @@
+"""How the worker's batches are delivered, retried and acknowledged.
+
+A batch is acknowledged only when its rows are stored and what it produced (dead letters,
+detector packets) is acknowledged by the broker. A warehouse write is retried forever with
+backoff (the agent consumes nothing more meanwhile: back-pressure); a batch stopped midway is
+held back so that it is delivered again; any other error exits the worker, whose supervisor
+restarts it from the last committed offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+
+import faust
+from faust.types import EventT
+
+from schemas.dead_letter import DeadLetter
+from sinks.clickhouse import WarehouseRefused, WarehouseUnavailable
+from streams.figures import WorkerStats
+
+log = logging.getLogger(__name__)
+
+RETRY_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+def hold_back(events: Sequence[EventT]) -> None:
+    """Keep a batch from being committed: ``take_until_idle`` acks in a ``finally`` even when the
+    body fails or is cancelled; a message already marked acked is skipped by the consumer's
+    commit bookkeeping, so its offset is never committed and it is delivered again."""
+    for event in events:
+        event.message.acked = True
+
+
+def die(exc: BaseException) -> None:
+    """An unexpected error inside a batch: exit so the supervisor restarts the worker from the
+    last committed offset. Continuing would leave the agent dead and the partition stuck."""
+    log.critical("worker stopping on an unexpected error; the batch will be delivered again", exc_info=exc)
+    logging.shutdown()
+    os._exit(70)
+
+
+async def write_with_retry(write: Callable[[], None], stats: WorkerStats, what: str) -> None:
+    """Run a blocking warehouse write off the event loop, retrying transient failures forever."""
+    attempt = 0
+    loop = asyncio.get_running_loop()
+    error: WarehouseUnavailable | WarehouseRefused
+    while True:
+        try:
+            await loop.run_in_executor(None, write)
+            if not stats.warehouse_healthy:
+                log.warning("warehouse is back after %d retries", attempt)
+            stats.warehouse_healthy = True
+            return
+        except WarehouseUnavailable as exc:
+            error, delay = exc, RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)]
+        except WarehouseRefused as exc:  # a refusal we cannot fix by waiting; do not lose the batch
+            error, delay = exc, RETRY_BACKOFF[-1] * 2
+            log.error("warehouse refused %s (will retry, worker is stalled): %s", what, exc)
+        stats.warehouse_healthy = False
+        stats.warehouse_retries += 1
+        attempt += 1
+        if attempt == 1 or attempt % 10 == 0:
+            log.warning("writing %s failed (attempt %d), retrying in %.1fs: %s", what, attempt, delay, error)
+        await asyncio.sleep(delay)
+
+
+async def guarded(step: Callable[[Sequence[EventT]], Awaitable[None]], events: Sequence[EventT]) -> None:
+    """Run an agent's step on one batch. Stopped mid-batch: the batch is held back (delivered
+    again) and the cancellation goes on; any other error: held back, and the worker exits."""
+    try:
+        await step(events)
+    except asyncio.CancelledError:
+        hold_back(events)
+        raise
+    except BaseException as exc:
+        hold_back(events)
+        die(exc)
+
+
+async def send_packets(topic: faust.TopicT, routed: list[tuple[int, bytes]]) -> None:
+    """Produce ``(partition, packet)`` pairs to the detector topic, in order, and wait until the
+    broker acknowledged every one."""
+    futures = [await topic.send(value=value, partition=partition) for partition, value in routed]
+    await asyncio.gather(*futures)
+
+
+async def send_dead_letters(topic: faust.TopicT, letters: list[DeadLetter]) -> None:
+    """Produce dead letters and wait until the broker acknowledged every one. Each is cut to
+    ``DeadLetter.bounded()`` first, so no content can make a dead letter too large to produce."""
+    futures = []
+    for letter in letters:
+        letter = letter.bounded()
+        futures.append(await topic.send(key=letter.key, value=letter.raw, headers=letter.headers()))
+    await asyncio.gather(*futures)
