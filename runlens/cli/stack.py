@@ -291,6 +291,9 @@ def demo(
             _demo_replay(settings, stack, producer, spiked["account_id"])
         finally:
             engine.stop()
+        # a librdkafka client ends with its last reference: end them while the broker is still up
+        # (alive when it stops, they print its absence on the terminal)
+        del producer, engine
         report_path = _write_demo_report(settings, stack.reader_dsn, moment - history,
                                          moment + live + timedelta(minutes=5))
         out.print(f"report: {printable(str(report_path))}", markup=False, highlight=False, soft_wrap=True)
