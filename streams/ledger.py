@@ -79,19 +79,13 @@ class RecentKeys:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def add(self, key: Hashable) -> bool:
-        """Add ``key`` (the oldest key leaves once ``capacity`` are held); False, and nothing
-        changes, when it is held already."""
-        keys = self._keys
-        size = len(keys)
-        keys.add(key)
-        if len(keys) == size:
-            return False
-        order = self._order
-        order.append(key)
-        if len(order) > self.capacity:
-            keys.discard(order.popleft())
-        return True
+    def add(self, key: Hashable) -> None:
+        if key in self._keys:
+            return
+        self._keys.add(key)
+        self._order.append(key)
+        if len(self._order) > self.capacity:
+            self._keys.discard(self._order.popleft())
 
 
 @dataclass
@@ -126,7 +120,7 @@ class PartitionLedger:
         Another account's event with the same ids is a different event: new, paired apart."""
         position = (offset, index)
         recent = self.recent
-        key = (sys.intern(event.account_id), event.event_id)   # key_of, inlined: once per event
+        key = key_of(event.account_id, event.event_id)
         if position <= self.high_water:
             if key in recent:
                 self.skipped_redelivered += 1
@@ -139,9 +133,10 @@ class PartitionLedger:
                             "the topic was re-created, its events are stored as new", self.partition,
                             event.event_id, offset)
         self.high_water = position
-        if not recent.add(key):
+        if key in recent:
             self.duplicates += 1
             return _DUPLICATE
+        recent.add(key)
         kind = event.type
         if kind == "run.queued":
             return self._pair((key[0], event.run_id), queued_at=event.ts)
