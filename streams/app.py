@@ -36,7 +36,7 @@ from streams.config import WorkerConfig
 from streams.delivery import die, guarded, send_dead_letters, send_packets, write_with_retry
 from streams.detection import FUTURE_TOLERANCE, PartitionDetectors
 from streams.detectors import Alert, parse_deadlines
-from streams.faust_patches import FETCH_MAX_WAIT_MS, shorten_fetch_wait, stop_flow_until_streams_are_sought
+from streams.faust_patches import FETCH_MAX_WAIT_MS, shorten_fetch_wait
 from streams.figures import (
     DEAD_LETTER_BATCH_METRIC,
     MAX_BUFFERED_FIGURES,
@@ -87,7 +87,6 @@ class IngestWorker:
         # per-batch figures (time, metric, value) waiting for the next metrics sample (``record_metrics``)
         self.batch_rows: list[tuple[datetime, str, float]] = []
         shorten_fetch_wait(FETCH_MAX_WAIT_MS)
-        stop_flow_until_streams_are_sought()   # else a rebalance can stall a partition's commits for good
         self.app = app = faust.App(
             config.consumer_group,
             broker=faust_broker_url(brokers),
