@@ -247,9 +247,9 @@ def read_outcomes(brokers: str, topic: str, timeout: float = 15.0) -> list[Outco
     engine already decided). Invalid records are skipped (the worker dead-letters them). Raises
     ``BrokerUnavailable`` when the topic cannot be read to its end within ``timeout``."""
     found: list[Outcome] = []
-    for _, _, value in read_partitions(brokers, topic, timeout=timeout):
+    for record in read_partitions(brokers, topic, timeout=timeout):
         try:
-            found.append(parse_outcome(value or b""))
+            found.append(parse_outcome(record.value or b""))
         except CommandRejected:
             continue
     return found

@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -291,9 +292,18 @@ def group_members(brokers: str, group: str, timeout: float = 10.0) -> list[Group
     return sorted(members, key=lambda m: m.partitions)
 
 
+class TopicRecord(NamedTuple):
+    """A record read with ``read_partitions``."""
+
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None
+
+
 def read_partitions(brokers: str, topic: str, ranges: dict[int, tuple[int, int | None]] | None = None,
-                    timeout: float = 30.0) -> list[tuple[int, int, bytes | None]]:
-    """``(partition, offset, value)`` of the records of ``topic`` at offsets ``start`` .. ``end - 1`` of
+                    timeout: float = 30.0) -> list[TopicRecord]:
+    """The records of ``topic`` at offsets ``start`` .. ``end - 1`` of
     each partition in ``ranges`` (``end`` None: to its current end; ``ranges`` None: every partition
     from its beginning to its end), read outside any consumer group (nothing is committed). Raises
     ``BrokerUnavailable`` when not all of them can be read within ``timeout``: a caller must not go
@@ -303,7 +313,7 @@ def read_partitions(brokers: str, topic: str, ranges: dict[int, tuple[int, int |
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"runlens-reader-{topic}",
                          "enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 10,
                          "socket.connection.setup.timeout.ms": 5000})
-    records: list[tuple[int, int, bytes | None]] = []
+    records: list[TopicRecord] = []
     try:
         if ranges is None:
             metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
@@ -333,7 +343,7 @@ def read_partitions(brokers: str, topic: str, ranges: dict[int, tuple[int, int |
             if end is not None and offset >= end:
                 pending.pop(partition)
                 continue
-            records.append((partition, offset, message.value()))
+            records.append(TopicRecord(partition, offset, message.value(), message.key()))
             if end is not None and offset + 1 >= end:
                 pending.pop(partition)
         if pending:
@@ -344,8 +354,6 @@ def read_partitions(brokers: str, topic: str, ranges: dict[int, tuple[int, int |
 
 
 def read_range(brokers: str, topic: str, partition: int, start: int, end: int,
-               timeout: float = 30.0) -> list[tuple[int, bytes | None]]:
-    """The records of ``topic``/``partition`` at offsets ``start`` .. ``end - 1`` as (offset, value)
-    (``read_partitions``)."""
-    return [(offset, value) for _, offset, value in
-            read_partitions(brokers, topic, {partition: (start, end)}, timeout)]
+               timeout: float = 30.0) -> list[TopicRecord]:
+    """The records of ``topic``/``partition`` at offsets ``start`` .. ``end - 1`` (``read_partitions``)."""
+    return read_partitions(brokers, topic, {partition: (start, end)}, timeout)

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     # Fault injection for the reliability suite; leave unset in production.
     fault_lose_reply_every: int = Field(
         default=0, ge=0, description="Test hook: after every Nth stored insert, act as if its reply was lost.")
+    fault_drop_batch_every: int = Field(
+        default=0, ge=0, description="Test hook: the worker drops every Nth batch of the events topic and every "
+        "Nth packet of the detector topic unhandled and unacknowledged, as Faust can (streams.continuity).")
     fault_outage_file: Path | None = Field(
         default=None, description="Test hook: while this file exists, the warehouse is treated as unreachable.")
     insert_dedup: bool = Field(default=True, description="Send insert deduplication tokens (turn off only to show "

@@ -24,7 +24,7 @@ import faust
 import orjson
 from faust.types import TP, EventT
 
-from producers.kafka import partition_lags, read_range
+from producers.kafka import BrokerUnavailable, partition_lags, read_range
 from schemas.dead_letter import DeadLetter
 from sinks.clickhouse import Warehouse, batch_token
 from sinks.ledger_state import Annotation
@@ -33,7 +33,8 @@ from streams.alerting import WebhookNotifier, alert_columns, alert_document
 from streams.batch import GROUP_MAX_BYTES, RawRecord, record_groups, split_batch
 from streams.commands import CommandStore
 from streams.config import WorkerConfig
-from streams.delivery import die, guarded, send_dead_letters, send_packets, write_with_retry
+from streams.continuity import Continuity, Hole
+from streams.delivery import die, guarded, hold_back, mark_done, send_dead_letters, send_packets, write_with_retry
 from streams.detection import FUTURE_TOLERANCE, PartitionDetectors
 from streams.detectors import Alert, parse_deadlines
 from streams.faust_patches import FETCH_MAX_WAIT_MS, shorten_fetch_wait
@@ -81,6 +82,8 @@ class IngestWorker:
         self.detecting = asyncio.Lock()   # one packet or sweep at a time
         self.sending = asyncio.Lock()     # a batch's signals and a status broadcast never interleave
         self.signaled_to: dict[int, int] = {}   # events partition -> newest offset whose signals were sent
+        self.continuity = Continuity()   # holes the consumer left in the owned events partitions
+        self.fault_counts: dict[str, int] = {}   # batches per topic, for the fault_drop_batch_every hook
         self.webhook = WebhookNotifier(config.alert_webhook_url) if config.alert_webhook_url else None
         self.deadlines = parse_deadlines(config.alert_deadlines)   # a bad setting stops the worker at start
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
@@ -145,7 +148,8 @@ class IngestWorker:
         async def ingest_events(stream: faust.StreamT[bytes]) -> None:
             assert isinstance(stream, faust.Stream)   # the take works on the Stream implementation
             async for events in take_until_idle(stream, max_batch, within, idle):
-                await guarded(self.process_batch, events)
+                if not self.dropped_by_fault_hook(events):
+                    await guarded(self.process_batch, events)
 
         @app.agent(self.dlq_topic, name="store-dead-letters")
         async def store_dead_letters(stream: faust.StreamT[bytes]) -> None:
@@ -174,6 +178,8 @@ class IngestWorker:
         async def detect(stream: faust.StreamT[bytes]) -> None:
             assert isinstance(stream, faust.Stream)
             async for event in stream.events():
+                if self.dropped_by_fault_hook([event]):
+                    continue
                 try:
                     await self.detect(event)
                 except asyncio.CancelledError:
@@ -183,8 +189,28 @@ class IngestWorker:
 
         @app.timer(min(5.0, max(1.0, config.alert_idle_seconds / 6)))
         async def judge_quiet_accounts() -> None:
-            await self.broadcast_status()
-            await self.judge_quiet_accounts()
+            try:
+                await self.fill_stalled()
+                await self.broadcast_status()
+                await self.judge_quiet_accounts()
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                die(exc)
+
+    def dropped_by_fault_hook(self, events: Sequence[EventT]) -> bool:
+        """Test hook (``fault_drop_batch_every``): drop every Nth batch or packet as Faust can, neither
+        handled nor acknowledged, for ``streams.continuity`` to find."""
+        every = self.config.fault_drop_batch_every
+        if not every:
+            return False
+        topic = events[0].message.topic
+        self.fault_counts[topic] = count = self.fault_counts.get(topic, 0) + 1
+        if count % every:
+            return False
+        hold_back(events)
+        log.warning("fault hook: dropped %d records of %s unhandled", len(events), topic)
+        return True
 
     def forget_revoked(self, revoked: set[TP]) -> None:
         """Another worker may own these partitions next; reload from the warehouse (a ledger) or
@@ -193,6 +219,7 @@ class IngestWorker:
             if tp.topic == self.config.events_topic:
                 self.ledgers.pop(tp.partition, None)
                 self.signaled_to.pop(tp.partition, None)
+                self.continuity.forget(tp.partition)
             elif tp.topic == self.config.detector_topic:
                 self.detection.pop(tp.partition, None)
 
@@ -208,19 +235,79 @@ class IngestWorker:
     async def process_batch(self, events: Sequence[EventT]) -> None:
         """Records in groups of at most ``insert_max_rows`` events, in (partition, offset) order:
         memory stays bounded by the group, not the batch, and a crash between two groups leaves
-        each partition's stored events a prefix, so the high-water position stays exact."""
+        each partition's stored events a prefix, so the high-water position stays exact. Records
+        the consumer skipped before or between them are read from the topic and stored first
+        (``streams.continuity``)."""
+        await self.process_raw(_records(events))
+
+    async def process_raw(self, records: list[RawRecord], holes: list[tuple[int, Hole]] | None = None) -> None:
+        """``process_batch`` on records of the events topic; ``holes`` are known to be missing."""
         stats = self.stats
         started = time.perf_counter()
-        records = sorted(_records(events), key=lambda r: (r.partition, r.offset))
-        stats.events_in += len(records)
-        received = datetime.now(UTC)   # the clock event times are judged against, once per batch
-        tally = BatchTally(records=len(records))
+        records = sorted(records, key=lambda r: (r.partition, r.offset))
         async with self.sending:
-            for group in record_groups(records, self.config.insert_max_rows, GROUP_MAX_BYTES):
-                await self.process_records(group, received, tally)
+            received = datetime.now(UTC)   # the clock event times are judged against, once per batch
+            tally = BatchTally(records=len(records))
+            for partition, hole in [*(holes or []), *self.holes_in(records)]:
+                await self.fill_hole(partition, hole, received, tally)
+            stats.events_in += len(records)
+            await self.store_records(records, received, tally)
+            now = time.monotonic()
+            for record in records:   # in (partition, offset) order: the last one of each partition wins
+                self.continuity.handled(record.partition, record.offset, now)
         stats.batches += 1
         stats.last_batch_at = time.time()
         self.keep_batch_figures(tally, time.perf_counter() - started, stats.last_batch_at)
+
+    async def store_records(self, records: list[RawRecord], received: datetime, tally: BatchTally) -> None:
+        for group in record_groups(records, self.config.insert_max_rows, GROUP_MAX_BYTES):
+            await self.process_records(group, received, tally)
+
+    def holes_in(self, records: list[RawRecord]) -> list[tuple[int, Hole]]:
+        """What the consumer skipped before or between ``records`` (in (partition, offset) order);
+        a partition new to this worker is compared with its committed offset."""
+        consumer, topic, now = self.app.consumer, self.config.events_topic, time.monotonic()
+        offsets: dict[int, list[int]] = {}
+        for record in records:
+            offsets.setdefault(record.partition, []).append(record.offset)
+        holes: list[tuple[int, Hole]] = []
+        for partition, seen in offsets.items():
+            committed = consumer._committed_offset.get(TP(topic, partition))  # type: ignore[attr-defined]  # Faust keeps it there
+            self.continuity.start(partition, committed, now)
+            holes += [(partition, hole) for hole in self.continuity.holes(partition, seen)]
+        return holes
+
+    async def fill_hole(self, partition: int, hole: Hole, received: datetime, tally: BatchTally) -> None:
+        """Read a hole from the topic in pieces of at most ``batch_max_records`` records, store each
+        and acknowledge its offsets: memory and redelivery after a crash stay bounded as for a batch."""
+        topic, (start, end) = self.config.events_topic, hole
+        log.warning("events partition %d: offsets %d..%d were skipped by the consumer; reading them from the topic",
+                    partition, start, end - 1)
+        loop = asyncio.get_running_loop()
+        for first in range(start, end, self.config.batch_max_records):
+            last = min(end, first + self.config.batch_max_records)
+            found = await loop.run_in_executor(None, read_range, self.brokers, topic, partition, first, last)
+            piece = [RawRecord(r.key, r.value, topic, partition, r.offset) for r in found]
+            self.stats.events_in += len(piece)
+            tally.records += len(piece)
+            await self.store_records(piece, received, tally)
+            self.continuity.handled(partition, last - 1, time.monotonic())
+            mark_done(self.app, topic, partition, first, last)
+            self.stats.offsets_refetched += last - first
+
+    async def fill_stalled(self) -> None:
+        """Every few seconds: events partitions whose log end stays beyond what was handled while
+        none of their records is delivered (``Continuity.stalled``) are read from the topic."""
+        consumer, topic = self.app.consumer, self.config.events_topic
+        owned = [tp for tp in consumer.assignment() if tp.topic == topic]
+        in_flight = {m.tp.partition for m in list(getattr(consumer, "_unacked_messages", ())) if m.tp.topic == topic}
+        stalled = self.continuity.stalled({tp.partition: consumer.highwater(tp) for tp in owned}, in_flight,
+                                          time.monotonic())
+        if stalled:
+            try:
+                await self.process_raw([], stalled)
+            except BrokerUnavailable as exc:
+                log.warning("could not read the skipped records yet: %s", exc)
 
     def keep_batch_figures(self, tally: BatchTally, wall_s: float, at: float) -> None:
         """Buffer one batch's ``BATCH_METRICS`` rows for the next metrics sample (one insert for
@@ -326,11 +413,17 @@ class IngestWorker:
         what they raise; every ``SNAPSHOT_SECONDS`` write the detectors to the detector-state
         table (with the offset of the last packet they hold). Packets are acknowledged as usual: a
         new owner of the partition (after a crash or a rebalance) restores the snapshot and
-        applies the packets after it again (``detectors_of``); what they carry that the snapshot
-        already holds is skipped (``PartitionDetectors.observe``)."""
+        applies the packets after it again (``detectors_of``); a packet at or below the last one
+        applied is skipped, and packets the consumer skipped are read from the topic
+        (``catch_up``)."""
         partition, offset = event.message.partition, event.message.offset
         async with self.detecting:
             detectors = await self.detectors_of(partition, offset)
+            if offset <= detectors.applied_to:
+                return
+            if await self.catch_up(detectors, partition, offset):
+                log.warning("detector partition %d: packets before offset %d were skipped by the consumer; read "
+                            "them from the topic", partition, offset)
             await self.apply_packet(detectors, offset, event.message.value)
             now = time.monotonic()
             # at most every SNAPSHOT_SECONDS, and never more than ~5 % of the time in taking them
@@ -374,19 +467,29 @@ class IngestWorker:
         if detectors.detectors.run_deadline is not None:    # the setting of now, also after a restore
             detectors.detectors.run_deadline.limits = dict(self.deadlines)
         held = detectors.applied_to
-        gap: list[tuple[int, bytes | None]] = []
-        if offset > held + 1:
-            loop = asyncio.get_running_loop()
-            gap = await loop.run_in_executor(None, read_range, self.brokers, config.detector_topic, partition,
-                                             held + 1, offset)
-            for at, value in gap:
-                await self.apply_packet(detectors, at, value)
-        if blob or gap:
+        applied = await self.catch_up(detectors, partition, offset)
+        if blob or applied:
             log.info("detector partition %d restored: snapshot to offset %d, %d packets after it", partition,
-                     held, len(gap))
+                     held, applied)
         self.detection[partition] = detectors
         self.snapshot_at[partition] = time.monotonic()
         return detectors
+
+    async def catch_up(self, detectors: PartitionDetectors, partition: int, offset: int) -> int:
+        """Apply the packets between the last one ``detectors`` hold and ``offset`` (read from the
+        topic: after a restore, or when the consumer skipped them) and tell the consumer they are
+        handled; returns how many were applied."""
+        start = detectors.applied_to + 1
+        if offset <= start:
+            return 0
+        topic = self.config.detector_topic
+        loop = asyncio.get_running_loop()
+        gap = await loop.run_in_executor(None, read_range, self.brokers, topic, partition, start, offset)
+        for record in gap:
+            await self.apply_packet(detectors, record.offset, record.value)
+        detectors.applied_to = offset - 1
+        mark_done(self.app, topic, partition, start, offset)
+        return len(gap)
 
     async def judge_quiet_accounts(self) -> None:
         """Every few seconds, also when nothing arrives: what the wall clock alone makes

@@ -31,3 +31,4 @@ class WorkerConfig:
     alert_webhook_url: str | None    # POST every alert state change here
     metrics_interval_seconds: float  # how often pipeline health is recorded
     alert_deadlines: str | None = None   # run_deadline limits: JSON {"account/workflow" or "workflow": "10m"}
+    fault_drop_batch_every: int = 0      # test hook: drop every Nth batch / packet as Faust can (streams.continuity)

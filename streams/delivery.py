@@ -13,9 +13,11 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import faust
-from faust.types import EventT
+from faust.types import TP, EventT
+from faust.types.tuples import ack_lock
 
 from schemas.dead_letter import DeadLetter
 from sinks.clickhouse import WarehouseRefused, WarehouseUnavailable
@@ -78,6 +80,23 @@ async def guarded(step: Callable[[Sequence[EventT]], Awaitable[None]], events: S
     except BaseException as exc:
         hold_back(events)
         die(exc)
+
+
+def mark_done(app: faust.App, topic: str, partition: int, start: int, end: int) -> None:
+    """Acknowledge offsets ``start`` .. ``end - 1`` of ``topic``/``partition`` that the consumer did
+    not deliver but the worker handled (``streams.continuity``), with the bookkeeping of Faust's own
+    ``Consumer.ack`` (its commits move on from the contiguous acknowledged offsets); an offset
+    acknowledged already, or below the committed one, is left as it is."""
+    consumer: Any = app.consumer
+    tp = TP(topic, partition)
+    with ack_lock:
+        committed = consumer._committed_offset.get(tp)
+        index, acked = consumer._acked_index[tp], consumer._acked[tp]
+        for offset in range(start, end):
+            if (committed is None or offset >= committed) and offset not in index:
+                index.add(offset)
+                acked.append(offset)
+                consumer._n_acked += 1
 
 
 async def send_packets(topic: faust.TopicT, routed: list[tuple[int, bytes]]) -> None:

@@ -26,6 +26,7 @@ class WorkerStats:
     warehouse_retries: int = 0
     alerts: int = 0
     warehouse_healthy: bool = True
+    offsets_refetched: int = 0          # offsets the consumer skipped, read from the topic (streams.continuity)
     bad_packets: int = 0                # records of the detector topic that were not packets (skipped)
     detector_snapshot_bytes: int = 0    # the last detector snapshot written (all chunks)
     detector_snapshot_ms: float = 0.0   # and how long taking it took

@@ -58,7 +58,9 @@ class BenchBase:
         }
         # test hooks of the reliability suite, where the settings have them: always off here
         fields = type(self.base).model_fields
-        for name, off in (("fault_lose_reply_every", 0), ("fault_outage_file", None), ("insert_dedup", True)):
+        hooks = (("fault_lose_reply_every", 0), ("fault_drop_batch_every", 0), ("fault_outage_file", None),
+                 ("insert_dedup", True))
+        for name, off in hooks:
             if name in fields:
                 update[name] = off
         return self.base.model_copy(update=update)

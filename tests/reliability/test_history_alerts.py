@@ -131,7 +131,7 @@ def test_a_worker_killed_mid_stream_misses_no_alert_and_fires_none_twice(history
     def snapshotted() -> int:
         """Detector partitions with a snapshot in the detector-state table's changelog."""
         changelog = f"{stack.settings.consumer_group}-detector-state-changelog"
-        return len({partition for partition, _, _ in read_partitions(stack.brokers, changelog)})
+        return len({record.partition for record in read_partitions(stack.brokers, changelog)})
 
     # the kill lands after every detector partition has a snapshot, so the new owner restores one
     wait_for(lambda: (stored(), snapshotted()), lambda got: got[0] > total * 0.4 and got[1] == 4, timeout=300,

@@ -91,6 +91,26 @@ def test_lost_insert_replies_are_retried_without_duplicates(tmp_path, stack_fact
     assert oracle_problems(reader_of(stack), workload) == []
 
 
+def test_records_the_consumer_drops_are_read_from_the_topic(tmp_path, stack_factory):
+    """Faust can drop delivered records for good after a rebalance (faust-streaming issues 596 and
+    606): never handled, never acknowledged, its read position past them. The hook drops every
+    third batch of events and every third detector packet that way; the worker must find each hole
+    (the records after it, or a partition that stopped moving), read it from the topic, and commit
+    past it: every event stored once, the aggregates equal to the recomputation."""
+    workload = make_workload(tmp_path, hours=2, duplicate_rate=0.02)
+    stack = stack_factory(fault_drop_batch_every=3, batch_max_records=20, batch_max_seconds=0.2)
+    assert run_cli(stack.settings, "publish", str(workload.path)).returncode == 0
+    wait_caught_up(stack, timeout=300)   # commits only move past a hole once it is filled
+    log_path = stack.logs / "worker.log"
+    log = log_path.read_text()
+    assert "fault hook: dropped" in log and "were skipped by the consumer; reading them from the topic" in log
+    assert oracle_problems(reader_of(stack), workload) == []
+    assert _no_position_stored_twice(stack)
+    # status packets reach the detector topic every few seconds: a dropped one is noticed at the next
+    wait_for(log_path.read_text, lambda text: "packets before offset" in text, timeout=60,
+             what="a skipped detector packet read from the topic")
+
+
 def test_control_without_dedup_tokens_the_lost_reply_test_fails(tmp_path, stack_factory):
     """The same fault with deduplication tokens off double-counts: the test above can fail."""
     workload = make_workload(tmp_path, hours=2)

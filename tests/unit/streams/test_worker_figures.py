@@ -60,7 +60,7 @@ def _lines(age: timedelta, n: int, first: int = 0) -> list[bytes]:
 
 def _worker(tmp_path: Path, warehouse: FakeWarehouse, monkeypatch) -> IngestWorker:
     worker = IngestWorker(_config(tmp_path), "localhost:1", warehouse)  # type: ignore[arg-type]
-    worker.app = SimpleNamespace(consumer=SimpleNamespace(assignment=lambda: set()))  # type: ignore[assignment]
+    worker.app = SimpleNamespace(consumer=SimpleNamespace(assignment=lambda: set(), _committed_offset={}))  # type: ignore[assignment]
     monkeypatch.setattr(app_module, "partition_lags", lambda *a, **k: {("events", 0): 0})
 
     async def packets_sent(topic: Any, routed: list[tuple[int, bytes]]) -> None:   # the detector topic: no broker here
