@@ -299,6 +299,7 @@ class TopicRecord(NamedTuple):
     offset: int
     value: bytes | None
     key: bytes | None
+    timestamp: float | None   # the record's time (epoch seconds), None when the broker has none
 
 
 def read_partitions(brokers: str, topic: str, ranges: dict[int, tuple[int, int | None]] | None = None,
@@ -308,7 +309,7 @@ def read_partitions(brokers: str, topic: str, ranges: dict[int, tuple[int, int |
     from its beginning to its end), read outside any consumer group (nothing is committed). Raises
     ``BrokerUnavailable`` when not all of them can be read within ``timeout``: a caller must not go
     on with a gap. A topic that does not exist holds nothing."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"runlens-reader-{topic}",
                          "enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 10,
@@ -343,7 +344,9 @@ def read_partitions(brokers: str, topic: str, ranges: dict[int, tuple[int, int |
             if end is not None and offset >= end:
                 pending.pop(partition)
                 continue
-            records.append(TopicRecord(partition, offset, message.value(), message.key()))
+            kind, millis = message.timestamp()
+            sent = millis / 1000.0 if kind != TIMESTAMP_NOT_AVAILABLE and millis > 0 else None
+            records.append(TopicRecord(partition, offset, message.value(), message.key(), sent))
             if end is not None and offset + 1 >= end:
                 pending.pop(partition)
         if pending:

@@ -424,7 +424,7 @@ class IngestWorker:
             if await self.catch_up(detectors, partition, offset):
                 log.warning("detector partition %d: packets before offset %d were skipped by the consumer; read "
                             "them from the topic", partition, offset)
-            await self.apply_packet(detectors, offset, event.message.value)
+            await self.apply_packet(detectors, offset, event.message.value, event.message.timestamp)
             now = time.monotonic()
             # at most every SNAPSHOT_SECONDS, and never more than ~5 % of the time in taking them
             every = max(SNAPSHOT_SECONDS, 20 * self.stats.detector_snapshot_ms / 1000)
@@ -435,14 +435,17 @@ class IngestWorker:
                 self.stats.detector_snapshot_bytes = len(blob)
                 self.stats.detector_snapshot_ms = round(1000 * (self.snapshot_at[partition] - now), 1)
 
-    async def apply_packet(self, detectors: PartitionDetectors, offset: int, value: bytes | None) -> None:
+    async def apply_packet(self, detectors: PartitionDetectors, offset: int, value: bytes | None,
+                           sent_at: float | None) -> None:
+        """One packet (``sent_at``: its record's time, epoch seconds) applied to ``detectors``."""
         try:
             packet = unpack(value)
         except BadPacket as exc:
             self.stats.bad_packets += 1
             log.warning("skipped record %d of the detector topic: %s", offset, exc)
         else:
-            raised = detectors.apply(packet, datetime.now(UTC))
+            sent = datetime.fromtimestamp(sent_at, UTC) if sent_at else None
+            raised = detectors.apply(packet, datetime.now(UTC), sent)
             if raised:
                 await self.deliver_alerts(raised)
         detectors.applied_to = offset
@@ -486,7 +489,7 @@ class IngestWorker:
         loop = asyncio.get_running_loop()
         gap = await loop.run_in_executor(None, read_range, self.brokers, topic, partition, start, offset)
         for record in gap:
-            await self.apply_packet(detectors, record.offset, record.value)
+            await self.apply_packet(detectors, record.offset, record.value, record.timestamp)
         detectors.applied_to = offset - 1
         mark_done(self.app, topic, partition, start, offset)
         return len(gap)

@@ -82,12 +82,16 @@ class PartitionDetectors:
                                       signal.error_code, signal.error_class)
         return True
 
-    def apply(self, packet: Packet, now: datetime | None = None) -> list[Alert]:
-        """A packet's signals and partition status, then what they made judgeable."""
+    def apply(self, packet: Packet, now: datetime | None = None, sent_at: datetime | None = None) -> list[Alert]:
+        """A packet's signals and partition status, then what they made judgeable. The status
+        counts as heard when the packet was sent (``sent_at``, its record's time), not when it is
+        applied: a packet read again after a restore or a skip says where a partition stood then,
+        and may be older than ``STATUS_STALE``."""
         now = self._now() if now is None else now
         for signal in packet.signals:
             self.observe(signal, now)
-        self.status.update((p, (lagging, now)) for p, lagging in packet.lagging.items())
+        heard = now if sent_at is None else min(now, sent_at)
+        self.status.update((p, (lagging, heard)) for p, lagging in packet.lagging.items())
         return self.advance(now)
 
     def advance(self, now: datetime | None = None, *, every_account: bool = False) -> list[Alert]:

@@ -174,8 +174,13 @@ def test_durable_broker_restarts_under_load(tmp_path, stack_factory, s3_store, i
         code = broker.restart(sig, while_down=while_down)
         back = time.monotonic()
         before = _stored(stack)[1]
+
+        def rows() -> int:
+            stack.supervise()          # what `runlens up` does: restart a worker that died
+            return _stored(stack)[1]
+
         # recovered: the worker stores events again (new ones only exist once the broker is back)
-        wait_for(lambda: _stored(stack)[1], lambda n: n > before, timeout=60, interval=0.1,
+        wait_for(rows, lambda n: n > before, timeout=60, interval=0.1,
                  what=f"the pipeline to move again after the {name} restart")
         recoveries[f"{name}_down_s"] = round(back - started, 2)
         recoveries[f"{name}_recovery_s"] = round(time.monotonic() - back, 2)

@@ -174,3 +174,18 @@ def test_a_partition_not_heard_of_holds_judgement_back_until_its_status_arrives(
     slow.apply(Packet([], {0: False}), later)
     assert slow.held_back(later + timedelta(seconds=29)) == set()
     assert slow.held_back(later + timedelta(seconds=31)) == {0}, "never longer than STATUS_STALE"
+
+
+def test_a_status_read_again_later_counts_from_when_it_was_sent():
+    """After a restore (or a skipped packet) the worker reads old packets again: a status sent
+    40 s ago by a worker that has died since must not make its partition look freshly read to its
+    end, or the idle rule would move the watermark past the records piling up there."""
+    d = PartitionDetectors(LATENESS, idle=timedelta(seconds=5), partitions=1)
+    sent = NOW - timedelta(seconds=40)
+    d.apply(Packet([], {0: False}), NOW, sent_at=sent)
+    assert d.held_back(NOW) == {0}
+    d.apply(Packet([], {0: False}), NOW, sent_at=NOW - timedelta(seconds=1))
+    assert d.held_back(NOW) == set()
+    d.apply(Packet([], {0: False}), NOW, sent_at=NOW + timedelta(seconds=3))   # a sender's clock ahead
+    assert d.held_back(NOW + timedelta(seconds=4)) == set()
+    assert d.held_back(NOW + timedelta(seconds=6)) == {0}
