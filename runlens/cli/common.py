@@ -325,6 +325,19 @@ FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output 
 
 _Parsed = TypeVar("_Parsed")
 
+_WORKLOAD_KINDS = ("spike", "silence", "backlog")
+
+
+def _as_option_error(exc: ValueError, option: str | None = None) -> BadArgument:
+    """The workload's messages name their kind ("spike: ..."): the one-line error names the option
+    (``option`` when the message names none)."""
+    kind, found, reason = str(exc).partition(": ")
+    if found and kind in _WORKLOAD_KINDS:
+        message = f"--{kind}: {reason}"
+    else:
+        message = f"{option}: {exc}" if option else str(exc)
+    return BadArgument(printable(message, one_line=True))
+
 
 def workload_options(seed: int, accounts: int, rate: float, backfill_rate: float,
                      spikes: list[str], backlogs: list[str], now: datetime,
@@ -341,8 +354,7 @@ def workload_options(seed: int, accounts: int, rate: float, backfill_rate: float
             try:
                 parsed.append(kind(text, now))
             except ValueError as exc:
-                reason = str(exc).removeprefix(f"{option[2:]}: ")   # workload's messages name the kind too
-                raise BadArgument(f"{option}: {printable(reason, one_line=True)}") from None
+                raise _as_option_error(exc, option) from None
             except OverflowError:
                 raise BadArgument(f"{option}: {shown(text)} is out of range (times 1..9999 AD)") from None
         return tuple(parsed)
@@ -355,10 +367,8 @@ def workload_options(seed: int, accounts: int, rate: float, backfill_rate: float
                                 silences=silenced)
         check_workload(config)   # a spike, silence or backlog naming nothing: one line, not a traceback
         return config
-    except ValueError as exc:   # the workload's messages name the kind ("spike: ..."): name the option
-        kind, _, reason = str(exc).partition(": ")
-        message = f"--{kind}: {reason}" if kind in ("spike", "silence", "backlog") else str(exc)
-        raise BadArgument(printable(message, one_line=True)) from None
+    except ValueError as exc:
+        raise _as_option_error(exc) from None
 
 
 SeedOpt = Annotated[int, typer.Option(min=0, max=2**63 - 1, help="Random seed (0..2^63-1): the same seed gives "
