@@ -300,7 +300,9 @@ class IngestWorker:
         none of their records is delivered (``Continuity.stalled``) are read from the topic."""
         consumer, topic = self.app.consumer, self.config.events_topic
         owned = [tp for tp in consumer.assignment() if tp.topic == topic]
-        in_flight = {m.tp.partition for m in list(getattr(consumer, "_unacked_messages", ())) if m.tp.topic == topic}
+        # delivered and not acknowledged yet (a batch held back is marked acked: it is not in flight)
+        in_flight = {m.tp.partition for m in list(getattr(consumer, "_unacked_messages", ()))
+                     if m.tp.topic == topic and not m.acked}
         stalled = self.continuity.stalled({tp.partition: consumer.highwater(tp) for tp in owned}, in_flight,
                                           time.monotonic())
         if stalled:

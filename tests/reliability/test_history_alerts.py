@@ -146,3 +146,15 @@ def test_a_worker_killed_mid_stream_misses_no_alert_and_fires_none_twice(history
     report("history-alerts-worker-killed", alerts=len(found), restarted_after_s=round(time.monotonic() - killed_at, 1),
            restores=len(restored))
     assert restored, "no detector partition was restored after the kill"
+
+
+def test_records_the_consumer_drops_change_no_alert(history, stack_factory):
+    """Faust can drop delivered records after a rebalance (``streams.continuity``); the worker reads
+    them from the topic. The hook drops every third batch and detector packet that way: the
+    alerts must still be the oracle's."""
+    path, expected = history
+    stack = stack_factory(partitions=4, alert_idle_seconds=IDLE_SECONDS, batch_max_records=4,
+                          fault_drop_batch_every=3)
+    assert run_cli(stack.settings, "publish", str(path)).returncode == 0
+    _same_as(stack, expected, "one worker whose consumer drops every third batch")
+    assert "were skipped by the consumer" in stack.worker_log(0).read_text()
