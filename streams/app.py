@@ -37,7 +37,7 @@ from streams.continuity import Continuity, Hole
 from streams.delivery import die, guarded, hold_back, mark_done, send_dead_letters, send_packets, write_with_retry
 from streams.detection import FUTURE_TOLERANCE, PartitionDetectors
 from streams.detectors import Alert, parse_deadlines
-from streams.faust_patches import FETCH_MAX_WAIT_MS, shorten_fetch_wait
+from streams.faust_patches import FETCH_MAX_WAIT_MS, shorten_fetch_wait, stop_flow_until_streams_are_sought
 from streams.figures import (
     DEAD_LETTER_BATCH_METRIC,
     MAX_BUFFERED_FIGURES,
@@ -90,6 +90,7 @@ class IngestWorker:
         # per-batch figures (time, metric, value) waiting for the next metrics sample (``record_metrics``)
         self.batch_rows: list[tuple[datetime, str, float]] = []
         shorten_fetch_wait(FETCH_MAX_WAIT_MS)
+        stop_flow_until_streams_are_sought()
         self.app = app = faust.App(
             config.consumer_group,
             broker=faust_broker_url(brokers),
@@ -296,15 +297,15 @@ class IngestWorker:
             self.stats.offsets_refetched += last - first
 
     async def fill_stalled(self) -> None:
-        """Every few seconds: events partitions whose log end stays beyond what was handled while
-        none of their records is delivered (``Continuity.stalled``) are read from the topic."""
+        """Every few seconds: events partitions the consumer read beyond what was handled while none
+        of their records is delivered (``Continuity.stalled``) are read from the topic."""
         consumer, topic = self.app.consumer, self.config.events_topic
         owned = [tp for tp in consumer.assignment() if tp.topic == topic]
         # delivered and not acknowledged yet (a batch held back is marked acked: it is not in flight)
         in_flight = {m.tp.partition for m in list(getattr(consumer, "_unacked_messages", ()))
                      if m.tp.topic == topic and not m.acked}
-        stalled = self.continuity.stalled({tp.partition: consumer.highwater(tp) for tp in owned}, in_flight,
-                                          time.monotonic())
+        read_to = {tp.partition: consumer._read_offset.get(tp) for tp in owned}  # type: ignore[attr-defined]  # Faust keeps it there
+        stalled = self.continuity.stalled(read_to, in_flight, time.monotonic())
         if stalled:
             try:
                 await self.process_raw([], stalled)

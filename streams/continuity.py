@@ -9,12 +9,14 @@ there; when a single record is lost, Faust commits past it (issue 606) and it is
 
 The worker therefore keeps, per partition, the next offset it expects (the committed offset when
 it starts on a partition, then one past each record it handled). A record beyond it shows a hole;
-so does a partition whose log end stays beyond it while nothing of it is delivered for
-``STALL_SECONDS``. The worker reads a hole's records from the topic itself, handles them like any
-batch, and then tells the consumer those offsets are done so that its commits move on. Safe on
-crash, retry and duplicate: redelivery is exact (the ledger skips stored events, the detectors
-skip packets they applied), so a hole that was only late costs a second read, never a double
-count; a batch that fails leaves the expected offset where it was, so its holes are found again.
+so does a partition whose consumer has read beyond it (its read position) while nothing of it is
+delivered for ``STALL_SECONDS``: records it read and then dropped. A partition the consumer has
+simply not read that far yet (a slow or restarting broker) is not a hole. The worker reads a
+hole's records from the topic itself, handles them like any batch, and then tells the consumer
+those offsets are done so that its commits move on. Safe on crash, retry and duplicate:
+redelivery is exact (the ledger skips stored events, the detectors skip packets they applied),
+so a hole that was only late costs a second read, never a double count; a batch that fails
+leaves the expected offset where it was, so its holes are found again.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 STALL_SECONDS = 15.0
-"""How long a partition may have records beyond the expected offset with none delivered before
-the worker reads them itself."""
+"""How long the consumer may have read beyond the expected offset with nothing of the partition
+delivered before the worker reads those records itself."""
 
 HOLE_MAX_RECORDS = 20_000
 """At most this many offsets of a stalled partition are read at one check (the rest at the next)."""
@@ -65,17 +67,18 @@ class Continuity:
             self.next_offset[partition] = last_offset + 1
         self.moved_at[partition] = now
 
-    def stalled(self, log_ends: Mapping[int, int | None], in_flight: set[int], now: float) -> list[tuple[int, Hole]]:
-        """Partitions whose log end is beyond the expected offset while none of their records
-        is in flight and they have not moved for ``STALL_SECONDS``: (partition, hole) each, at
-        most ``HOLE_MAX_RECORDS`` offsets long."""
+    def stalled(self, read_to: Mapping[int, int | None], in_flight: set[int], now: float) -> list[tuple[int, Hole]]:
+        """Partitions whose consumer has read (``read_to``: the offset of the last record it read)
+        at or beyond the expected offset while none of their records is in flight and they have
+        not moved for ``STALL_SECONDS``: (partition, hole) each, at most ``HOLE_MAX_RECORDS``
+        offsets long."""
         found: list[tuple[int, Hole]] = []
-        for partition, end in log_ends.items():
+        for partition, last in read_to.items():
             expected = self.next_offset.get(partition)
-            if expected is None or end is None or end <= expected or partition in in_flight:
+            if expected is None or last is None or last < expected or partition in in_flight:
                 continue
             if now - self.moved_at.get(partition, now) >= STALL_SECONDS:
-                found.append((partition, (expected, min(end, expected + HOLE_MAX_RECORDS))))
+                found.append((partition, (expected, min(last + 1, expected + HOLE_MAX_RECORDS))))
         return found
 
     def forget(self, partition: int) -> None:

@@ -53,16 +53,22 @@ def test_start_does_not_override_a_partition_already_tracked():
     assert c.next_offset[0] == 41
 
 
-def test_a_partition_is_stalled_only_when_records_wait_undelivered_for_long():
+def test_a_partition_is_stalled_only_when_read_records_wait_undelivered_for_long():
     c = Continuity()
-    c.start(0, 100, now=0.0)
-    c.start(1, 100, now=0.0)
-    c.start(2, 100, now=0.0)
-    ends = {0: 130, 1: 100, 2: 130, 3: 50}   # 1 is at its end, 3 is not tracked
-    assert c.stalled(ends, in_flight=set(), now=STALL_SECONDS - 1) == []
-    assert c.stalled(ends, in_flight={2}, now=STALL_SECONDS) == [(0, (100, 130))]
+    for partition in range(4):
+        c.start(partition, 100, now=0.0)
+    read_to = {0: 129, 1: 99, 2: 129, 3: None, 4: 50}   # 1 not read that far yet, 3 nothing read, 4 not tracked
+    assert c.stalled(read_to, in_flight=set(), now=STALL_SECONDS - 1) == []
+    assert c.stalled(read_to, in_flight={2}, now=STALL_SECONDS) == [(0, (100, 130))]
     c.handled(0, 110, now=STALL_SECONDS)
-    assert c.stalled(ends, in_flight=set(), now=STALL_SECONDS + 1) == [(2, (100, 130))]
+    assert c.stalled(read_to, in_flight=set(), now=STALL_SECONDS + 1) == [(2, (100, 130))]
+
+
+def test_a_slow_consumer_is_not_a_hole():
+    """A restarting broker: the log end runs ahead, but the consumer has read nothing further."""
+    c = Continuity()
+    c.start(0, 919, now=0.0)
+    assert c.stalled({0: 918}, in_flight=set(), now=10 * STALL_SECONDS) == []
 
 
 def test_a_stalled_hole_is_read_in_bounded_pieces():
