@@ -34,7 +34,16 @@ from streams.batch import GROUP_MAX_BYTES, RawRecord, record_groups, split_batch
 from streams.commands import CommandStore
 from streams.config import WorkerConfig
 from streams.continuity import Continuity, Hole
-from streams.delivery import die, guarded, hold_back, mark_done, send_dead_letters, send_packets, write_with_retry
+from streams.delivery import (
+    die,
+    guarded,
+    hold_back,
+    mark_done,
+    not_known_done,
+    send_dead_letters,
+    send_packets,
+    write_with_retry,
+)
 from streams.detection import FUTURE_TOLERANCE, PartitionDetectors
 from streams.detectors import Alert, parse_deadlines
 from streams.faust_patches import FETCH_MAX_WAIT_MS, shorten_fetch_wait, stop_flow_until_streams_are_sought
@@ -275,7 +284,8 @@ class IngestWorker:
         for partition, seen in offsets.items():
             committed = consumer._committed_offset.get(TP(topic, partition))  # type: ignore[attr-defined]  # Faust keeps it there
             self.continuity.start(partition, committed, now)
-            holes += [(partition, hole) for hole in self.continuity.holes(partition, seen)]
+            for start, end in self.continuity.holes(partition, seen):
+                holes += [(partition, part) for part in not_known_done(self.app, topic, partition, start, end)]
         return holes
 
     async def fill_hole(self, partition: int, hole: Hole, received: datetime, tally: BatchTally) -> None:
@@ -424,7 +434,7 @@ class IngestWorker:
             detectors = await self.detectors_of(partition, offset)
             if offset <= detectors.applied_to:
                 return
-            if await self.catch_up(detectors, partition, offset):
+            if await self.catch_up(detectors, partition, offset, skipped=True):
                 log.warning("detector partition %d: packets before offset %d were skipped by the consumer; read "
                             "them from the topic", partition, offset)
             await self.apply_packet(detectors, offset, event.message.value, event.message.timestamp)
@@ -481,21 +491,27 @@ class IngestWorker:
         self.snapshot_at[partition] = time.monotonic()
         return detectors
 
-    async def catch_up(self, detectors: PartitionDetectors, partition: int, offset: int) -> int:
-        """Apply the packets between the last one ``detectors`` hold and ``offset`` (read from the
-        topic: after a restore, or when the consumer skipped them) and tell the consumer they are
-        handled; returns how many were applied."""
+    async def catch_up(self, detectors: PartitionDetectors, partition: int, offset: int, *,
+                       skipped: bool = False) -> int:
+        """Apply the packets between the last one ``detectors`` hold and ``offset``, read from the
+        topic (after a restore: all of them; ``skipped``: those the consumer may have read and
+        dropped, ``not_known_done``), and tell the consumer they are handled; returns how many
+        were applied."""
         start = detectors.applied_to + 1
         if offset <= start:
             return 0
         topic = self.config.detector_topic
+        parts = not_known_done(self.app, topic, partition, start, offset) if skipped else [(start, offset)]
         loop = asyncio.get_running_loop()
-        gap = await loop.run_in_executor(None, read_range, self.brokers, topic, partition, start, offset)
-        for record in gap:
-            await self.apply_packet(detectors, record.offset, record.value, record.timestamp)
+        applied = 0
+        for first, end in parts:
+            gap = await loop.run_in_executor(None, read_range, self.brokers, topic, partition, first, end)
+            for record in gap:
+                await self.apply_packet(detectors, record.offset, record.value, record.timestamp)
+            applied += len(gap)
+            mark_done(self.app, topic, partition, first, end)
         detectors.applied_to = offset - 1
-        mark_done(self.app, topic, partition, start, offset)
-        return len(gap)
+        return applied
 
     async def judge_quiet_accounts(self) -> None:
         """Every few seconds, also when nothing arrives: what the wall clock alone makes

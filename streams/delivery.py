@@ -82,6 +82,26 @@ async def guarded(step: Callable[[Sequence[EventT]], Awaitable[None]], events: S
         die(exc)
 
 
+def not_known_done(app: faust.App, topic: str, partition: int, start: int, end: int) -> list[tuple[int, int]]:
+    """The parts of offsets ``start`` .. ``end - 1`` of ``topic``/``partition`` that the consumer
+    neither committed nor acknowledged nor knows the log does not hold (the offsets it jumped over
+    when reading, such as records a restarted broker lost): what it may have read and dropped."""
+    consumer: Any = app.consumer
+    tp = TP(topic, partition)
+    committed = consumer._committed_offset.get(tp)
+    done = set(consumer._acked.get(tp, ())) | set(consumer._acked_index.get(tp, ()))
+    gaps = consumer._gap.get(tp)
+    parts: list[tuple[int, int]] = []
+    for offset in range(max(start, committed or 0), end):
+        if offset in done or (gaps is not None and gaps.overlaps(offset)):
+            continue
+        if parts and parts[-1][1] == offset:
+            parts[-1] = (parts[-1][0], offset + 1)
+        else:
+            parts.append((offset, offset + 1))
+    return parts
+
+
 def mark_done(app: faust.App, topic: str, partition: int, start: int, end: int) -> None:
     """Acknowledge offsets ``start`` .. ``end - 1`` of ``topic``/``partition`` that the consumer did
     not deliver but the worker handled (``streams.continuity``), with the bookkeeping of Faust's own
