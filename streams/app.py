@@ -258,7 +258,7 @@ class IngestWorker:
         async with self.sending:
             received = datetime.now(UTC)   # the clock event times are judged against, once per batch
             tally = BatchTally(records=len(records))
-            for partition, hole in [*(holes or []), *self.holes_in(records)]:
+            for partition, hole in [*(holes or []), *await self.holes_in(records)]:
                 await self.fill_hole(partition, hole, received, tally)
             stats.events_in += len(records)
             await self.store_records(records, received, tally)
@@ -273,17 +273,22 @@ class IngestWorker:
         for group in record_groups(records, self.config.insert_max_rows, GROUP_MAX_BYTES):
             await self.process_records(group, received, tally)
 
-    def holes_in(self, records: list[RawRecord]) -> list[tuple[int, Hole]]:
+    async def holes_in(self, records: list[RawRecord]) -> list[tuple[int, Hole]]:
         """What the consumer skipped before or between ``records`` (in (partition, offset) order);
-        a partition new to this worker is compared with its committed offset."""
+        a partition new to this worker is compared with its committed offset, or with the start of
+        its log when the group never committed one."""
         consumer, topic, now = self.app.consumer, self.config.events_topic, time.monotonic()
         offsets: dict[int, list[int]] = {}
         for record in records:
             offsets.setdefault(record.partition, []).append(record.offset)
+        new = [TP(topic, p) for p in offsets if p not in self.continuity.next_offset]
+        starts: dict[TP, int | None] = {tp: consumer._committed_offset.get(tp) for tp in new}  # type: ignore[attr-defined]  # Faust keeps it there
+        if never := [tp for tp, committed in starts.items() if committed is None]:
+            starts.update(await consumer.earliest_offsets(*never))
+        for tp, start in starts.items():
+            self.continuity.start(tp.partition, start, now)
         holes: list[tuple[int, Hole]] = []
         for partition, seen in offsets.items():
-            committed = consumer._committed_offset.get(TP(topic, partition))  # type: ignore[attr-defined]  # Faust keeps it there
-            self.continuity.start(partition, committed, now)
             for start, end in self.continuity.holes(partition, seen):
                 holes += [(partition, part) for part in not_known_done(self.app, topic, partition, start, end)]
         return holes

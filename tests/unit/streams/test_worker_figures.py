@@ -60,7 +60,11 @@ def _lines(age: timedelta, n: int, first: int = 0) -> list[bytes]:
 
 def _worker(tmp_path: Path, warehouse: FakeWarehouse, monkeypatch) -> IngestWorker:
     worker = IngestWorker(_config(tmp_path), "localhost:1", warehouse)  # type: ignore[arg-type]
-    worker.app = SimpleNamespace(consumer=SimpleNamespace(assignment=lambda: set(), _committed_offset={}))  # type: ignore[assignment]
+    async def earliest_offsets(*partitions: Any) -> dict[Any, int]:   # the log start: unknown here
+        return {}
+
+    worker.app = SimpleNamespace(consumer=SimpleNamespace(  # type: ignore[assignment]
+        assignment=lambda: set(), _committed_offset={}, earliest_offsets=earliest_offsets))
     monkeypatch.setattr(app_module, "partition_lags", lambda *a, **k: {("events", 0): 0})
 
     async def packets_sent(topic: Any, routed: list[tuple[int, bytes]]) -> None:   # the detector topic: no broker here
