@@ -18,6 +18,7 @@ import socket
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import faust
@@ -33,11 +34,11 @@ from streams.alerting import WebhookNotifier, alert_columns, alert_document
 from streams.batch import GROUP_MAX_BYTES, RawRecord, record_groups, split_batch
 from streams.commands import CommandStore
 from streams.config import WorkerConfig
-from streams.continuity import Continuity, Hole
+from streams.continuity import HOLE_READ_SECONDS, Continuity, Hole
 from streams.delivery import (
+    FaultDrops,
     die,
     guarded,
-    hold_back,
     mark_done,
     not_known_done,
     send_dead_letters,
@@ -92,7 +93,7 @@ class IngestWorker:
         self.sending = asyncio.Lock()     # a batch's signals and a status broadcast never interleave
         self.signaled_to: dict[int, int] = {}   # events partition -> newest offset whose signals were sent
         self.continuity = Continuity()   # holes the consumer left in the owned events partitions
-        self.fault_counts: dict[str, int] = {}   # batches per topic, for the fault_drop_batch_every hook
+        self.fault_drops = FaultDrops(config.fault_drop_batch_every)   # a test hook, off unless set
         self.webhook = WebhookNotifier(config.alert_webhook_url) if config.alert_webhook_url else None
         self.deadlines = parse_deadlines(config.alert_deadlines)   # a bad setting stops the worker at start
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
@@ -158,7 +159,7 @@ class IngestWorker:
         async def ingest_events(stream: faust.StreamT[bytes]) -> None:
             assert isinstance(stream, faust.Stream)   # the take works on the Stream implementation
             async for events in take_until_idle(stream, max_batch, within, idle):
-                if not self.dropped_by_fault_hook(events):
+                if not self.fault_drops.drops(events):
                     await guarded(self.process_batch, events)
 
         @app.agent(self.dlq_topic, name="store-dead-letters")
@@ -188,7 +189,7 @@ class IngestWorker:
         async def detect(stream: faust.StreamT[bytes]) -> None:
             assert isinstance(stream, faust.Stream)
             async for event in stream.events():
-                if self.dropped_by_fault_hook([event]):
+                if self.fault_drops.drops([event]):
                     continue
                 try:
                     await self.detect(event)
@@ -207,20 +208,6 @@ class IngestWorker:
                 raise
             except BaseException as exc:
                 die(exc)
-
-    def dropped_by_fault_hook(self, events: Sequence[EventT]) -> bool:
-        """Test hook (``fault_drop_batch_every``): drop every Nth batch or packet as Faust can, neither
-        handled nor acknowledged, for ``streams.continuity`` to find."""
-        every = self.config.fault_drop_batch_every
-        if not every:
-            return False
-        topic = events[0].message.topic
-        self.fault_counts[topic] = count = self.fault_counts.get(topic, 0) + 1
-        if count % every:
-            return False
-        hold_back(events)
-        log.warning("fault hook: dropped %d records of %s unhandled", len(events), topic)
-        return True
 
     def forget_revoked(self, revoked: set[TP]) -> None:
         """Another worker may own these partitions next; reload from the warehouse (a ledger) or
@@ -245,26 +232,29 @@ class IngestWorker:
     async def process_batch(self, events: Sequence[EventT]) -> None:
         """Records in groups of at most ``insert_max_rows`` events, in (partition, offset) order:
         memory stays bounded by the group, not the batch, and a crash between two groups leaves
-        each partition's stored events a prefix, so the high-water position stays exact. Records
-        the consumer skipped before or between them are read from the topic and stored first
-        (``streams.continuity``)."""
+        each partition's stored events a prefix, so the high-water position stays exact. Records the
+        consumer skipped before or between them are read from the topic first (``streams.continuity``)."""
         await self.process_raw(_records(events))
 
-    async def process_raw(self, records: list[RawRecord], holes: list[tuple[int, Hole]] | None = None) -> None:
-        """``process_batch`` on records of the events topic; ``holes`` are known to be missing."""
+    async def process_raw(self, records: list[RawRecord], done: tuple[int, Hole] | None = None) -> None:
+        """``process_batch`` on records of the events topic; ``done``: a hole they were read from, every
+        offset of which counts as handled afterwards (the log may not hold all of them)."""
         stats = self.stats
         started = time.perf_counter()
         records = sorted(records, key=lambda r: (r.partition, r.offset))
         async with self.sending:
             received = datetime.now(UTC)   # the clock event times are judged against, once per batch
             tally = BatchTally(records=len(records))
-            for partition, hole in [*(holes or []), *await self.holes_in(records)]:
+            for partition, hole in await self.holes_in(records):
                 await self.fill_hole(partition, hole, received, tally)
             stats.events_in += len(records)
             await self.store_records(records, received, tally)
             now = time.monotonic()
             for record in records:   # in (partition, offset) order: the last one of each partition wins
                 self.continuity.handled(record.partition, record.offset, now)
+            if done is not None:   # (partition, (start, end))
+                self.continuity.handled(done[0], done[1][1] - 1, now)
+                mark_done(self.app, self.config.events_topic, done[0], *done[1])
         stats.batches += 1
         stats.last_batch_at = time.time()
         self.keep_batch_figures(tally, time.perf_counter() - started, stats.last_batch_at)
@@ -296,20 +286,25 @@ class IngestWorker:
     async def fill_hole(self, partition: int, hole: Hole, received: datetime, tally: BatchTally) -> None:
         """Read a hole from the topic in pieces of at most ``batch_max_records`` records, store each
         and acknowledge its offsets: memory and redelivery after a crash stay bounded as for a batch."""
-        topic, (start, end) = self.config.events_topic, hole
+        start, end = hole
         log.warning("events partition %d: offsets %d..%d were skipped by the consumer; reading them from the topic",
                     partition, start, end - 1)
-        loop = asyncio.get_running_loop()
         for first in range(start, end, self.config.batch_max_records):
             last = min(end, first + self.config.batch_max_records)
-            found = await loop.run_in_executor(None, read_range, self.brokers, topic, partition, first, last)
-            piece = [RawRecord(r.key, r.value, topic, partition, r.offset) for r in found]
+            piece = await self.read_hole(partition, first, last)
             self.stats.events_in += len(piece)
             tally.records += len(piece)
             await self.store_records(piece, received, tally)
             self.continuity.handled(partition, last - 1, time.monotonic())
-            mark_done(self.app, topic, partition, first, last)
-            self.stats.offsets_refetched += last - first
+            mark_done(self.app, self.config.events_topic, partition, first, last)
+
+    async def read_hole(self, partition: int, start: int, end: int) -> list[RawRecord]:
+        """Offsets ``start`` .. ``end - 1`` of an events partition, read from the topic."""
+        topic = self.config.events_topic
+        found = await asyncio.get_running_loop().run_in_executor(
+            None, partial(read_range, self.brokers, topic, partition, start, end, timeout=HOLE_READ_SECONDS))
+        self.stats.offsets_refetched += end - start
+        return [RawRecord(r.key, r.value, topic, partition, r.offset) for r in found]
 
     async def fill_stalled(self) -> None:
         """Every few seconds: events partitions the consumer read beyond what was handled while none
@@ -320,12 +315,17 @@ class IngestWorker:
         in_flight = {m.tp.partition for m in list(getattr(consumer, "_unacked_messages", ()))
                      if m.tp.topic == topic and not m.acked}
         read_to = {tp.partition: consumer._read_offset.get(tp) for tp in owned}  # type: ignore[attr-defined]  # Faust keeps it there
-        stalled = self.continuity.stalled(read_to, in_flight, time.monotonic())
-        if stalled:
-            try:
-                await self.process_raw([], stalled)
+        for partition, (start, end) in self.continuity.stalled(read_to, in_flight, time.monotonic()):
+            self.continuity.moved_at[partition] = time.monotonic()   # tried: the next try after STALL_SECONDS
+            log.warning("events partition %d: offsets %d..%d were skipped by the consumer; reading them from the "
+                        "topic", partition, start, end - 1)
+            try:   # outside the batch lock: a slow broker does not hold the batches up meanwhile
+                found = await self.read_hole(partition, start, end)
             except BrokerUnavailable as exc:
                 log.warning("could not read the skipped records yet: %s", exc)
+                continue
+            if self.continuity.next_offset.get(partition) == start:   # not delivered nor revoked meanwhile
+                await self.process_raw(found, done=(partition, (start, end)))
 
     def keep_batch_figures(self, tally: BatchTally, wall_s: float, at: float) -> None:
         """Buffer one batch's ``BATCH_METRICS`` rows for the next metrics sample (one insert for
@@ -498,10 +498,9 @@ class IngestWorker:
 
     async def catch_up(self, detectors: PartitionDetectors, partition: int, offset: int, *,
                        skipped: bool = False) -> int:
-        """Apply the packets between the last one ``detectors`` hold and ``offset``, read from the
-        topic (after a restore: all of them; ``skipped``: those the consumer may have read and
-        dropped, ``not_known_done``), and tell the consumer they are handled; returns how many
-        were applied."""
+        """Apply the packets between the last one ``detectors`` hold and ``offset``, read from the topic
+        (all of them after a restore; when ``skipped``, those the consumer may have dropped), and tell
+        the consumer they are handled; returns how many were applied."""
         start = detectors.applied_to + 1
         if offset <= start:
             return 0

@@ -28,6 +28,9 @@ STALL_SECONDS = 15.0
 """How long the consumer may have read beyond the expected offset with nothing of the partition
 delivered before the worker reads those records itself."""
 
+HOLE_READ_SECONDS = 10.0
+"""How long reading a hole from the topic may take before it is given up (and tried again)."""
+
 HOLE_MAX_RECORDS = 20_000
 """At most this many offsets of a stalled partition are read at one check (the rest at the next)."""
 

@@ -102,6 +102,26 @@ def not_known_done(app: faust.App, topic: str, partition: int, start: int, end: 
     return parts
 
 
+class FaultDrops:
+    """Test hook (``fault_drop_batch_every``): drops every Nth batch or packet of a topic as Faust
+    can, neither handled nor acknowledged (held back), for ``streams.continuity`` to find."""
+
+    def __init__(self, every: int):
+        self.every = every
+        self.counts: dict[str, int] = {}
+
+    def drops(self, events: Sequence[EventT]) -> bool:
+        if not self.every:
+            return False
+        topic = events[0].message.topic
+        self.counts[topic] = count = self.counts.get(topic, 0) + 1
+        if count % self.every:
+            return False
+        hold_back(events)
+        log.warning("fault hook: dropped %d records of %s unhandled", len(events), topic)
+        return True
+
+
 def mark_done(app: faust.App, topic: str, partition: int, start: int, end: int) -> None:
     """Acknowledge offsets ``start`` .. ``end - 1`` of ``topic``/``partition`` that the consumer did
     not deliver but the worker handled (``streams.continuity``), with the bookkeeping of Faust's own
