@@ -111,10 +111,10 @@ class WebhookNotifier:
                         self.sent += 1
                         break
                 except Exception as exc:  # noqa: BLE001 - best effort, reported in logs (URL scrubbed)
-                    if attempt == 2:
-                        self.failed += 1
+                    if attempt == 2:   # logged before counted: who sees the count finds the line
                         log.warning("alert webhook %s failed: %s: %s", self.endpoint, type(exc).__name__,
                                     scrub(str(exc), self.url))
+                        self.failed += 1
                     else:
                         threading.Event().wait(0.5 * (attempt + 1))
 

@@ -63,14 +63,14 @@ from streams.snapshots import SNAPSHOT_SECONDS, read_snapshot, write_snapshot
 from streams.take import take_until_idle
 
 log = logging.getLogger(__name__)
+SKIPPED = "events partition %d: offsets %d..%d were skipped by the consumer; reading them from the topic"
 
 def faust_broker_url(brokers: str) -> str:
     return ";".join(f"kafka://{b.strip()}" for b in brokers.split(",") if b.strip())
 
 
 def _records(events: Sequence[EventT]) -> list[RawRecord]:
-    return [RawRecord(e.message.key, e.message.value, e.message.topic, e.message.partition,
-                      e.message.offset) for e in events]
+    return [RawRecord(m.key, m.value, m.topic, m.partition, m.offset) for m in (e.message for e in events)]
 
 
 class IngestWorker:
@@ -287,8 +287,7 @@ class IngestWorker:
         """Read a hole from the topic in pieces of at most ``batch_max_records`` records, store each
         and acknowledge its offsets: memory and redelivery after a crash stay bounded as for a batch."""
         start, end = hole
-        log.warning("events partition %d: offsets %d..%d were skipped by the consumer; reading them from the topic",
-                    partition, start, end - 1)
+        log.warning(SKIPPED, partition, start, end - 1)
         for first in range(start, end, self.config.batch_max_records):
             last = min(end, first + self.config.batch_max_records)
             piece = await self.read_hole(partition, first, last)
@@ -308,17 +307,18 @@ class IngestWorker:
 
     async def fill_stalled(self) -> None:
         """Every few seconds: events partitions the consumer read beyond what was handled while none
-        of their records is delivered (``Continuity.stalled``) are read from the topic."""
+        of their records is in flight (delivered, not acknowledged: a batch held back is marked acked)
+        are read from the topic (``Continuity.stalled``), but for what the log does not hold."""
         consumer, topic = self.app.consumer, self.config.events_topic
-        owned = [tp for tp in consumer.assignment() if tp.topic == topic]
-        # delivered and not acknowledged yet (a batch held back is marked acked: it is not in flight)
-        in_flight = {m.tp.partition for m in list(getattr(consumer, "_unacked_messages", ()))
-                     if m.tp.topic == topic and not m.acked}
-        read_to = {tp.partition: consumer._read_offset.get(tp) for tp in owned}  # type: ignore[attr-defined]  # Faust keeps it there
+        in_flight = {m.tp.partition for m in list(consumer._unacked_messages) if m.tp.topic == topic and not m.acked}  # type: ignore[attr-defined]  # Faust keeps it there
+        read_to = {tp.partition: consumer._read_offset.get(tp) for tp in consumer.assignment() if tp.topic == topic}  # type: ignore[attr-defined]  # Faust keeps it there
         for partition, (start, end) in self.continuity.stalled(read_to, in_flight, time.monotonic()):
+            if not (parts := not_known_done(self.app, topic, partition, start, end)):   # not in the log
+                self.continuity.handled(partition, end - 1, time.monotonic())
+                continue
             self.continuity.moved_at[partition] = time.monotonic()   # tried: the next try after STALL_SECONDS
-            log.warning("events partition %d: offsets %d..%d were skipped by the consumer; reading them from the "
-                        "topic", partition, start, end - 1)
+            start, end = parts[0][0], parts[-1][1]
+            log.warning(SKIPPED, partition, start, end - 1)
             try:   # outside the batch lock: a slow broker does not hold the batches up meanwhile
                 found = await self.read_hole(partition, start, end)
             except BrokerUnavailable as exc:
