@@ -17,14 +17,30 @@ def consumer_positions(app: Any) -> list[str]:
     """One line per assigned partition: committed, acked (count, first, last), gaps, high water,
     and how many delivered messages wait for their acknowledgement."""
     consumer = app.consumer
-    lines = [f"unacked messages: {len(getattr(consumer, '_unacked_messages', ()))}"]
+    client = getattr(consumer._thread, "_consumer", None)   # aiokafka's, inside Faust's consumer thread
+    paused = sorted(client._subscription.paused_partitions()) if client is not None else []
+    buffered = sorted(client._fetcher._records) if client is not None and client._fetcher is not None else []
+    lines = [f"unacked messages: {len(getattr(consumer, '_unacked_messages', ()))}",
+             f"flow active {consumer.flow_active}; paused here {sorted(consumer._paused_partitions)}; "
+             f"active {sorted(consumer._active_partitions or ())}; paused in the client {paused}; "
+             f"fetched, not taken {buffered}"]
     for tp in sorted(consumer.assignment()):
         acked = sorted(consumer._acked.get(tp, ()))
         gaps = [(i.begin, i.end) for i in sorted(consumer._gap.get(tp, ()))]
         lines.append(f"{tp.topic}[{tp.partition}]: committed {consumer._committed_offset.get(tp)} "
                      f"acked {len(acked)} {acked[:3]}..{acked[-3:]} gaps {gaps[:5]} "
-                     f"read {consumer._read_offset.get(tp)} high {consumer.highwater(tp)}")
+                     f"read {consumer._read_offset.get(tp)} fetch at {_fetch_position(client, tp)} "
+                     f"high {consumer.highwater(tp)}")
     return lines
+
+
+def _fetch_position(client: Any, tp: Any) -> int | None:
+    """The client's next fetch offset of ``tp`` (None: no valid position, or not assigned)."""
+    subscription = client._subscription.subscription if client is not None else None
+    if subscription is None or subscription.assignment is None or tp not in subscription.assignment.tps:
+        return None
+    state = subscription.assignment.state_value(tp)
+    return state.position if state.has_valid_position else None
 
 
 def log_consumer_positions(app: Any) -> None:
