@@ -41,6 +41,7 @@ from streams.delivery import (
     guarded,
     mark_done,
     not_known_done,
+    partitions_lagging,
     send_dead_letters,
     send_packets,
     write_with_retry,
@@ -395,34 +396,26 @@ class IngestWorker:
         and where the events partitions this worker owns stand; waits for the broker's
         acknowledgement of every one."""
         self.handled(records)
-        await send_packets(self.detector_topic, packets(signals, self.partition_status(), self.config.partitions))
+        await send_packets(self.detector_topic, packets(signals, await self.partition_status(), self.config.partitions))
 
     def handled(self, records: list[RawRecord]) -> None:
         """``records`` (in (partition, offset) order) hold nothing more for the detectors."""
         for record in records:
             self.signaled_to[record.partition] = record.offset
 
-    def partition_status(self) -> dict[int, bool]:
-        """``{partition: lagging}`` for the events partitions this worker owns: lagging while the
-        partition holds records whose signals were not sent yet (the high water beyond the newest
-        offset handled, or beyond the committed one before the first batch since assignment)."""
+    async def partition_status(self) -> dict[int, bool]:
+        """``{partition: lagging}`` for the events partitions this worker owns (``partitions_lagging``):
+        beyond the newest offset handled, or the committed one before the first batch since assignment."""
         consumer = self.app.consumer
-        status: dict[int, bool] = {}
-        for tp in consumer.assignment():
-            if tp.topic != self.config.events_topic:
-                continue
-            high = consumer.highwater(tp)
-            done = self.signaled_to.get(tp.partition)
-            if done is None:
-                done = consumer._committed_offset.get(tp)  # type: ignore[attr-defined]  # Faust keeps it there
-            status[tp.partition] = high is not None and high > (done + 1 if done is not None else 0)
-        return status
+        owned = [tp for tp in consumer.assignment() if tp.topic == self.config.events_topic]
+        done = {tp: self.signaled_to.get(tp.partition, consumer._committed_offset.get(tp)) for tp in owned}  # type: ignore[attr-defined]  # Faust keeps it there
+        return await partitions_lagging(consumer, done)
 
     async def broadcast_status(self) -> None:
         """Every few seconds, also when nothing arrives: where the owned events partitions stand,
         to every detector partition (how the detectors learn that input went quiet)."""
         async with self.sending:
-            status = self.partition_status()
+            status = await self.partition_status()
             if status:
                 await send_packets(self.detector_topic, packets([], status, self.config.partitions))
 

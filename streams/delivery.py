@@ -139,6 +139,31 @@ def mark_done(app: faust.App, topic: str, partition: int, start: int, end: int) 
                 consumer._n_acked += 1
 
 
+END_QUERY_SECONDS = 5.0
+
+
+async def partitions_lagging(consumer: Any, done: dict[TP, int | None]) -> dict[int, bool]:
+    """``{partition: lagging}``: whether each partition holds records beyond its ``done`` offset.
+
+    The consumer's high water comes from its last fetch response, which may be old (a worker
+    that was stopped, or slow, handles a response from before the newest records): a partition
+    it shows read to its end is asked of the broker (ListOffsets) before it is said to be so,
+    and counts as lagging when the broker cannot say. Reading only."""
+    def lagging(high: int | None, handled: int | None) -> bool:
+        return high is not None and high > (handled + 1 if handled is not None else 0)
+
+    status = {tp: lagging(consumer.highwater(tp), handled) for tp, handled in done.items()}
+    if caught_up := [tp for tp, lags in status.items() if not lags]:
+        try:
+            ends = await asyncio.wait_for(consumer.highwaters(*caught_up), END_QUERY_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - the broker is away: nothing says the partitions are read
+            log.debug("could not ask the broker where the partitions end: %r", exc)
+            ends = {}
+        for tp in caught_up:
+            status[tp] = tp not in ends or lagging(ends[tp], done[tp])
+    return {tp.partition: lags for tp, lags in status.items()}
+
+
 async def send_packets(topic: faust.TopicT, routed: list[tuple[int, bytes]]) -> None:
     """Produce ``(partition, packet)`` pairs to the detector topic, in order, and wait until the
     broker acknowledged every one."""
