@@ -37,11 +37,11 @@ from streams.config import WorkerConfig
 from streams.continuity import HOLE_READ_SECONDS, Continuity, Hole
 from streams.delivery import (
     FaultDrops,
+    PartitionEnds,
     die,
     guarded,
     mark_done,
     not_known_done,
-    partitions_lagging,
     send_dead_letters,
     send_packets,
     write_with_retry,
@@ -94,6 +94,7 @@ class IngestWorker:
         self.sending = asyncio.Lock()     # a batch's signals and a status broadcast never interleave
         self.signaled_to: dict[int, int] = {}   # events partition -> newest offset whose signals were sent
         self.continuity = Continuity()   # holes the consumer left in the owned events partitions
+        self.partition_ends = PartitionEnds()   # where they end, asked of the broker
         self.fault_drops = FaultDrops(config.fault_drop_batch_every)   # a test hook, off unless set
         self.webhook = WebhookNotifier(config.alert_webhook_url) if config.alert_webhook_url else None
         self.deadlines = parse_deadlines(config.alert_deadlines)   # a bad setting stops the worker at start
@@ -404,12 +405,12 @@ class IngestWorker:
             self.signaled_to[record.partition] = record.offset
 
     async def partition_status(self) -> dict[int, bool]:
-        """``{partition: lagging}`` for the events partitions this worker owns (``partitions_lagging``):
+        """``{partition: lagging}`` for the events partitions this worker owns (``PartitionEnds``):
         beyond the newest offset handled, or the committed one before the first batch since assignment."""
         consumer = self.app.consumer
         owned = [tp for tp in consumer.assignment() if tp.topic == self.config.events_topic]
         done = {tp: self.signaled_to.get(tp.partition, consumer._committed_offset.get(tp)) for tp in owned}  # type: ignore[attr-defined]  # Faust keeps it there
-        return await partitions_lagging(consumer, done)
+        return await self.partition_ends.lagging(consumer, done)
 
     async def broadcast_status(self) -> None:
         """Every few seconds, also when nothing arrives: where the owned events partitions stand,

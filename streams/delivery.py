@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -139,29 +141,40 @@ def mark_done(app: faust.App, topic: str, partition: int, start: int, end: int) 
                 consumer._n_acked += 1
 
 
-END_QUERY_SECONDS = 5.0
+class PartitionEnds:
+    """Whether the owned events partitions hold records beyond what was handled (``lagging``).
 
+    The consumer's high water comes from its last fetch response, which may be old: a worker that
+    was stopped, or slow, handles a response from before the newest records. So a partition that
+    fetch shows read to its end is asked of the broker (ListOffsets, at most once per
+    ``max_age`` seconds) before it is said to be so, and counts as lagging while the broker
+    cannot say. Reading only; a failed question is asked again next time."""
 
-async def partitions_lagging(consumer: Any, done: dict[TP, int | None]) -> dict[int, bool]:
-    """``{partition: lagging}``: whether each partition holds records beyond its ``done`` offset.
+    def __init__(self, *, max_age: float = 1.0, timeout: float = 5.0):
+        self.max_age, self.timeout = max_age, timeout
+        self.ends: dict[TP, int] = {}
+        self.asked_at = -math.inf
 
-    The consumer's high water comes from its last fetch response, which may be old (a worker
-    that was stopped, or slow, handles a response from before the newest records): a partition
-    it shows read to its end is asked of the broker (ListOffsets) before it is said to be so,
-    and counts as lagging when the broker cannot say. Reading only."""
-    def lagging(high: int | None, handled: int | None) -> bool:
-        return high is not None and high > (handled + 1 if handled is not None else 0)
-
-    status = {tp: lagging(consumer.highwater(tp), handled) for tp, handled in done.items()}
-    if caught_up := [tp for tp, lags in status.items() if not lags]:
-        try:
-            ends = await asyncio.wait_for(consumer.highwaters(*caught_up), END_QUERY_SECONDS)
-        except Exception as exc:  # noqa: BLE001 - the broker is away: nothing says the partitions are read
-            log.debug("could not ask the broker where the partitions end: %r", exc)
-            ends = {}
+    async def lagging(self, consumer: Any, done: dict[TP, int | None]) -> dict[int, bool]:
+        """``{partition: lagging}`` for the partitions of ``done`` (partition -> offset handled last)."""
+        status = {tp: _beyond(consumer.highwater(tp), handled) for tp, handled in done.items()}
+        caught_up = [tp for tp, lags in status.items() if not lags]
+        now = time.monotonic()
+        if caught_up and (now - self.asked_at > self.max_age or any(tp not in self.ends for tp in caught_up)):
+            self.ends = {}
+            try:
+                self.ends = dict(await asyncio.wait_for(consumer.highwaters(*caught_up), self.timeout))
+                self.asked_at = now
+            except Exception as exc:  # noqa: BLE001 - the broker is away: nothing says the partitions are read
+                log.debug("could not ask the broker where the partitions end: %r", exc)
         for tp in caught_up:
-            status[tp] = tp not in ends or lagging(ends[tp], done[tp])
-    return {tp.partition: lags for tp, lags in status.items()}
+            status[tp] = tp not in self.ends or _beyond(self.ends[tp], done[tp])
+        return {tp.partition: lags for tp, lags in status.items()}
+
+
+def _beyond(end: int | None, handled: int | None) -> bool:
+    """A partition ending before ``end`` holds records after offset ``handled`` (None: none handled)."""
+    return end is not None and end > (handled + 1 if handled is not None else 0)
 
 
 async def send_packets(topic: faust.TopicT, routed: list[tuple[int, bytes]]) -> None:

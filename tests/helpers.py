@@ -30,15 +30,21 @@ def run_cli(settings: Settings, *args: str, input: bytes | None = None, timeout:
 
 
 def wait_for(probe: Callable[[], T], done: Callable[[T], bool], *, timeout: float = 60,
-             interval: float = 0.5, what: str = "condition") -> T:
-    """Poll ``probe`` until ``done(value)``; fail with the last value seen after ``timeout``."""
-    deadline = time.monotonic() + timeout
+             interval: float = 0.5, what: str = "condition", stall: float | None = None) -> T:
+    """Poll ``probe`` until ``done(value)``; fail with the last value seen after ``timeout``.
+    With ``stall``: fail as soon as the value stayed the same for ``stall`` seconds, and a value
+    that keeps changing may take up to ``timeout`` (a slow machine is not a stuck pipeline)."""
+    started = moved = time.monotonic()
     value = probe()
     while not done(value):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {value!r}")
+        now = time.monotonic()
+        if now - started > timeout or (stall is not None and now - moved > stall):
+            why = f"no change for {stall}s" if now - started <= timeout else f"timed out after {timeout}s"
+            raise AssertionError(f"{why} waiting for {what}; last value: {value!r}")
         time.sleep(interval)
-        value = probe()
+        value, before = probe(), value
+        if value != before:
+            moved = time.monotonic()
     return value
 
 

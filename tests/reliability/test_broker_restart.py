@@ -108,12 +108,14 @@ def _stored(stack) -> tuple[int, int]:
         return -1, -1
 
 
-def _wait_stored(stack, distinct: int, timeout: float) -> tuple[int, int]:
+def _wait_stored(stack, distinct: int, stall: float) -> tuple[int, int]:
+    """Until ``distinct`` events are stored; fails when nothing more was stored for ``stall`` seconds
+    (a durable broker on an object store is slow on a loaded machine, never stuck)."""
     def probe():
         stack.supervise()          # what `runlens up` does: restart a worker that died
         return _stored(stack)
 
-    return wait_for(probe, lambda v: v[0] >= distinct, timeout=timeout, interval=0.5,
+    return wait_for(probe, lambda v: v[0] >= distinct, timeout=900, stall=stall, interval=0.5,
                     what=f"{distinct} distinct events in the warehouse")
 
 
@@ -221,7 +223,7 @@ def test_durable_broker_restarts_under_load(tmp_path, stack_factory, s3_store, i
     served = _served(stack)
     lost = [line for line in acked if _event_id(line) not in served]
     kept = [line for line in acked if _event_id(line) in served]
-    distinct, rows = _wait_stored(stack, len(Workload(tmp_path, kept).events), timeout=90)
+    distinct, rows = _wait_stored(stack, len(Workload(tmp_path, kept).events), stall=90)
     lost_at = sorted(producer.positions[line] for line in lost)
     report(f"broker-restart-{'idempotent' if idempotent else 'at-least-once'}", events=len(acked), restarts=2,
            storage=s3_store, **recoveries, stored=distinct, duplicate_deliveries=rows - distinct,
@@ -262,7 +264,7 @@ def test_memory_broker_restart_empties_the_broker(tmp_path, stack_factory):
     assert not {e.event_id for e in first.events} & {e.event_id for e in second.events}
     stack = stack_factory(metrics_interval_seconds=1.0, batch_max_records=200, batch_max_seconds=0.2)
     assert run_cli(stack.settings, "publish", str(first.path)).returncode == 0
-    stored = _wait_stored(stack, len(first.events), timeout=60)[0]
+    stored = _wait_stored(stack, len(first.events), stall=60)[0]
 
     stack.broker.restart(signal.SIGTERM)
     consumer = Consumer({"bootstrap.servers": stack.brokers, "group.id": stack.settings.consumer_group,
@@ -275,7 +277,7 @@ def test_memory_broker_restart_empties_the_broker(tmp_path, stack_factory):
     result = run_cli(stack.settings, "publish", str(second.path))
     wanted = len(first.events) + len(second.events)
     try:
-        after = _wait_stored(stack, wanted, timeout=90)[0]   # the worker reconnects first: slower on a loaded machine
+        after = _wait_stored(stack, wanted, stall=90)[0]   # the worker reconnects first
     except AssertionError:
         after = _stored(stack)[0]
     with reader_of(stack) as client:
