@@ -4,6 +4,7 @@ acknowledged (the oracle). `RUNLENS_RELIABILITY=full` runs the long variants."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -60,13 +61,18 @@ def make_workload(tmp_path: Path, *, hours: float, seed: int = 3, runs_per_hour:
     return Workload(path, lines)
 
 
+_STACKS = itertools.count()
+
+
 @pytest.fixture
 def stack_factory(tmp_path, run_prefix):
-    """Start a fresh stack with extra settings; stopped at the end of the test."""
+    """Start a fresh stack with extra settings; stopped at the end of the test. Every stack of the
+    run gets names of its own (topics, consumer group, database): a client a failed test left
+    behind, retrying a port a later test's broker now listens on, finds none of that test's topics."""
     started: list[EmbeddedStack] = []
 
     def start(**overrides) -> EmbeddedStack:
-        name = f"{run_prefix}r{len(started)}"
+        name = f"{run_prefix}r{next(_STACKS)}"
         settings = Settings(data_dir=tmp_path / name, topic_prefix=name, database=name, log_level="INFO",
                             **overrides)
         stack = EmbeddedStack(settings).start()
