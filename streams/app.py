@@ -42,6 +42,8 @@ from streams.delivery import (
     guarded,
     mark_done,
     not_known_done,
+    read_packets,
+    read_with_retry,
     send_dead_letters,
     send_packets,
     write_with_retry,
@@ -292,7 +294,8 @@ class IngestWorker:
         log.warning(SKIPPED, partition, start, end - 1)
         for first in range(start, end, self.config.batch_max_records):
             last = min(end, first + self.config.batch_max_records)
-            piece = await self.read_hole(partition, first, last)
+            piece = await read_with_retry(partial(self.read_hole, partition, first, last),
+                                          f"offsets {first}..{last - 1} of events partition {partition}")
             self.stats.events_in += len(piece)
             tally.records += len(piece)
             await self.store_records(piece, received, tally)
@@ -493,17 +496,17 @@ class IngestWorker:
     async def catch_up(self, detectors: PartitionDetectors, partition: int, offset: int, *,
                        skipped: bool = False) -> int:
         """Apply the packets between the last one ``detectors`` hold and ``offset``, read from the topic
-        (all of them after a restore; when ``skipped``, those the consumer may have dropped), and tell
-        the consumer they are handled; returns how many were applied."""
+        (all of them after a restore; when ``skipped``, those the consumer may have dropped; none the
+        broker will not serve: ``read_packets``), and tell the consumer they are handled; returns how
+        many were applied."""
         start = detectors.applied_to + 1
         if offset <= start:
             return 0
         topic = self.config.detector_topic
         parts = not_known_done(self.app, topic, partition, start, offset) if skipped else [(start, offset)]
-        loop = asyncio.get_running_loop()
         applied = 0
         for first, end in parts:
-            gap = await loop.run_in_executor(None, read_range, self.brokers, topic, partition, first, end)
+            gap = await read_packets(self.brokers, topic, partition, first, end, self.stats)
             for record in gap:
                 await self.apply_packet(detectors, record.offset, record.value, record.timestamp)
             applied += len(gap)

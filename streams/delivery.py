@@ -15,19 +15,23 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import faust
 from faust.types import TP, EventT
 from faust.types.tuples import ack_lock
 
+from producers.kafka import BrokerUnavailable, TopicRecord, read_range
 from schemas.dead_letter import DeadLetter
 from sinks.clickhouse import WarehouseRefused, WarehouseUnavailable
+from streams.continuity import CATCH_UP_ATTEMPTS, HOLE_READ_SECONDS
 from streams.figures import WorkerStats
 
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+T = TypeVar("T")
 
 
 def hold_back(events: Sequence[EventT]) -> None:
@@ -69,6 +73,43 @@ async def write_with_retry(write: Callable[[], None], stats: WorkerStats, what: 
         if attempt == 1 or attempt % 10 == 0:
             log.warning("writing %s failed (attempt %d), retrying in %.1fs: %s", what, attempt, delay, error)
         await asyncio.sleep(delay)
+
+
+async def read_with_retry(read: Callable[[], Awaitable[T]], what: str, *, attempts: int | None = None) -> T:
+    """Read records the consumer skipped from the broker, retrying ``BrokerUnavailable`` with
+    backoff (forever, or ``attempts`` times, then it is raised): they must be read before going
+    on, and a broker slow to answer (just restarted, or on a busy object store) stalls this agent
+    meanwhile instead of stopping the worker, whose restart would ask the same again."""
+    attempt = 0
+    while True:
+        try:
+            return await read()
+        except BrokerUnavailable as exc:
+            attempt += 1
+            if attempts is not None and attempt >= attempts:
+                raise
+            delay = RETRY_BACKOFF[min(attempt - 1, len(RETRY_BACKOFF) - 1)]
+            if attempt == 1 or attempt % 10 == 0:
+                log.warning("reading %s failed (attempt %d), retrying in %.1fs: %s", what, attempt, delay, exc)
+            await asyncio.sleep(delay)
+
+
+async def read_packets(brokers: str, topic: str, partition: int, first: int, end: int,
+                       stats: WorkerStats) -> list[TopicRecord]:
+    """Offsets ``first`` .. ``end - 1`` of a detector partition, read from the topic (retried
+    ``CATCH_UP_ATTEMPTS`` times); none, logged and counted (``packets_unreadable``), when the
+    broker will not serve them: packets feed alerts only, and the worker goes on without them."""
+    loop = asyncio.get_running_loop()
+    read = partial(loop.run_in_executor, None,
+                   partial(read_range, brokers, topic, partition, first, end, timeout=HOLE_READ_SECONDS))
+    try:
+        return await read_with_retry(read, f"packets {first}..{end - 1} of detector partition {partition}",
+                                     attempts=CATCH_UP_ATTEMPTS)
+    except BrokerUnavailable as exc:
+        log.error("detector partition %d: packets %d..%d could not be read, going on without them: %s",
+                  partition, first, end - 1, exc)
+        stats.packets_unreadable += end - first
+        return []
 
 
 async def guarded(step: Callable[[Sequence[EventT]], Awaitable[None]], events: Sequence[EventT]) -> None:

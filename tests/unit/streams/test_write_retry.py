@@ -10,8 +10,9 @@ import logging
 
 import pytest
 
+from producers.kafka import BrokerUnavailable
 from sinks.clickhouse import WarehouseRefused, WarehouseUnavailable
-from streams.delivery import RETRY_BACKOFF, write_with_retry
+from streams.delivery import RETRY_BACKOFF, read_with_retry, write_with_retry
 from streams.figures import WorkerStats
 
 
@@ -104,3 +105,43 @@ def test_an_error_that_is_not_the_warehouses_is_raised_at_once(sleeps):
     with pytest.raises(ValueError, match="a bug"):
         _run(write, stats)
     assert write.calls == 1 and sleeps == [] and stats.warehouse_retries == 0
+
+
+def test_a_read_of_skipped_records_is_retried_while_the_broker_cannot_answer(sleeps):
+    """``read_with_retry``: a broker that times out is asked again (the worker must not stop on it:
+    its restart would ask the same); the records come back once it answers."""
+    calls = 0
+
+    async def read() -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls <= 3:
+            raise BrokerUnavailable("reading detector-signals partitions [0] timed out after 10s")
+        return [7, 8]
+
+    assert asyncio.run(read_with_retry(read, "packets 7..8")) == [7, 8]
+    assert calls == 4
+    assert sleeps == list(RETRY_BACKOFF[:3])
+
+
+def test_a_read_failing_otherwise_is_not_retried(sleeps):
+    async def read() -> list[int]:
+        raise ValueError("not a broker problem")
+
+    with pytest.raises(ValueError):
+        asyncio.run(read_with_retry(read, "packets"))
+    assert sleeps == []
+
+
+def test_a_read_with_a_number_of_attempts_raises_after_the_last(sleeps):
+    calls = 0
+
+    async def read() -> list[int]:
+        nonlocal calls
+        calls += 1
+        raise BrokerUnavailable("timed out")
+
+    with pytest.raises(BrokerUnavailable):
+        asyncio.run(read_with_retry(read, "packets", attempts=3))
+    assert calls == 3
+    assert sleeps == list(RETRY_BACKOFF[:2])
