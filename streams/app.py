@@ -42,8 +42,7 @@ from streams.delivery import (
     guarded,
     mark_done,
     not_known_done,
-    read_packets,
-    read_with_retry,
+    read_again,
     send_dead_letters,
     send_packets,
     write_with_retry,
@@ -249,8 +248,9 @@ class IngestWorker:
         async with self.sending:
             received = datetime.now(UTC)   # the clock event times are judged against, once per batch
             tally = BatchTally(records=len(records))
-            for partition, hole in await self.holes_in(records):
-                await self.fill_hole(partition, hole, received, tally)
+            for partition, hole in await self.holes_in(records):   # each ends before a record delivered here
+                beyond = min(r.offset for r in records if r.partition == partition and r.offset >= hole[1])
+                await self.fill_hole(partition, hole, beyond, received, tally)
             stats.events_in += len(records)
             await self.store_records(records, received, tally)
             now = time.monotonic()
@@ -287,15 +287,17 @@ class IngestWorker:
                 holes += [(partition, part) for part in not_known_done(self.app, topic, partition, start, end)]
         return holes
 
-    async def fill_hole(self, partition: int, hole: Hole, received: datetime, tally: BatchTally) -> None:
+    async def fill_hole(self, partition: int, hole: Hole, beyond: int, received: datetime, tally: BatchTally) -> None:
         """Read a hole from the topic in pieces of at most ``batch_max_records`` records, store each
-        and acknowledge its offsets: memory and redelivery after a crash stay bounded as for a batch."""
+        and acknowledge its offsets: memory and redelivery after a crash stay bounded as for a batch.
+        ``beyond``: a delivered offset after it (``read_again``: whether the log holds the hole)."""
         start, end = hole
         log.warning(SKIPPED, partition, start, end - 1)
         for first in range(start, end, self.config.batch_max_records):
             last = min(end, first + self.config.batch_max_records)
-            piece = await read_with_retry(partial(self.read_hole, partition, first, last),
-                                          f"offsets {first}..{last - 1} of events partition {partition}")
+            found = await read_again(self.brokers, self.config.events_topic, partition, first, last, beyond, self.stats)
+            piece = [RawRecord(r.key, r.value, self.config.events_topic, partition, r.offset) for r in found]
+            self.stats.offsets_refetched += last - first
             self.stats.events_in += len(piece)
             tally.records += len(piece)
             await self.store_records(piece, received, tally)
@@ -497,7 +499,7 @@ class IngestWorker:
                        skipped: bool = False) -> int:
         """Apply the packets between the last one ``detectors`` hold and ``offset``, read from the topic
         (all of them after a restore; when ``skipped``, those the consumer may have dropped; none the
-        broker will not serve: ``read_packets``), and tell the consumer they are handled; returns how
+        log does not hold: ``read_again``), and tell the consumer they are handled; returns how
         many were applied."""
         start = detectors.applied_to + 1
         if offset <= start:
@@ -506,7 +508,7 @@ class IngestWorker:
         parts = not_known_done(self.app, topic, partition, start, offset) if skipped else [(start, offset)]
         applied = 0
         for first, end in parts:
-            gap = await read_packets(self.brokers, topic, partition, first, end, self.stats)
+            gap = await read_again(self.brokers, topic, partition, first, end, offset, self.stats)
             for record in gap:
                 await self.apply_packet(detectors, record.offset, record.value, record.timestamp)
             applied += len(gap)

@@ -31,11 +31,9 @@ delivered before the worker reads those records itself."""
 HOLE_READ_SECONDS = 10.0
 """How long reading a hole from the topic may take before it is given up (and tried again)."""
 
-CATCH_UP_ATTEMPTS = 6
-"""Reads of a range of detector packets (each up to ``HOLE_READ_SECONDS``, with backoff between:
-about 70 s in all) before the worker goes on without them, logged and counted: they feed alerts
-only, and a broker that cannot serve them that long has lost them (a durable Tansu after a kill).
-Events are never given up: their holes are read until the broker answers."""
+REREAD_ATTEMPTS = 6
+"""Reads of skipped offsets (each up to ``HOLE_READ_SECONDS``, with backoff between: about 70 s)
+before the worker checks whether the broker serves the record after them (``read_again``)."""
 
 HOLE_MAX_RECORDS = 20_000
 """At most this many offsets of a stalled partition are read at one check (the rest at the next)."""

@@ -25,7 +25,7 @@ from faust.types.tuples import ack_lock
 from producers.kafka import BrokerUnavailable, TopicRecord, read_range
 from schemas.dead_letter import DeadLetter
 from sinks.clickhouse import WarehouseRefused, WarehouseUnavailable
-from streams.continuity import CATCH_UP_ATTEMPTS, HOLE_READ_SECONDS
+from streams.continuity import HOLE_READ_SECONDS, REREAD_ATTEMPTS
 from streams.figures import WorkerStats
 
 log = logging.getLogger(__name__)
@@ -94,22 +94,33 @@ async def read_with_retry(read: Callable[[], Awaitable[T]], what: str, *, attemp
             await asyncio.sleep(delay)
 
 
-async def read_packets(brokers: str, topic: str, partition: int, first: int, end: int,
-                       stats: WorkerStats) -> list[TopicRecord]:
-    """Offsets ``first`` .. ``end - 1`` of a detector partition, read from the topic (retried
-    ``CATCH_UP_ATTEMPTS`` times); none, logged and counted (``packets_unreadable``), when the
-    broker will not serve them: packets feed alerts only, and the worker goes on without them."""
+async def read_again(brokers: str, topic: str, partition: int, first: int, end: int, beyond: int,
+                     stats: WorkerStats) -> list[TopicRecord]:
+    """Offsets ``first`` .. ``end - 1`` of ``topic``/``partition``, which the consumer skipped,
+    read from the topic (``read_with_retry``, ``REREAD_ATTEMPTS`` reads at a time). ``beyond`` is an
+    offset after them that the consumer was given, so the log holds it: when the broker serves
+    that one but still not these, the log does not hold them (a durable Tansu can lose records it
+    acknowledged), and the worker goes on without them, logged and counted
+    (``offsets_unreadable``). While the broker serves nothing at all, it waits for it."""
     loop = asyncio.get_running_loop()
-    read = partial(loop.run_in_executor, None,
-                   partial(read_range, brokers, topic, partition, first, end, timeout=HOLE_READ_SECONDS))
-    try:
-        return await read_with_retry(read, f"packets {first}..{end - 1} of detector partition {partition}",
-                                     attempts=CATCH_UP_ATTEMPTS)
-    except BrokerUnavailable as exc:
-        log.error("detector partition %d: packets %d..%d could not be read, going on without them: %s",
-                  partition, first, end - 1, exc)
-        stats.packets_unreadable += end - first
-        return []
+
+    def reader(start: int, stop: int) -> Callable[[], Awaitable[list[TopicRecord]]]:
+        return partial(loop.run_in_executor, None,
+                       partial(read_range, brokers, topic, partition, start, stop, timeout=HOLE_READ_SECONDS))
+
+    what = f"offsets {first}..{end - 1} of {topic}[{partition}]"
+    while True:
+        try:
+            return await read_with_retry(reader(first, end), what, attempts=REREAD_ATTEMPTS)
+        except BrokerUnavailable as exc:
+            try:
+                await reader(beyond, beyond + 1)()
+            except BrokerUnavailable:
+                continue   # the broker serves nothing: not a sign the records are gone
+            log.error("%s could not be read, but offset %d can: the log does not hold them, going on without "
+                      "them (%s)", what, beyond, exc)
+            stats.offsets_unreadable += end - first
+            return []
 
 
 async def guarded(step: Callable[[Sequence[EventT]], Awaitable[None]], events: Sequence[EventT]) -> None:

@@ -28,7 +28,7 @@ class WorkerStats:
     warehouse_healthy: bool = True
     offsets_refetched: int = 0          # offsets the consumer skipped, read from the topic (streams.continuity)
     bad_packets: int = 0                # records of the detector topic that were not packets (skipped)
-    packets_unreadable: int = 0         # detector-topic offsets the broker would not serve in a catch-up (skipped)
+    offsets_unreadable: int = 0         # skipped offsets the log does not hold (streams.delivery.read_again)
     detector_snapshot_bytes: int = 0    # the last detector snapshot written (all chunks)
     detector_snapshot_ms: float = 0.0   # and how long taking it took
     last_batch_at: float = 0.0

@@ -10,8 +10,9 @@ import logging
 
 import pytest
 
-from producers.kafka import BrokerUnavailable
+from producers.kafka import BrokerUnavailable, TopicRecord
 from sinks.clickhouse import WarehouseRefused, WarehouseUnavailable
+from streams import delivery
 from streams.delivery import RETRY_BACKOFF, read_with_retry, write_with_retry
 from streams.figures import WorkerStats
 
@@ -145,3 +146,38 @@ def test_a_read_with_a_number_of_attempts_raises_after_the_last(sleeps):
         asyncio.run(read_with_retry(read, "packets", attempts=3))
     assert calls == 3
     assert sleeps == list(RETRY_BACKOFF[:2])
+
+
+class Broker:
+    """``read_range`` of a broker that lost ``lost`` offsets, or serves nothing while ``down``."""
+
+    def __init__(self, lost: set[int], down_for: int = 0):
+        self.lost, self.down_for, self.calls = lost, down_for, []
+
+    def __call__(self, brokers, topic, partition, start, end, timeout):
+        self.calls.append((start, end))
+        if self.down_for:
+            self.down_for -= 1
+            raise BrokerUnavailable("broker unreachable")
+        if any(o in self.lost for o in range(start, end)):
+            raise BrokerUnavailable(f"reading {topic} partitions [{partition}] timed out after {timeout:.0f}s")
+        return [TopicRecord(partition, o, b"{}", None, None) for o in range(start, end)]
+
+
+def test_offsets_the_log_does_not_hold_are_passed_over_counted(sleeps, monkeypatch):
+    broker = Broker(lost={1579})
+    monkeypatch.setattr(delivery, "read_range", broker)
+    stats = WorkerStats()
+    assert asyncio.run(delivery.read_again("b", "events", 2, 1579, 1580, 1580, stats)) == []
+    assert stats.offsets_unreadable == 1
+    assert broker.calls[-1] == (1580, 1581)     # the record after them was read: the broker serves
+    assert broker.calls.count((1579, 1580)) == delivery.REREAD_ATTEMPTS
+
+
+def test_a_broker_that_serves_nothing_is_waited_for(sleeps, monkeypatch):
+    broker = Broker(lost=set(), down_for=delivery.REREAD_ATTEMPTS + 3)
+    monkeypatch.setattr(delivery, "read_range", broker)
+    stats = WorkerStats()
+    found = asyncio.run(delivery.read_again("b", "events", 0, 10, 12, 12, stats))
+    assert [r.offset for r in found] == [10, 11]
+    assert stats.offsets_unreadable == 0
