@@ -99,9 +99,11 @@ async def read_again(brokers: str, topic: str, partition: int, first: int, end: 
     """Offsets ``first`` .. ``end - 1`` of ``topic``/``partition``, which the consumer skipped,
     read from the topic (``read_with_retry``, ``REREAD_ATTEMPTS`` reads at a time). ``beyond`` is an
     offset after them that the consumer was given, so the log holds it: when the broker serves
-    that one but still not these, the log does not hold them (a durable Tansu can lose records it
-    acknowledged), and the worker goes on without them, logged and counted
-    (``offsets_unreadable``). While the broker serves nothing at all, it waits for it."""
+    that one but neither these nor the first of them, the log does not hold them (a durable Tansu
+    can lose records it acknowledged), and the worker goes on without them, logged and counted
+    (``offsets_unreadable``). While the broker serves nothing, or serves the first of them (a
+    slow read of many), it keeps reading."""
+
     loop = asyncio.get_running_loop()
 
     def reader(start: int, stop: int) -> Callable[[], Awaitable[list[TopicRecord]]]:
@@ -113,14 +115,20 @@ async def read_again(brokers: str, topic: str, partition: int, first: int, end: 
         try:
             return await read_with_retry(reader(first, end), what, attempts=REREAD_ATTEMPTS)
         except BrokerUnavailable as exc:
-            try:
-                await reader(beyond, beyond + 1)()
-            except BrokerUnavailable:
-                continue   # the broker serves nothing: not a sign the records are gone
-            log.error("%s could not be read, but offset %d can: the log does not hold them, going on without "
-                      "them (%s)", what, beyond, exc)
+            if not await _served(reader(beyond, beyond + 1)) or await _served(reader(first, first + 1)):
+                continue   # the broker serves nothing, or the first of them: slow, not a sign they are gone
+            log.error("%s could not be read, nor its first, but offset %d can: the log does not hold them, going "
+                      "on without them (%s)", what, beyond, exc)
             stats.offsets_unreadable += end - first
             return []
+
+
+async def _served(read: Callable[[], Awaitable[list[TopicRecord]]]) -> bool:
+    try:
+        await read()
+    except BrokerUnavailable:
+        return False
+    return True
 
 
 async def guarded(step: Callable[[Sequence[EventT]], Awaitable[None]], events: Sequence[EventT]) -> None:
