@@ -295,20 +295,21 @@ class IngestWorker:
         log.warning(SKIPPED, partition, start, end - 1)
         for first in range(start, end, self.config.batch_max_records):
             last = min(end, first + self.config.batch_max_records)
-            found = await read_again(self.brokers, self.config.events_topic, partition, first, last, beyond, self.stats)
-            piece = [RawRecord(r.key, r.value, self.config.events_topic, partition, r.offset) for r in found]
-            self.stats.offsets_refetched += last - first
+            piece = await self.read_hole(partition, first, last, beyond)
             self.stats.events_in += len(piece)
             tally.records += len(piece)
             await self.store_records(piece, received, tally)
             self.continuity.handled(partition, last - 1, time.monotonic())
             mark_done(self.app, self.config.events_topic, partition, first, last)
 
-    async def read_hole(self, partition: int, start: int, end: int) -> list[RawRecord]:
-        """Offsets ``start`` .. ``end - 1`` of an events partition, read from the topic."""
+    async def read_hole(self, partition: int, start: int, end: int, beyond: int | None = None) -> list[RawRecord]:
+        """Offsets ``start`` .. ``end - 1`` of an events partition, read once, or as ``read_again`` does."""
         topic = self.config.events_topic
-        found = await asyncio.get_running_loop().run_in_executor(
-            None, partial(read_range, self.brokers, topic, partition, start, end, timeout=HOLE_READ_SECONDS))
+        if beyond is not None:
+            found = await read_again(self.brokers, topic, partition, start, end, beyond, self.stats)
+        else:
+            found = await asyncio.get_running_loop().run_in_executor(
+                None, partial(read_range, self.brokers, topic, partition, start, end, timeout=HOLE_READ_SECONDS))
         self.stats.offsets_refetched += end - start
         return [RawRecord(r.key, r.value, topic, partition, r.offset) for r in found]
 
