@@ -4,12 +4,18 @@ never had), and two runs of a third never finish. The stack (one worker, its wat
 following the wall clock once the input is quiet) must raise ``silent_workflow`` for the silent
 workflow and for no workflow that kept running, ``version_regression`` and
 ``new_error_signature`` for the released one and ``run_deadline`` for the two hung runs, the
-same as the pure detectors (``streams.detection``) fed the same events."""
+same as the pure detectors (``streams.detection``) fed the same events.
+
+The day is generated at a fixed time of day and moved by whole hours to end shortly before the
+test runs: the detectors judge by event time only, so their verdicts move with it, and the
+workload is the same whenever the suite runs (generated for the actual time of day it was not:
+a workflow run only in the daytime with less than a day of history was silent at some hours)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -23,16 +29,28 @@ from tests.reliability.conftest import reader_of, report
 
 IDLE_SECONDS = 5.0
 NEW_CODE = "QUOTA_EXCEEDED_V2"
+REFERENCE_END = datetime(2026, 12, 2, 4, 26, tzinfo=UTC)   # where the day is generated (see above)
+TIME_FIELDS = ("ts", "started_at", "scheduled_resume_at", "resumed_at")
 Key = tuple[str, str, str, datetime]
 
 
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def _queued(ev: dict) -> datetime:
-    return datetime.fromisoformat(ev["ts"].replace("Z", "+00:00"))
+    return _time(ev["ts"])
+
+
+def _moved(ev: dict[str, Any], by: timedelta) -> dict[str, Any]:
+    """The event with every time in it ``by`` later (written as the generator writes times)."""
+    return {**ev, **{f: (_time(ev[f]) + by).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                     for f in TIME_FIELDS if ev.get(f)}}
 
 
 @pytest.fixture(scope="module")
 def workload(tmp_path_factory):
-    end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
+    end = REFERENCE_END
     start, release, silent_from = end - timedelta(hours=26), end - timedelta(minutes=100), end - timedelta(minutes=75)
     released = "wf-welcome"
     config = WorkloadConfig(seed=31, accounts=2, backfill_runs_per_hour=600,
@@ -55,6 +73,10 @@ def workload(tmp_path_factory):
             if e["type"] == "run.finished" and e.get("status") == "failed":
                 e["error"] = {**e["error"], "code": NEW_CODE}
         out.append(e)
+    # moved by whole hours (the detectors' hourly rates keep their boundaries) to end 10-70 min ago
+    by = timedelta(hours=(datetime.now(UTC) - timedelta(minutes=10) - end) // timedelta(hours=1))
+    out = [_moved(e, by) for e in out]
+    start, end, release, silent_from = start + by, end + by, release + by, silent_from + by
     path = tmp_path_factory.mktemp("runalerts") / "run-alerts.ndjson"
     path.write_bytes(b"\n".join(orjson.dumps(e) for e in out) + b"\n")
     horizon = end + timedelta(minutes=10)
@@ -118,5 +140,6 @@ def test_the_stack_raises_the_run_level_alerts_of_the_oracle(workload, stack_fac
     report("run-level-alerts", workers=workers, **by_kind)
     open_silent = reader_of(stack).query(
         "SELECT account_id, subject FROM alerts WHERE kind = 'silent_workflow' AND state = 'firing' "
-        "AND started_at >= {since:DateTime64(3)}", parameters={"since": since}).result_rows
+        "AND started_at >= {since:DateTime64(3)} AND started_at < {horizon:DateTime64(3)}",
+        parameters={"since": since, "horizon": workload["horizon"]}).result_rows
     assert {(a, s) for a, s in open_silent} == {("acme", workload["silent"])}
