@@ -8,6 +8,7 @@ embedded warehouse process alike, and holds no data directory of its own beyond 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -34,6 +35,27 @@ def worker_config(settings: Settings) -> WorkerConfig:
     return WorkerConfig(**{field.name: getattr(settings, field.name) for field in fields(WorkerConfig)})
 
 
+GC_YOUNG_THRESHOLD = 700
+GC_FULL_EVERY = 1000
+"""The cyclic garbage collector's thresholds in the worker: a young collection every 700 container
+allocations (CPython's default), a full one after ``GC_FULL_EVERY`` collections of the middle
+generation (CPython's default: 10). A batch allocates a few containers per event and keeps many
+of them until its insert, so with the defaults a full collection, which walks the whole heap
+(ledgers of up to 200,000 keys per partition, the detectors' state, every batch in flight), ran
+every 20,000 events or so: measured at 9 of the worker's 30 us of CPU per event at full load
+(3 with these thresholds). Events, rows and batches are freed by reference counting; only
+garbage in reference cycles waits for a full collection, which still comes (every ~7 million
+container allocations), so memory stays bounded."""
+
+
+def tune_gc() -> None:
+    """Move everything loaded so far (modules, the app) out of the collector's sight
+    (``gc.freeze``: it is never garbage) and make full collections rare (``GC_FULL_EVERY``)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, GC_FULL_EVERY)
+
+
 def run_worker(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; exits non-zero on a fatal error. Never migrates: waits until the
     schema has the version this code needs (applied by the warehouse process or `runlens migrate`)
@@ -54,6 +76,7 @@ def run_worker(settings: Settings) -> None:
     watcher = FenceWatcher(connect(writer, password=password), settings.database, gate,
                            worker=f"{socket.gethostname()}:{os.getpid()}", member=lambda: group_member_id(app)).start()
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    tune_gc()
 
     @app.task
     async def dump_positions_on_sigusr2() -> None:

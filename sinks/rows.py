@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from itertools import chain
 from typing import Any, NamedTuple
 
 import orjson
@@ -106,6 +107,12 @@ class SourcedEvent(NamedTuple):
     values: tuple[Any, ...]
 
 
+def event_keys(items: Iterable[SourcedEvent]) -> list[str]:
+    """The key of each event in its batch's dedup token (``sinks.clickhouse.batch_token_of_texts``):
+    the ``repr`` of (partition, offset, line, event id), written without building the tuple."""
+    return [f"({partition}, {offset}, {line}, {event.event_id!r})" for event, partition, offset, line, _ in items]
+
+
 def sourced(event: Event | FastEvent, partition: int, offset: int, line: int = 0) -> SourcedEvent:
     """``event`` at (``partition``, ``offset``, ``line``), its column values mapped now."""
     return SourcedEvent(event, partition, offset, line, event_values(event))
@@ -121,8 +128,14 @@ def event_columns(items: Iterable[SourcedEvent],
         raise ValueError(f"{len(items)} events but {len(notes)} annotations")
     if not items:
         return {name: [] for name in EVENT_COLUMNS}
-    cols = {name: list(values) for name, values in zip(
-        EVENT_VALUE_COLUMNS, zip(*[item.values for item in items], strict=True), strict=True)}
+    # transposed through one flat list and a slice per column: ``zip(*rows)`` would hold an
+    # iterator per row (tens of thousands at once, which the garbage collector walks again and again)
+    rows = [item.values for item in items]
+    width = len(EVENT_VALUE_COLUMNS)
+    if set(map(len, rows)) != {width}:
+        raise ValueError(f"every event maps to {width} values")
+    flat = list(chain.from_iterable(rows))
+    cols = {name: flat[column::width] for column, name in enumerate(EVENT_VALUE_COLUMNS)}
     cols["source_partition"] = [item.partition for item in items]
     cols["source_offset"] = [item.offset for item in items]
     cols["source_index"] = [item.line for item in items]

@@ -27,9 +27,8 @@ from faust.types import TP, EventT
 
 from producers.kafka import BrokerUnavailable, partition_lags, read_range
 from schemas.dead_letter import DeadLetter
-from sinks.clickhouse import Warehouse, batch_token
-from sinks.ledger_state import Annotation
-from sinks.rows import SourcedEvent, dead_letter_columns, event_columns
+from sinks.clickhouse import Warehouse, batch_token, batch_token_of_texts
+from sinks.rows import dead_letter_columns, event_columns, event_keys
 from streams.alerting import WebhookNotifier, alert_columns, alert_document
 from streams.batch import GROUP_MAX_BYTES, RawRecord, record_groups, split_batch
 from streams.commands import CommandStore
@@ -59,8 +58,8 @@ from streams.figures import (
     live_latencies_ms,
     rss_bytes,
 )
-from streams.ledger import PartitionLedger
-from streams.signals import BadPacket, RunSignal, packets, signal_of, unpack
+from streams.ledger import PartitionLedger, annotate_group
+from streams.signals import BadPacket, RunSignal, packets, unpack
 from streams.snapshots import SNAPSHOT_SECONDS, read_snapshot, write_snapshot
 from streams.take import take_until_idle
 
@@ -359,20 +358,9 @@ class IngestWorker:
         if split.dead_letters:
             await send_dead_letters(self.dlq_topic, split.dead_letters)
             stats.dead_lettered += len(split.dead_letters)
-        kept: list[SourcedEvent] = []
-        notes: list[Annotation] = []
-        ledger: PartitionLedger | None = None
-        ledger_partition = -1
-        for item in split.events:   # in (partition, offset, line) order
-            event, partition, offset, line, _ = item
-            if ledger is None or partition != ledger_partition:
-                ledger, ledger_partition = await self.ledger_for(partition), partition
-            note = ledger.annotate(event, offset, line)
-            if note is not None:
-                kept.append(item)
-                notes.append(note)
+        ledgers = {partition: await self.ledger_for(partition) for partition in {e.partition for e in split.events}}
+        kept, notes, signals, duplicates = annotate_group(split.events, ledgers)
         redelivered = len(split.events) - len(kept)
-        duplicates = sum(1 for n in notes if not n.is_new)
         stats.skipped_redelivered += redelivered
         stats.duplicates += duplicates
         if tally is not None:
@@ -384,12 +372,10 @@ class IngestWorker:
             return 0
         # the detectors' signals reach their topic before the events are stored: a batch redelivered
         # after a crash skips stored events, and a signal sent twice is applied once
-        signals = [signal for (event, partition, offset, line, _), note in zip(kept, notes, strict=True)
-                   if note.is_new and (signal := signal_of(event, partition, offset, line)) is not None]
         await self.send_signals(signals, records)
         columns = event_columns(kept, notes)
         # positions and ids: a retry repeats the token, a re-created topic's reused positions do not
-        token = batch_token("events", [(p, o, i, e.event_id) for e, p, o, i, _ in kept])
+        token = batch_token_of_texts("events", event_keys(kept))
         await write_with_retry(lambda: warehouse.insert_columns("events", columns, token),
                                stats, f"{len(kept)} events")
         stats.events_written += len(kept)

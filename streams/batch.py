@@ -85,14 +85,18 @@ def record_groups(records: list[RawRecord], max_events: int,
         yield group
 
 
-def _record_problem(value: bytes, max_event_bytes: int) -> str | None:
+def _record_lines(value: bytes, max_event_bytes: int) -> list[bytes] | str:
+    """The record's lines, or why it is dead-lettered whole (over a record bound). One pass over
+    the bytes for both: split into at most ``MAX_RECORD_LINES`` + 1 pieces (bounded memory
+    whatever the record holds); a last piece that is not empty is a line past the bound."""
     limit = MAX_RECORD_BYTES + max_event_bytes
     if len(value) > limit:
         return f"record is {len(value)} bytes, over the {limit}-byte record limit (dead-lettered whole)"
-    lines = _lines(value)
-    if lines > MAX_RECORD_LINES:
-        return f"record has {lines} lines, over the {MAX_RECORD_LINES}-line record limit (dead-lettered whole)"
-    return None
+    lines = value.split(b"\n", MAX_RECORD_LINES)
+    if len(lines) > MAX_RECORD_LINES and lines[-1]:
+        return (f"record has {_lines(value)} lines, over the {MAX_RECORD_LINES}-line record limit "
+                "(dead-lettered whole)")
+    return lines
 
 
 def split_batch(records: list[RawRecord], *, max_event_bytes: int, now: datetime | None = None,
@@ -110,12 +114,15 @@ def split_batch(records: list[RawRecord], *, max_event_bytes: int, now: datetime
     new, sourced_event = tuple.__new__, SourcedEvent
     for rec in sorted(records, key=lambda r: (r.partition, r.offset)):
         value, key, partition, offset = rec.value, rec.key, rec.partition, rec.offset
-        if value is not None:
-            problem = _record_problem(value, max_event_bytes)
-            if problem is not None:
-                add_letter(_letter(rec, value, Rejection(problem), 0))
+        lines: list[bytes] | list[None]
+        if value is None:
+            lines = [None]
+        else:
+            found = _record_lines(value, max_event_bytes)
+            if isinstance(found, str):
+                add_letter(_letter(rec, value, Rejection(found), 0))
                 continue
-        lines = [value] if value is None or b"\n" not in value else value.split(b"\n")
+            lines = found
         for index, line in enumerate(lines):
             stage = "validating"
             try:

@@ -33,15 +33,18 @@ from __future__ import annotations
 import logging
 import sys
 from collections import OrderedDict, deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from schemas.events import Event
 from schemas.fast import FastEvent
 from sinks.ledger_state import Annotation, LedgerState
+from sinks.rows import SourcedEvent
+from streams.signals import SIGNAL_TYPES, RunSignal, signal_of
 
-__all__ = ["Annotation", "Key", "OpenRun", "PartitionLedger", "RecentKeys", "key_of"]
+__all__ = ["Annotated", "Annotation", "Key", "OpenRun", "PartitionLedger", "RecentKeys", "annotate_group", "key_of"]
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +82,19 @@ class RecentKeys:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def add(self, key: Hashable) -> None:
-        if key in self._keys:
-            return
-        self._keys.add(key)
-        self._order.append(key)
-        if len(self._order) > self.capacity:
-            self._keys.discard(self._order.popleft())
+    def add(self, key: Hashable) -> bool:
+        """Add ``key`` (the oldest key leaves once ``capacity`` are held); False, and nothing
+        changes, when it is held already."""
+        keys = self._keys
+        size = len(keys)
+        keys.add(key)
+        if len(keys) == size:
+            return False
+        order = self._order
+        order.append(key)
+        if len(order) > self.capacity:
+            keys.discard(order.popleft())
+        return True
 
 
 @dataclass
@@ -120,7 +129,7 @@ class PartitionLedger:
         Another account's event with the same ids is a different event: new, paired apart."""
         position = (offset, index)
         recent = self.recent
-        key = key_of(event.account_id, event.event_id)
+        key = (sys.intern(event.account_id), event.event_id)   # key_of, inlined: once per event
         if position <= self.high_water:
             if key in recent:
                 self.skipped_redelivered += 1
@@ -133,10 +142,9 @@ class PartitionLedger:
                             "the topic was re-created, its events are stored as new", self.partition,
                             event.event_id, offset)
         self.high_water = position
-        if key in recent:
+        if not recent.add(key):
             self.duplicates += 1
             return _DUPLICATE
-        recent.add(key)
         kind = event.type
         if kind == "run.queued":
             return self._pair((key[0], event.run_id), queued_at=event.ts)
@@ -168,3 +176,37 @@ class PartitionLedger:
                           started_at: datetime | None) -> None:
         """Seed a half-seen run of ``account_id`` from the warehouse when the partition is loaded."""
         self.open_runs[key_of(account_id, run_id)] = OpenRun(queued_at, started_at)
+
+
+class Annotated(NamedTuple):
+    """A group of events after its ledgers' pass (``annotate_group``)."""
+    kept: list[SourcedEvent]        # to store: every event but those already stored
+    notes: list[Annotation]         # one per kept event
+    signals: list[RunSignal]        # the detectors' signals of the new ones (a duplicate's went with its first copy)
+    duplicates: int                 # kept events marked not new
+
+
+def annotate_group(items: Sequence[SourcedEvent], ledgers: Mapping[int, PartitionLedger]) -> Annotated:
+    """Run each event of a group (in (partition, offset, line) order) through its partition's
+    ledger, in one pass. Mutates the ledgers: a group passed twice is, the second time, skipped
+    as already stored (what a redelivery after a crash is)."""
+    kept: list[SourcedEvent] = []
+    notes: list[Annotation] = []
+    signals: list[RunSignal] = []
+    duplicates = 0
+    ledger: PartitionLedger | None = None
+    ledger_partition = -1
+    for item in items:
+        event, partition, offset, line, _ = item
+        if ledger is None or partition != ledger_partition:
+            ledger, ledger_partition = ledgers[partition], partition
+        note = ledger.annotate(event, offset, line)
+        if note is None:
+            continue
+        kept.append(item)
+        notes.append(note)
+        if not note.is_new:
+            duplicates += 1
+        elif event.type in SIGNAL_TYPES and (signal := signal_of(event, partition, offset, line)) is not None:
+            signals.append(signal)
+    return Annotated(kept, notes, signals, duplicates)

@@ -199,6 +199,10 @@ class Latency(BenchBase):
             throughput.get("warehouse_cpu_s_per_million")
         resources["worker_cpu_s_per_million_at_max"] = worker_cpu
         resources["cpu_per_million_ratio_to_B2"] = ratio_of(worker_cpu, b2.get("cpu_s_per_million"))
+        # P1's consumer, timed as the pipeline when it was (as the peer comparison), else on its pre-filled topic
+        p1 = self.result.get("baselines", {}).get("P1") or {}
+        p1_cpu = (p1.get("as_pipeline") or {}).get("cpu_s_per_million") or p1.get("cpu_s_per_million")
+        resources["cpu_per_million_ratio_to_P1"] = ratio_of(worker_cpu, p1_cpu)
         resources["warehouse_cpu_s_per_million_at_max"] = warehouse_cpu
         resources["warehouse_cpu_per_million_ratio_to_B2"] = ratio_of(warehouse_cpu,
                                                                     b2.get("warehouse_cpu_s_per_million"))

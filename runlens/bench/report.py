@@ -214,7 +214,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         rss_ratio = res.get("warehouse_rss_ratio_to_B2") or {}
         lines += [
                   f"| CPU s per million events at max rate | {_fmt(res.get('worker_cpu_s_per_million_at_max'), 2)} "
-                  f"({_x(res.get('cpu_per_million_ratio_to_B2'))} B2's client) |",
+                  f"({_x(res.get('cpu_per_million_ratio_to_B2'))} B2's client, "
+                  f"{_x(res.get('cpu_per_million_ratio_to_P1'))} P1's consumer) |",
                   f"| warehouse process: RSS idle after warm-up | {_fmt(res.get('warehouse_rss_mb_idle'), 0)} MiB "
                   f"({_x(rss_ratio.get('idle'))} after B2) |",
                   f"| warehouse process: RSS after the max-rate run | "

@@ -20,6 +20,7 @@ from streams.detectors.alert import (
     _fmt_minutes,
     _fmt_pct,
     _lru_account,
+    _lru_hit,
     _ms,
     _require_at_least,
     _targets,
@@ -161,6 +162,9 @@ class FailureSpikeDetector:
 
     def _account(self, account_id: str) -> _SpikeAccount:
         """The account's clock and index (created at the common floor, if any; LRU-capped)."""
+        acct = _lru_hit(self._accounts, account_id)
+        if acct is not None:
+            return acct
         return _lru_account(self._accounts, account_id, self.max_accounts, lambda old: not old.firing,
                             self._forget_account, lambda: _SpikeAccount(self._floor))
 

@@ -14,7 +14,7 @@ import sys
 from collections import OrderedDict
 from typing import Any, Generic, Protocol, TypeVar
 
-from streams.detectors.alert import _MINUTE_MS, Alert, Watermark, _lru_account, _targets
+from streams.detectors.alert import _MINUTE_MS, Alert, Watermark, _lru_account, _lru_hit, _targets
 
 Item = tuple[Any, ...]
 """An input: ``(event time ms, ...)``, every field a str, int, float or bool (so ties compare)."""
@@ -70,6 +70,9 @@ class OrderedDetector(Generic[R]):
         self.stats = {"ticks": 0, "late_inputs": 0}
 
     def _account(self, account_id: str) -> OrderedAccount:
+        acct = _lru_hit(self._accounts, account_id)
+        if acct is not None:
+            return acct
         return _lru_account(self._accounts, account_id, self.max_accounts, _idle, _forget,
                             lambda: OrderedAccount(account_id))
 
@@ -77,7 +80,7 @@ class OrderedDetector(Generic[R]):
         """Hold ``item`` until the account's watermark passes its minute. Its strings are interned:
         the pending inputs of many runs of one workflow share their names, in memory and in a
         snapshot (pickle writes an object it has seen as a reference)."""
-        item = tuple(sys.intern(x) if type(x) is str else x for x in item)
+        item = tuple([sys.intern(x) if type(x) is str else x for x in item])
         acct = self._account(account_id)
         ts = int(item[0])
         if acct.next is None:

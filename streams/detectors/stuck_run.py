@@ -17,6 +17,7 @@ from streams.detectors.alert import (
     _dt,
     _fmt_duration,
     _lru_account,
+    _lru_hit,
     _ms,
     _require_at_least,
     _targets,
@@ -129,6 +130,9 @@ class StuckRunDetector:
         return d
 
     def _account(self, account_id: str) -> _StuckAccount:
+        acct = _lru_hit(self._accounts, account_id)
+        if acct is not None:
+            return acct
         return _lru_account(self._accounts, account_id, self.max_accounts,
                             lambda old: not old.due and not old.finishes, self._forget_account,
                             lambda: _StuckAccount(account_id, self._floor))

@@ -40,3 +40,25 @@ def test_keys_are_told_apart_by_type_and_boundary():
     keys that concatenate alike collide."""
     assert batch_token("events", [(1, 2)]) != batch_token("events", [("1", "2")])
     assert batch_token("events", ["ab", "c"]) != batch_token("events", ["a", "bc"])
+
+
+def test_the_worker_s_text_keys_give_the_token_of_the_tuples():
+    """The worker writes each event's key as text (``event_keys``); the token must be the one
+    ``batch_token`` gives for the (partition, offset, line, event id) tuples, whatever the ids hold."""
+    from datetime import UTC, datetime
+
+    from schemas.fast import FastRunQueued
+    from sinks.clickhouse import batch_token_of_texts
+    from sinks.rows import event_keys, sourced
+
+    ids = ["e1", "it's", 'say "hi"', "back\\slash", "tab\there", "nul\x00", "ünïcode", "emoji \U0001f600", "\ud800"]
+    items = [sourced(FastRunQueued(event_id=event_id, schema_version=2, ts=datetime(2026, 1, 1, tzinfo=UTC),
+                                   account_id="a", run_id="r", workflow_id="w", workflow_name="W",
+                                   workflow_version=1, workflow_type="card", trigger="manual"),
+                     partition, offset, line)
+             for partition, offset, line, event_id in [(p, 10 ** p + k, k % 3, ids[k % len(ids)])
+                                                       for p in range(3) for k in range(20)]]
+    tuples = [(item.partition, item.offset, item.line, item.event.event_id) for item in items]
+    assert batch_token_of_texts("events", event_keys(items)) == batch_token("events", tuples)
+    assert batch_token_of_texts("events", event_keys(reversed(items))) == batch_token("events", tuples)
+    assert batch_token_of_texts("events", []) == batch_token("events", [])

@@ -149,6 +149,17 @@ def test_a_record_of_500_events_is_split_and_one_of_501_is_dead_lettered_whole(s
     assert "501 lines, over the 500-line record limit" in split.dead_letters[0].reason
 
 
+@pytest.mark.parametrize(("tail", "over"), [(b"", False), (b"\n", False), (b"\n\n", True), (b"\n ", True),
+                                             (b"\n\n\n", True)])
+def test_the_line_bound_counts_a_final_newline_out_and_anything_after_it_in(tail, over):
+    """500 lines, then ``tail``: a final newline is no line; a blank one after it is the 501st."""
+    value = b"\n".join([b"{}"] * MAX_RECORD_LINES) + tail
+    split = split_batch([RawRecord(b"k", value, "events", 0, 0)], max_event_bytes=10_000, now=NOW)
+    whole = [d for d in split.dead_letters if "line record limit" in d.reason]
+    assert bool(whole) == over
+    assert len(split.dead_letters) == (1 if over else MAX_RECORD_LINES)   # else: every "{}" is a bad event
+
+
 def test_a_megabyte_of_empty_lines_is_one_dead_letter_not_a_million():
     split = split_batch([RawRecord(b"k", b"\n" * 1_000_000, "events", 3, 9)], max_event_bytes=10_000, now=NOW)
     assert split.events == [] and len(split.dead_letters) == 1

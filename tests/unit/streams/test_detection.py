@@ -147,7 +147,10 @@ def test_packets_round_trip_and_route_each_account_to_one_partition():
 
 
 @pytest.mark.parametrize("raw", [None, b"", b"{}", b"[2, [], []]", b"[1, [[1, 2]], []]",
-                                 b'[1, [[0, 0, 0, "x", "a", "w", "n", "r", 0, null, 0]], []]', b"\xff"])
+                                 b'[1, [[0, 0, 0, "x", "a", "w", "n", "r", 0, null, 0]], []]', b"\xff",
+                                 b'[1, [[0, 0, 0, "q", "a", "w", "n", "r", 0, null, 0, 1, "c", "k", "x"]], []]',
+                                 b'[1, [[0, 0, 0, "q", "a", "w", "n", "r", 0.5, null, 0]], []]',
+                                 b'[1, [["0", 0, 0, "q", "a", "w", "n", "r", 0, null, 0]], []]'])
 def test_a_record_that_is_not_a_packet_is_refused_with_one_error(raw):
     with pytest.raises(BadPacket):
         unpack(raw)

@@ -7,14 +7,15 @@ from __future__ import annotations
 import orjson
 
 from schemas.validation import decode_event
-from streams.ledger import PartitionLedger, RecentKeys
+from sinks.rows import sourced
+from streams.ledger import PartitionLedger, RecentKeys, annotate_group
 
 
 def _event(event_id: str, run_id: str = "r1", type_: str = "run.queued", ts: str = "2026-11-16T10:00:00Z",
-           account: str = "a"):
+           account: str = "a", **fields):
     doc = {"event_id": event_id, "schema_version": 2, "type": type_, "ts": ts, "account_id": account,
            "run_id": run_id, "workflow_id": "w", "workflow_name": "W", "workflow_version": 1,
-           "workflow_type": "card", "trigger": "manual"}
+           "workflow_type": "card", "trigger": "manual", **fields}
     return decode_event(orjson.dumps(doc))
 
 
@@ -140,3 +141,20 @@ def test_the_state_of_an_empty_partition_is_a_fresh_ledger():
     fresh = PartitionLedger(5)
     assert (ledger.high_water, ledger.recent_capacity, len(ledger.recent), dict(ledger.open_runs)) == \
         (fresh.high_water, fresh.recent_capacity, 0, {})
+
+
+def test_a_group_is_annotated_by_its_partitions_ledgers_with_signals_of_new_run_events_only():
+    ledgers = {0: PartitionLedger(0), 1: PartitionLedger(1)}
+    queued = _event("e1")
+    step = _event("e2", type_="step.started", step_id="s1", step_index=0, step_name="S", step_type="action", attempt=1)
+    group = [sourced(queued, 0, 5), sourced(step, 0, 6), sourced(_event("e1"), 0, 7),   # e1 again: duplicate
+             sourced(_event("e3", "r3"), 1, 2)]
+    first = annotate_group(group, ledgers)
+    assert first.kept == group
+    assert [note.is_new for note in first.notes] == [True, True, False, True]
+    assert first.duplicates == 1
+    # signals: the run events that are new (e1 at 5, e3 on partition 1), not the step, not the duplicate
+    assert [(s.partition, s.offset) for s in first.signals] == [(0, 5), (1, 2)]
+    assert ledgers[0].high_water == (7, 0) and ledgers[1].high_water == (2, 0)
+    again = annotate_group(group, ledgers)   # the same group redelivered: every event already stored
+    assert again.kept == [] and again.signals == [] and again.duplicates == 0
