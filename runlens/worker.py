@@ -36,16 +36,17 @@ def worker_config(settings: Settings) -> WorkerConfig:
 
 
 GC_YOUNG_THRESHOLD = 700
-GC_FULL_EVERY = 1000
+GC_FULL_EVERY = 100
 """The cyclic garbage collector's thresholds in the worker: a young collection every 700 container
 allocations (CPython's default), a full one after ``GC_FULL_EVERY`` collections of the middle
 generation (CPython's default: 10). A batch allocates a few containers per event and keeps many
 of them until its insert, so with the defaults a full collection, which walks the whole heap
 (ledgers of up to 200,000 keys per partition, the detectors' state, every batch in flight), ran
-every 20,000 events or so: measured at 9 of the worker's 30 us of CPU per event at full load
-(3 with these thresholds). Events, rows and batches are freed by reference counting; only
-garbage in reference cycles waits for a full collection, which still comes (every ~7 million
-container allocations), so memory stays bounded."""
+every 20,000 events or so. Events, rows and batches are freed by reference counting, but what a
+batch held in reference cycles outlives the young collections and waits for a full one, so the
+rarer full collections are, the more memory waits. Measured (quick bench, one worker, same
+machine): default 35 us of worker CPU per event, worker RSS 570-600 MiB after the max-rate runs;
+1000: 30 us, 960-1,020 MiB (and growing); 100: 31 us, 640-690 MiB."""
 
 
 def tune_gc() -> None:
