@@ -122,9 +122,14 @@ def test_a_rebalance_during_a_fence_does_not_hold_the_migration_up(tmp_path, sta
     try:
         wait_for(lambda: current_fence(writer, db), lambda f: f is not None and not f.released, timeout=30,
                  interval=0.1, what="the fence raised")
-        # one worker leaves and another joins while the fence is up: two rebalances of a paused group
+        # a worker joins and another leaves while the fence is up: two rebalances of a paused group.
+        # The join comes first: a worker told to stop while its batch waits on the fence finishes
+        # that batch when the fence is released, so its leave may end only then.
+        stack.workers.append(None)
+        stack.start_worker(len(stack.workers) - 1)
+        wait_for(lambda: writer.query(f"SELECT uniqExact(worker) FROM {db}.schema_fence WHERE kind = 'ack'")
+                 .result_rows[0][0], lambda n: n == 3, timeout=60, what="the joining worker's acknowledgement")
         assert stack.stop_worker(index=1) == 0, "the worker did not stop cleanly while paused"
-        stack.start_worker(1)
         migrator.join(120)
         took = time.monotonic() - started
         acks = writer.query(f"SELECT uniqExact(worker) FROM {db}.schema_fence WHERE kind = 'ack'").result_rows[0][0]
@@ -136,7 +141,8 @@ def test_a_rebalance_during_a_fence_does_not_hold_the_migration_up(tmp_path, sta
     report("rebalance during a fence", migration_s=round(took, 1), acks=acks)
     assert acks == 3   # the worker that left, the one that stayed, the one that joined
     assert took < 60, took
-    assert all(proc is not None and proc.poll() is None for proc in stack.workers) and stack.worker_restarts == 0
+    running = [proc for proc in stack.workers if proc is not None]
+    assert len(running) == 2 and all(proc.poll() is None for proc in running) and stack.worker_restarts == 0
     client = reader_of(stack)
     assert oracle_problems(client, workload) == []
     assert rollup_problems(client) == []
