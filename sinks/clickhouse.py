@@ -20,7 +20,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -34,7 +34,7 @@ from clickhouse_connect.driver.exceptions import (
     OperationalError,
 )
 
-from schemas.errors import PoisonError, RetryableError
+from schemas.errors import PoisonError, RetryableError, RunlensError
 from sinks.cluster import on_cluster
 from sinks.fence import (
     FENCE,
@@ -73,6 +73,14 @@ class WarehousePaused(WarehouseUnavailable):
     """A migration is running (``sinks.fence``): the worker's inserts wait until it is done."""
 
     code = "warehouse_paused"
+
+
+class InsertAbandoned(RunlensError):
+    """The writer gave the insert up after waiting (its worker's partitions may have moved to
+    another worker, or the worker is stopping): nothing was written. Not retried: the batch is
+    delivered again, to whichever worker owns it then."""
+
+    code = "insert_abandoned"
 
 
 class FenceTimeout(WarehouseUnavailable):
@@ -375,14 +383,19 @@ class Warehouse:
             types = self._column_types[table] = {row[0]: insert_type(row[1]) for row in rows}
         return [types[name] for name in names]
 
-    def insert_columns(self, table: str, columns: dict[str, list[Any]], token: str) -> None:
-        """Insert a column-oriented batch once. Raises WarehouseUnavailable / WarehouseRefused."""
+    def insert_columns(self, table: str, columns: dict[str, list[Any]], token: str, *,
+                       proceed: Callable[[], bool] | None = None) -> None:
+        """Insert a column-oriented batch once. Raises WarehouseUnavailable / WarehouseRefused.
+        ``proceed``: asked once the gate let the insert pass (a fence may have held it for
+        long); False raises ``InsertAbandoned`` and writes nothing."""
         if not columns or not next(iter(columns.values())):
             return
         gate = self.gate
         if gate is not None and not gate.admit(GATE_WAIT_SECONDS):
             raise WarehousePaused(f"insert into {table} waits: {gate.reason or 'paused'}")
         try:
+            if proceed is not None and not proceed():
+                raise InsertAbandoned(f"insert into {table} given up: its batch is no longer this worker's")
             self._insert(table, columns, token)
         finally:
             if gate is not None:

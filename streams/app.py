@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -27,7 +27,7 @@ from faust.types import TP, EventT
 
 from producers.kafka import BrokerUnavailable, partition_lags, read_range
 from schemas.dead_letter import DeadLetter
-from sinks.clickhouse import Warehouse, batch_token, batch_token_of_texts
+from sinks.clickhouse import InsertAbandoned, Warehouse, batch_token, batch_token_of_texts
 from sinks.rows import dead_letter_columns, event_columns, event_keys
 from streams.alerting import WebhookNotifier, alert_columns, alert_document
 from streams.batch import GROUP_MAX_BYTES, RawRecord, record_groups, split_batch
@@ -41,6 +41,7 @@ from streams.delivery import (
     guarded,
     mark_done,
     not_known_done,
+    owned_by_this_worker,
     read_again,
     send_dead_letters,
     send_packets,
@@ -236,11 +237,13 @@ class IngestWorker:
         memory stays bounded by the group, not the batch, and a crash between two groups leaves
         each partition's stored events a prefix, so the high-water position stays exact. Records the
         consumer skipped before or between them are read from the topic first (``streams.continuity``)."""
-        await self.process_raw(_records(events))
+        await self.process_raw(_records(events), owned=owned_by_this_worker(self.app, events))
 
-    async def process_raw(self, records: list[RawRecord], done: tuple[int, Hole] | None = None) -> None:
+    async def process_raw(self, records: list[RawRecord], done: tuple[int, Hole] | None = None, *,
+                          owned: Callable[[], bool]) -> None:
         """``process_batch`` on records of the events topic; ``done``: a hole they were read from, every
-        offset of which counts as handled afterwards (the log may not hold all of them)."""
+        offset of which counts as handled afterwards (the log may not hold all of them); ``owned``:
+        whether they may still be stored (``owned_by_this_worker``)."""
         stats = self.stats
         started = time.perf_counter()
         records = sorted(records, key=lambda r: (r.partition, r.offset))
@@ -249,9 +252,9 @@ class IngestWorker:
             tally = BatchTally(records=len(records))
             for partition, hole in await self.holes_in(records):   # each ends before a record delivered here
                 beyond = min(r.offset for r in records if r.partition == partition and r.offset >= hole[1])
-                await self.fill_hole(partition, hole, beyond, received, tally)
+                await self.fill_hole(partition, hole, beyond, received, tally, owned)
             stats.events_in += len(records)
-            await self.store_records(records, received, tally)
+            await self.store_records(records, received, tally, owned)
             now = time.monotonic()
             for record in records:   # in (partition, offset) order: the last one of each partition wins
                 self.continuity.handled(record.partition, record.offset, now)
@@ -262,9 +265,10 @@ class IngestWorker:
         stats.last_batch_at = time.time()
         self.keep_batch_figures(tally, time.perf_counter() - started, stats.last_batch_at)
 
-    async def store_records(self, records: list[RawRecord], received: datetime, tally: BatchTally) -> None:
+    async def store_records(self, records: list[RawRecord], received: datetime, tally: BatchTally,
+                            owned: Callable[[], bool]) -> None:
         for group in record_groups(records, self.config.insert_max_rows, GROUP_MAX_BYTES):
-            await self.process_records(group, received, tally)
+            await self.process_records(group, received, tally, owned)
 
     async def holes_in(self, records: list[RawRecord]) -> list[tuple[int, Hole]]:
         """What the consumer skipped before or between ``records`` (in (partition, offset) order);
@@ -286,7 +290,8 @@ class IngestWorker:
                 holes += [(partition, part) for part in not_known_done(self.app, topic, partition, start, end)]
         return holes
 
-    async def fill_hole(self, partition: int, hole: Hole, beyond: int, received: datetime, tally: BatchTally) -> None:
+    async def fill_hole(self, partition: int, hole: Hole, beyond: int, received: datetime, tally: BatchTally,
+                        owned: Callable[[], bool]) -> None:
         """Read a hole from the topic in pieces of at most ``batch_max_records`` records, store each
         and acknowledge its offsets: memory and redelivery after a crash stay bounded as for a batch.
         ``beyond``: a delivered offset after it (``read_again``: whether the log holds the hole)."""
@@ -297,7 +302,7 @@ class IngestWorker:
             piece = await self.read_hole(partition, first, last, beyond)
             self.stats.events_in += len(piece)
             tally.records += len(piece)
-            await self.store_records(piece, received, tally)
+            await self.store_records(piece, received, tally, owned)
             self.continuity.handled(partition, last - 1, time.monotonic())
             mark_done(self.app, self.config.events_topic, partition, first, last)
 
@@ -332,7 +337,10 @@ class IngestWorker:
                 log.warning("could not read the skipped records yet: %s", exc)
                 continue
             if self.continuity.next_offset.get(partition) == start:   # not delivered nor revoked meanwhile
-                await self.process_raw(found, done=(partition, (start, end)))
+                try:
+                    await self.process_raw(found, done=(partition, (start, end)), owned=owned_by_this_worker(self.app))
+                except InsertAbandoned as exc:   # read again at the next check, by whichever worker owns it
+                    log.warning("skipped records of partition %d not stored: %s", partition, exc)
 
     def keep_batch_figures(self, tally: BatchTally, wall_s: float, at: float) -> None:
         """Buffer one batch's ``BATCH_METRICS`` rows for the next metrics sample (one insert for
@@ -347,7 +355,7 @@ class IngestWorker:
             del rows[:len(rows) - MAX_BUFFERED_FIGURES]
 
     async def process_records(self, records: list[RawRecord], received: datetime,
-                              tally: BatchTally | None = None) -> int:
+                              tally: BatchTally | None = None, owned: Callable[[], bool] | None = None) -> int:
         """Validate, dead-letter, annotate and store one group; returns how many events it stored
         and adds what it did to ``tally`` (the batch's figures).
         A line's content cannot make this raise: ``split_batch`` turns every problem of a line
@@ -376,8 +384,13 @@ class IngestWorker:
         columns = event_columns(kept, notes)
         # positions and ids: a retry repeats the token, a re-created topic's reused positions do not
         token = batch_token_of_texts("events", event_keys(kept))
-        await write_with_retry(lambda: warehouse.insert_columns("events", columns, token),
-                               stats, f"{len(kept)} events")
+        try:
+            await write_with_retry(lambda: warehouse.insert_columns("events", columns, token, proceed=owned),
+                                   stats, f"{len(kept)} events", proceed=owned)
+        except InsertAbandoned:   # the ledgers count the group as stored: read them again if they return
+            for partition in ledgers:
+                self.ledgers.pop(partition, None)
+            raise
         stats.events_written += len(kept)
         if tally is not None:
             tally.stored += len(kept)

@@ -24,7 +24,7 @@ from faust.types.tuples import ack_lock
 
 from producers.kafka import BrokerUnavailable, TopicRecord, read_range
 from schemas.dead_letter import DeadLetter
-from sinks.clickhouse import WarehouseRefused, WarehouseUnavailable
+from sinks.clickhouse import InsertAbandoned, WarehouseRefused, WarehouseUnavailable
 from streams.continuity import HOLE_READ_SECONDS, REREAD_ATTEMPTS
 from streams.figures import WorkerStats
 
@@ -50,12 +50,17 @@ def die(exc: BaseException) -> None:
     os._exit(70)
 
 
-async def write_with_retry(write: Callable[[], None], stats: WorkerStats, what: str) -> None:
-    """Run a blocking warehouse write off the event loop, retrying transient failures forever."""
+async def write_with_retry(write: Callable[[], None], stats: WorkerStats, what: str, *,
+                           proceed: Callable[[], bool] | None = None) -> None:
+    """Run a blocking warehouse write off the event loop, retrying transient failures forever,
+    or until ``proceed`` says no (checked before each retry: ``InsertAbandoned``)."""
     attempt = 0
     loop = asyncio.get_running_loop()
     error: WarehouseUnavailable | WarehouseRefused
     while True:
+        if attempt and proceed is not None and not proceed():
+            raise InsertAbandoned(f"writing {what} given up after {attempt} attempts: its batch is no longer "
+                                  "this worker's")
         try:
             await loop.run_in_executor(None, write)
             if not stats.warehouse_healthy:
@@ -131,14 +136,37 @@ async def _served(read: Callable[[], Awaitable[list[TopicRecord]]]) -> bool:
     return True
 
 
+def owned_by_this_worker(app: faust.App, events: Sequence[EventT] = ()) -> Callable[[], bool]:
+    """Whether a batch of ``events`` (read in the consumer generation of its first, or in the
+    current one) may still be stored: no rebalance started since and the worker is not stopping.
+
+    A batch held up (by a migration fence, a warehouse away) can outlast Faust's wait for the
+    batches in flight when its partitions are revoked; they move on, and the new owner stores the
+    records again, cut into other batches (other dedup tokens): stored by both, counted twice. So
+    such a batch is given up (``InsertAbandoned``, held back) instead. A batch given up while its
+    partitions stay here is read again after the rebalance (Faust seeks to the committed offsets)."""
+    generation = events[0].message.generation_id if events else app.consumer_generation_id
+    started = app.rebalancing_count
+
+    def owned() -> bool:
+        return (app.rebalancing_count == started and not app.should_stop
+                and app.consumer_generation_id == generation)
+
+    return owned
+
+
 async def guarded(step: Callable[[Sequence[EventT]], Awaitable[None]], events: Sequence[EventT]) -> None:
-    """Run an agent's step on one batch. Stopped mid-batch: the batch is held back (delivered
-    again) and the cancellation goes on; any other error: held back, and the worker exits."""
+    """Run an agent's step on one batch. Stopped mid-batch, or given up (``InsertAbandoned``): the
+    batch is held back (delivered again) and the cancellation goes on; any other error: held
+    back, and the worker exits."""
     try:
         await step(events)
     except asyncio.CancelledError:
         hold_back(events)
         raise
+    except InsertAbandoned as exc:
+        hold_back(events)
+        log.warning("batch of %d records held back, to be read again: %s", len(events), exc)
     except BaseException as exc:
         hold_back(events)
         die(exc)

@@ -16,12 +16,14 @@ from schemas.errors import InputError, PoisonError, RetryableError, RunlensError
 from schemas.times import DurationOutOfRange, parse_duration
 from sinks.clickhouse import (
     TRANSIENT_SERVER_CODES,
+    InsertAbandoned,
     Warehouse,
     WarehouseRefused,
     WarehouseUnavailable,
     is_transient,
     server_code,
 )
+from sinks.fence import WriteGate
 from sinks.retention import RetentionError
 
 TREE = {
@@ -37,6 +39,7 @@ TREE = {
     StackNotRunning: UnavailableError,
     Refused: PoisonError,
     EngineError: RunlensError,
+    InsertAbandoned: RunlensError,
 }
 
 
@@ -121,3 +124,15 @@ def test_insert_wraps_driver_errors_by_kind(exc, kind, code):
     with pytest.raises((WarehouseUnavailable, WarehouseRefused)) as caught:
         Warehouse(_Client(exc), "runlens").insert_columns("events", {"a": ["x"]}, "tok")
     assert type(caught.value) is kind and caught.value.server_code == code
+
+
+def test_an_insert_given_up_at_the_gate_writes_nothing():
+    """``proceed`` is asked after the gate let the insert pass: False writes nothing and leaves the
+    gate (a fence can then be acknowledged)."""
+    gate = WriteGate()
+    gate.open_until(float("inf"))
+    client = _Client(AssertionError("nothing may be written"))
+    with pytest.raises(InsertAbandoned):
+        Warehouse(client, "runlens", gate=gate).insert_columns("events", {"a": ["x"]}, "tok", proceed=lambda: False)
+    gate.close("a migration")
+    assert gate.drained(timeout=0.1)

@@ -29,7 +29,9 @@ class FakeWarehouse:
     def load_ledger(self, partition: int) -> LedgerState:
         return LedgerState(partition)
 
-    def insert_columns(self, table: str, columns: dict[str, list[Any]], token: str) -> None:
+    def insert_columns(self, table: str, columns: dict[str, list[Any]], token: str, *,
+                       proceed: Any = None) -> None:
+        assert proceed is None or proceed()   # the batch is still the worker's: no rebalance here
         if table == "pipeline_metrics" and self.fail_metrics:
             raise RuntimeError("metrics insert failed")
         self.inserts.append((table, columns))
@@ -46,7 +48,8 @@ def _config(tmp_path: Path) -> WorkerConfig:
 
 
 def _events(lines: list[bytes], first_offset: int = 0) -> list[Any]:
-    return [SimpleNamespace(message=SimpleNamespace(key=b"k", value=line, topic="events", partition=0, offset=i))
+    return [SimpleNamespace(message=SimpleNamespace(key=b"k", value=line, topic="events", partition=0, offset=i,
+                                                    generation_id=1))
             for i, line in enumerate(lines, first_offset)]
 
 
@@ -64,7 +67,8 @@ def _worker(tmp_path: Path, warehouse: FakeWarehouse, monkeypatch) -> IngestWork
         return {}
 
     worker.app = SimpleNamespace(consumer=SimpleNamespace(  # type: ignore[assignment]
-        assignment=lambda: set(), _committed_offset={}, earliest_offsets=earliest_offsets))
+        assignment=lambda: set(), _committed_offset={}, earliest_offsets=earliest_offsets),
+        rebalancing_count=1, should_stop=False, consumer_generation_id=1)
     monkeypatch.setattr(app_module, "partition_lags", lambda *a, **k: {("events", 0): 0})
 
     async def packets_sent(topic: Any, routed: list[tuple[int, bytes]]) -> None:   # the detector topic: no broker here

@@ -1,19 +1,21 @@
 """``streams.delivery.write_with_retry``: the worker's retry loop around a blocking warehouse write.
 Transient failures are retried with growing, capped backoff; a refusal is retried too (the
-batch must not be lost) after the longest wait; anything else is not the loop's to handle.
+batch must not be lost) after the longest wait; anything else is not the loop's to handle; a
+batch no longer the worker's (``owned_by_this_worker``) is given up and held back.
 The write here is a fake that fails a given number of times; sleeps are recorded, not slept."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from types import SimpleNamespace
 
 import pytest
 
 from producers.kafka import BrokerUnavailable, TopicRecord
-from sinks.clickhouse import WarehouseRefused, WarehouseUnavailable
+from sinks.clickhouse import InsertAbandoned, WarehouseRefused, WarehouseUnavailable
 from streams import delivery
-from streams.delivery import RETRY_BACKOFF, read_with_retry, write_with_retry
+from streams.delivery import RETRY_BACKOFF, guarded, owned_by_this_worker, read_with_retry, write_with_retry
 from streams.figures import WorkerStats
 
 
@@ -194,3 +196,53 @@ def test_a_slow_read_of_many_is_not_taken_for_a_loss(sleeps, monkeypatch):
     found = asyncio.run(delivery.read_again("b", "events", 0, 10, 20, 20, stats))
     assert [r.offset for r in found] == list(range(10, 20))
     assert stats.offsets_unreadable == 0
+
+
+def test_a_write_given_up_between_attempts_is_not_tried_again(sleeps):
+    """``proceed`` (the batch is still this worker's) is asked before each retry, not before the
+    first attempt: a batch whose partitions moved while it waited raises ``InsertAbandoned``."""
+    stats = WorkerStats()
+    write = FlakyWrite(stats, 10, WarehouseUnavailable("paused"))
+    answers = iter([True, True, False])
+    with pytest.raises(InsertAbandoned, match="given up after 3 attempts"):
+        asyncio.run(write_with_retry(write, stats, "a batch", proceed=lambda: next(answers)))
+    assert write.calls == 3 and len(sleeps) == 3
+
+
+def _app(**state):
+    defaults = {"rebalancing_count": 4, "should_stop": False, "consumer_generation_id": 9}
+    return SimpleNamespace(**{**defaults, **state})
+
+
+def _events(generation: int):
+    return [SimpleNamespace(message=SimpleNamespace(generation_id=generation))]
+
+
+@pytest.mark.parametrize("change,owned", [
+    ({}, True),
+    ({"rebalancing_count": 5}, False),                                 # a rebalance started since
+    ({"consumer_generation_id": 10}, False),                           # the group moved on
+    ({"should_stop": True}, False),                                    # the worker is stopping
+])
+def test_a_batch_is_owned_until_a_rebalance_starts_or_the_worker_stops(change, owned):
+    app = _app()
+    still = owned_by_this_worker(app, _events(9))
+    assert still()
+    app.__dict__.update(change)
+    assert still() is owned
+
+
+def test_a_batch_read_in_an_older_generation_is_not_owned():
+    """Records fetched before the last rebalance: their partitions were sought back since."""
+    assert not owned_by_this_worker(_app(), _events(8))()
+    assert owned_by_this_worker(_app())()   # no records (a hole read from the topic): the current generation
+
+
+def test_a_batch_given_up_is_held_back_and_the_worker_goes_on():
+    events = [SimpleNamespace(message=SimpleNamespace(acked=False)) for _ in range(3)]
+
+    async def step(batch) -> None:
+        raise InsertAbandoned("moved")
+
+    asyncio.run(guarded(step, events))   # no exit (``die`` would end the test process)
+    assert all(e.message.acked for e in events)   # never committed: delivered again
