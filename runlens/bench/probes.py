@@ -86,9 +86,10 @@ def b2_plan(columns: list[tuple[str, str]]) -> list[tuple[str, int, Any]]:
 class Visibility:
     """Polls the read endpoint for probe events becoming visible: the run's final state in
     ``runs`` and the run's count in its ``run_stats`` row. A probe is stamped when it is handed to
-    the producer; it is seen at the start time of the first poll that finds it."""
+    the producer; it is seen at the start time of the first poll that finds it, so a figure is
+    late by up to one ``interval`` plus a poll (100 ms and ~50 ms: 250 ms before session 9)."""
 
-    def __init__(self, reader: Client, interval: float = 0.25, batch: int = 400) -> None:
+    def __init__(self, reader: Client, interval: float = 0.1, batch: int = 400) -> None:
         self.reader, self.interval, self.batch = reader, interval, batch
         self.lock = threading.Lock()
         self.runs: dict[str, tuple[str, float]] = {}           # run id -> (account, sent)
