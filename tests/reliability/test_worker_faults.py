@@ -66,7 +66,7 @@ def test_worker_killed_mid_batch_many_times(tmp_path, stack_factory):
     assert _no_position_stored_twice(stack)
 
 
-def test_sigterm_finishes_the_batch_and_restart_repeats_nothing(tmp_path, stack_factory):
+def test_sigterm_mid_batch_gives_the_rest_up_and_restart_repeats_nothing(tmp_path, stack_factory):
     workload = make_workload(tmp_path, hours=4, duplicate_rate=0.01)
     stack = stack_factory(batch_max_records=50, batch_max_seconds=0.2)
     publisher = _publish_in_background(stack, workload.path)
