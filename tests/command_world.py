@@ -2,12 +2,16 @@
 (tests/integration/test_commands.py, tests/security/test_command_tenancy.py): two accounts'
 last two hours sent by the simulator with its ``RunBook``, runs still in flight at the end left
 running, and a ``CommandServer`` consuming ``<prefix>.commands``. Session-scoped: one stack for
-both modules."""
+both modules.
+
+The two hours hold a failure spike of acme's wf-welcome: without it how many acme runs failed
+depended on the time of day (one at 10:00 UTC, fewer on weekends), and the tests replay several
+(a fresh-clone run at 09:18 UTC found too few). With it: at least 4 at any hour of the week."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 from producers.engine import CommandServer, RunBook, start_engine
 from producers.kafka import CheckedProducer
 from producers.simulate import EventSink, run_simulation
-from producers.workload import WorkloadConfig
+from producers.workload import Spike, WorkloadConfig
 from runlens.settings import Settings
 from tests.helpers import own_stack, wait_caught_up, wait_for
 
@@ -58,14 +62,16 @@ class CommandWorld:
 def command_world_fixture(tmp_path_factory, run_prefix) -> Iterator[CommandWorld]:
     with own_stack(tmp_path_factory, run_prefix, "cm") as (stack, reader):
         settings = stack.settings
-        book = RunBook()
-        server = start_engine(CONFIG, book, stack.brokers, commands_topic=settings.commands_topic,
+        book, now = RunBook(), datetime.now(UTC)
+        config = replace(CONFIG, spikes=(Spike("acme/wf-welcome", at=now - timedelta(minutes=100), rate=0.8,
+                                               minutes=60),))
+        server = start_engine(config, book, stack.brokers, commands_topic=settings.commands_topic,
                               outcomes_topic=settings.command_outcomes_topic, events_topic=settings.events_topic,
                               group=settings.engine_group)
         producer = CheckedProducer(stack.brokers)
         try:
-            run_simulation(CONFIG, EventSink(producer, settings.events_topic), backfill=timedelta(hours=2),
-                           duration=timedelta(0), now=datetime.now(UTC), pace=False, book=book)
+            run_simulation(config, EventSink(producer, settings.events_topic), backfill=timedelta(hours=2),
+                           duration=timedelta(0), now=now, pace=False, book=book)
             wait_caught_up(stack)
             yield CommandWorld(stack, reader, settings, server, book, producer)
         finally:

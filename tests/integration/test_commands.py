@@ -124,7 +124,9 @@ def test_runlens_simulate_answers_a_replay_as_the_engine(tmp_path_factory, run_p
         settings = stack.settings
         simulator = subprocess.Popen(
             [sys.executable, "-m", "runlens", "simulate", "--backfill", "1h", "--duration", "0", "--accounts", "1",
-             "--seed", "31", "--backfill-rate", "600", "--serve-commands"],
+             "--seed", "31", "--backfill-rate", "600", "--serve-commands",
+             # failed runs at any hour (without it, one or none at some hours: a fresh-clone run failed)
+             "--spike", "workflow=wf-welcome,at=-55m,rate=0.8,minutes=40"],
             env=cli_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             failed = wait_for(lambda: [r[0] for r in reader.query(
