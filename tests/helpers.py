@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -59,6 +60,19 @@ def wait_caught_up(stack, timeout: float = 120) -> None:
         return {tp: lag for tp, lag in lags.items() if lag}
 
     wait_for(lagging, lambda lags: not lags, timeout=timeout, what="consumer lag to reach 0")
+
+
+@contextmanager
+def workers_paused(stack) -> Iterator[None]:
+    """The stack's workers stopped (SIGSTOP) inside the block and continued after it: what is
+    published meanwhile is read as a backlog, never as a trickle with quiet gaps."""
+    for worker in stack.workers:
+        os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for worker in stack.workers:
+            os.kill(worker.pid, signal.SIGCONT)
 
 
 @contextmanager

@@ -11,7 +11,6 @@ so that it reads the backlog in the largest batches it takes, then resumed.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -26,7 +25,7 @@ from producers.workload import Spike, WorkloadConfig, generate
 from schemas.validation import decode_event
 from streams.detection import PartitionDetectors
 from streams.signals import Packet, signal_of
-from tests.helpers import run_cli, wait_caught_up, wait_for
+from tests.helpers import run_cli, wait_caught_up, wait_for, workers_paused
 from tests.reliability.conftest import reader_of, report
 
 START = datetime(2026, 11, 3, 0, 0, tzinfo=UTC)
@@ -92,13 +91,9 @@ def test_the_oracle_holds_the_spike_and_nothing_else(history):
 def test_history_read_in_one_go_raises_the_alerts_of_the_oracle(history, stack_factory):
     path, expected = history
     stack = stack_factory(partitions=4, alert_idle_seconds=IDLE_SECONDS)
-    worker = stack.worker
-    assert worker is not None
-    os.kill(worker.pid, signal.SIGSTOP)
-    try:
+    assert stack.worker is not None
+    with workers_paused(stack):
         result = run_cli(stack.settings, "publish", str(path))
-    finally:
-        os.kill(worker.pid, signal.SIGCONT)
     assert result.returncode == 0, result.stderr
     _same_as(stack, expected, "one worker reading the backlog")
     client = reader_of(stack)

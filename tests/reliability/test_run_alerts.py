@@ -21,8 +21,6 @@ Two rules keep the stack and the oracle judging the same time:
 
 from __future__ import annotations
 
-import os
-import signal
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +32,7 @@ from producers.workload import Spike, WorkloadConfig, generate
 from schemas.validation import decode_event
 from streams.detection import PartitionDetectors
 from streams.signals import Packet, signal_of
-from tests.helpers import run_cli, wait_caught_up, wait_for
+from tests.helpers import run_cli, wait_caught_up, wait_for, workers_paused
 from tests.reliability.conftest import reader_of, report
 
 IDLE_SECONDS = 5.0
@@ -141,13 +139,8 @@ def _firings(stack, since: datetime, horizon: datetime) -> set[Key]:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_the_stack_raises_the_run_level_alerts_of_the_oracle(workload, stack_factory, workers):
     stack = stack_factory(workers=workers, partitions=4, alert_idle_seconds=IDLE_SECONDS)
-    for worker in stack.workers:
-        os.kill(worker.pid, signal.SIGSTOP)
-    try:
+    with workers_paused(stack):
         result = run_cli(stack.settings, "publish", str(workload["path"]))
-    finally:
-        for worker in stack.workers:
-            os.kill(worker.pid, signal.SIGCONT)
     assert result.returncode == 0, result.stderr
     wait_caught_up(stack, timeout=300)
     since = workload["end"] - timedelta(hours=27)
