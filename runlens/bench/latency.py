@@ -8,14 +8,13 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from embedded.processes import rss_mb
 from runlens.bench.base import BenchBase, BenchSink
 from runlens.bench.common import (
     cycled,
     delta_of,
     encoded,
+    held_json,
     live_events,
     percentile,
     ratio_of,
@@ -70,7 +69,7 @@ class Latency(BenchBase):
                 finished += 1
                 if finished % probe_every == 0:
                     probe = (event["run_id"], event["account_id"], group, groups[group], event["event_id"])
-            events.append((event["run_id"], orjson.dumps(event), probe))
+            events.append((event["run_id"], held_json(event), probe))
             if len(events) >= n:
                 break
         watcher = Visibility(reader)
