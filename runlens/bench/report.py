@@ -107,7 +107,8 @@ def render_markdown(result: dict[str, Any]) -> str:
                  + f"; {result.get('pipeline', {}).get('workers') or opts.get('workers') or 1} worker(s) in the "
                  f"pipeline phase; mode {'quick' if opts.get('quick') else 'full'}, producer "
                  f"{opts.get('producer')}; total {result.get('seconds')} s ("
-                 + ", ".join(f"{k} {v} s" for k, v in (result.get("phase_seconds") or {}).items()) + ").")
+                 + ", ".join(f"{k} {v} s" for k, v in (result.get("phase_seconds") or {}).items()) + "); "
+                 f"the bench process's own peak RSS {_fmt(result.get('bench_process_rss_mb_peak'), 0)} MiB.")
     lines.append("")
     base = result.get("baselines", {})
     tp = result.get("pipeline", {}).get("throughput", {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import resource
 import shutil
 import time
 import uuid
@@ -92,4 +93,5 @@ class Bench(Yardsticks, Pipeline, Latency, Queries):
             self.phase("queries", self.queries)
         self.result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         self.result["seconds"] = round(time.monotonic() - self.t_start, 1)
+        self.result["bench_process_rss_mb_peak"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         return self.result

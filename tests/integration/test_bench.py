@@ -40,6 +40,7 @@ def test_quick_bench_writes_a_complete_result(quick_bench):
     assert doc["options"]["quick"] is True
     machine = doc["machine"]
     assert machine["cpus"] >= 1 and machine["ram_gib"] and machine["python"] and machine["cpu_model"]
+    assert doc["bench_process_rss_mb_peak"] > 0
 
     for name in ("B0", "B1", "B2", "B2_in_process"):
         baseline = doc["baselines"][name]
