@@ -16,20 +16,18 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import faust
-import orjson
 from faust.types import TP, EventT
 
 from producers.kafka import BrokerUnavailable, partition_lags, read_range
 from schemas.dead_letter import DeadLetter
 from sinks.clickhouse import InsertAbandoned, Warehouse, batch_token, batch_token_of_texts
 from sinks.rows import dead_letter_columns, event_columns, event_keys
-from streams.alerting import WebhookNotifier, alert_columns, alert_document
 from streams.batch import GROUP_MAX_BYTES, RawRecord, record_groups, split_batch
 from streams.commands import CommandStore
 from streams.config import WorkerConfig
@@ -39,6 +37,7 @@ from streams.delivery import (
     PartitionEnds,
     die,
     guarded,
+    hold_back,
     mark_done,
     not_known_done,
     owned_by_this_worker,
@@ -47,8 +46,7 @@ from streams.delivery import (
     send_packets,
     write_with_retry,
 )
-from streams.detection import FUTURE_TOLERANCE, PartitionDetectors
-from streams.detectors import Alert, parse_deadlines
+from streams.detector_host import DetectorHost
 from streams.faust_patches import FETCH_MAX_WAIT_MS, shorten_fetch_wait, stop_flow_until_streams_are_sought
 from streams.figures import (
     DEAD_LETTER_BATCH_METRIC,
@@ -59,10 +57,10 @@ from streams.figures import (
     live_latencies_ms,
     rss_bytes,
 )
+from streams.lane import InsertLane
 from streams.ledger import PartitionLedger, annotate_group
-from streams.signals import BadPacket, RunSignal, packets, unpack
-from streams.snapshots import SNAPSHOT_SECONDS, read_snapshot, write_snapshot
-from streams.take import take_until_idle
+from streams.signals import RunSignal, packets
+from streams.take import TakenBatch, take_until_idle
 
 log = logging.getLogger(__name__)
 SKIPPED = "events partition %d: offsets %d..%d were skipped by the consumer; reading them from the topic"
@@ -87,18 +85,12 @@ class IngestWorker:
         self.warehouse = warehouse
         self.stats = stats or WorkerStats()
         self.ledgers: dict[int, PartitionLedger] = {}
-        # the detectors of each detector partition this worker owns (streams.detection), restored from
-        # the detector-state table and the packets after the snapshot
-        self.detection: dict[int, PartitionDetectors] = {}
-        self.snapshot_at: dict[int, float] = {}
-        self.detecting = asyncio.Lock()   # one packet or sweep at a time
         self.sending = asyncio.Lock()     # a batch's signals and a status broadcast never interleave
         self.signaled_to: dict[int, int] = {}   # events partition -> newest offset whose signals were sent
         self.continuity = Continuity()   # holes the consumer left in the owned events partitions
+        self.lane = InsertLane()          # one insert in flight while the next group is prepared
         self.partition_ends = PartitionEnds()   # where they end, asked of the broker
         self.fault_drops = FaultDrops(config.fault_drop_batch_every)   # a test hook, off unless set
-        self.webhook = WebhookNotifier(config.alert_webhook_url) if config.alert_webhook_url else None
-        self.deadlines = parse_deadlines(config.alert_deadlines)   # a bad setting stops the worker at start
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         # per-batch figures (time, metric, value) waiting for the next metrics sample (``record_metrics``)
         self.batch_rows: list[tuple[datetime, str, float]] = []
@@ -137,6 +129,8 @@ class IngestWorker:
         # keys are str (serialized as JSON: raw bytes keys break recovery), values the raw snapshot bytes
         self.detector_state = app.Table("detector-state", key_type=str, value_type=bytes,
                                         partitions=config.partitions)
+        self.detectors = DetectorHost(app, config, brokers, warehouse, self.stats, self.detector_state,
+                                      self.alerts_topic)
         self.commands_topic = app.topic(config.commands_topic, key_type=bytes, value_type=bytes)
         self.outcomes_topic = app.topic(config.command_outcomes_topic, key_type=bytes, value_type=bytes)
 
@@ -161,9 +155,12 @@ class IngestWorker:
         @app.agent(self.events_topic, name="ingest-events")
         async def ingest_events(stream: faust.StreamT[bytes]) -> None:
             assert isinstance(stream, faust.Stream)   # the take works on the Stream implementation
-            async for events in take_until_idle(stream, max_batch, within, idle):
-                if not self.fault_drops.drops(events):
-                    await guarded(self.process_batch, events)
+            try:
+                async for events in take_until_idle(stream, max_batch, within, idle):
+                    if not self.fault_drops.drops(events):
+                        await guarded(self.process_batch, events)
+            finally:   # stopping: the insert in flight ends, its batch is held back
+                self.lane.cancel()
 
         @app.agent(self.dlq_topic, name="store-dead-letters")
         async def store_dead_letters(stream: faust.StreamT[bytes]) -> None:
@@ -195,7 +192,7 @@ class IngestWorker:
                 if self.fault_drops.drops([event]):
                     continue
                 try:
-                    await self.detect(event)
+                    await self.detectors.detect(event)
                 except asyncio.CancelledError:
                     raise
                 except BaseException as exc:
@@ -206,7 +203,7 @@ class IngestWorker:
             try:
                 await self.fill_stalled()
                 await self.broadcast_status()
-                await self.judge_quiet_accounts()
+                await self.detectors.judge_quiet_accounts()
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
@@ -221,7 +218,7 @@ class IngestWorker:
                 self.signaled_to.pop(tp.partition, None)
                 self.continuity.forget(tp.partition)
             elif tp.topic == self.config.detector_topic:
-                self.detection.pop(tp.partition, None)
+                self.detectors.detection.pop(tp.partition, None)
 
     async def ledger_for(self, partition: int) -> PartitionLedger:
         if partition not in self.ledgers:
@@ -236,39 +233,59 @@ class IngestWorker:
         """Records in groups of at most ``insert_max_rows`` events, in (partition, offset) order:
         memory stays bounded by the group, not the batch, and a crash between two groups leaves
         each partition's stored events a prefix, so the high-water position stays exact. Records the
-        consumer skipped before or between them are read from the topic first (``streams.continuity``)."""
-        await self.process_raw(_records(events), owned=owned_by_this_worker(self.app, events))
+        consumer skipped before or between them are read from the topic first (``streams.continuity``).
+        A batch of ``take_until_idle`` is acknowledged once its last insert finished, in the
+        background (``streams.lane``): the next batch is taken and prepared meanwhile."""
+        acknowledge = events.defer_acks() if isinstance(events, TakenBatch) else None
+        await self.process_raw(_records(events), owned=owned_by_this_worker(self.app, events),
+                               acknowledge=acknowledge, give_up=partial(hold_back, events))
 
     async def process_raw(self, records: list[RawRecord], done: tuple[int, Hole] | None = None, *,
-                          owned: Callable[[], bool]) -> None:
+                          owned: Callable[[], bool], acknowledge: Callable[[], Awaitable[None]] | None = None,
+                          give_up: Callable[[], None] = lambda: None) -> None:
         """``process_batch`` on records of the events topic; ``done``: a hole they were read from, every
         offset of which counts as handled afterwards (the log may not hold all of them); ``owned``:
-        whether they may still be stored (``owned_by_this_worker``)."""
+        whether they may still be stored (``owned_by_this_worker``); ``acknowledge``: awaited after
+        their last insert (without it every insert finished when this returns); ``give_up``: called
+        when one of their inserts is given up."""
         stats = self.stats
         started = time.perf_counter()
         records = sorted(records, key=lambda r: (r.partition, r.offset))
+        prepared_in = self.lane.generation
         async with self.sending:
             received = datetime.now(UTC)   # the clock event times are judged against, once per batch
             tally = BatchTally(records=len(records))
             for partition, hole in await self.holes_in(records):   # each ends before a record delivered here
                 beyond = min(r.offset for r in records if r.partition == partition and r.offset >= hole[1])
-                await self.fill_hole(partition, hole, beyond, received, tally, owned)
+                await self.fill_hole(partition, hole, beyond, received, tally, owned, prepared_in)
             stats.events_in += len(records)
-            await self.store_records(records, received, tally, owned)
+            await self.store_records(records, received, tally, owned, prepared_in, give_up)
+            if acknowledge is None:
+                await self.lane.wait(prepared_in)
             now = time.monotonic()
             for record in records:   # in (partition, offset) order: the last one of each partition wins
                 self.continuity.handled(record.partition, record.offset, now)
             if done is not None:   # (partition, (start, end))
                 self.continuity.handled(done[0], done[1][1] - 1, now)
                 mark_done(self.app, self.config.events_topic, done[0], *done[1])
-        stats.batches += 1
-        stats.last_batch_at = time.time()
-        self.keep_batch_figures(tally, time.perf_counter() - started, stats.last_batch_at)
+            finish = partial(self.finish_batch, tally, started, acknowledge)
+            if acknowledge is not None:
+                self.lane.then(finish, prepared_in, give_up)
+                return
+        await finish()
+
+    async def finish_batch(self, tally: BatchTally, started: float,
+                           acknowledge: Callable[[], Awaitable[None]] | None) -> None:
+        if acknowledge is not None:
+            await acknowledge()
+        self.stats.batches += 1
+        self.stats.last_batch_at = time.time()
+        self.keep_batch_figures(tally, time.perf_counter() - started, self.stats.last_batch_at)
 
     async def store_records(self, records: list[RawRecord], received: datetime, tally: BatchTally,
-                            owned: Callable[[], bool]) -> None:
+                            owned: Callable[[], bool], prepared_in: int, give_up: Callable[[], None]) -> None:
         for group in record_groups(records, self.config.insert_max_rows, GROUP_MAX_BYTES):
-            await self.process_records(group, received, tally, owned)
+            await self.process_records(group, received, tally, owned, prepared_in, give_up)
 
     async def holes_in(self, records: list[RawRecord]) -> list[tuple[int, Hole]]:
         """What the consumer skipped before or between ``records`` (in (partition, offset) order);
@@ -291,7 +308,7 @@ class IngestWorker:
         return holes
 
     async def fill_hole(self, partition: int, hole: Hole, beyond: int, received: datetime, tally: BatchTally,
-                        owned: Callable[[], bool]) -> None:
+                        owned: Callable[[], bool], prepared_in: int) -> None:
         """Read a hole from the topic in pieces of at most ``batch_max_records`` records, store each
         and acknowledge its offsets: memory and redelivery after a crash stay bounded as for a batch.
         ``beyond``: a delivered offset after it (``read_again``: whether the log holds the hole)."""
@@ -302,7 +319,8 @@ class IngestWorker:
             piece = await self.read_hole(partition, first, last, beyond)
             self.stats.events_in += len(piece)
             tally.records += len(piece)
-            await self.store_records(piece, received, tally, owned)
+            await self.store_records(piece, received, tally, owned, prepared_in, lambda: None)
+            await self.lane.wait(prepared_in)
             self.continuity.handled(partition, last - 1, time.monotonic())
             mark_done(self.app, self.config.events_topic, partition, first, last)
 
@@ -354,10 +372,11 @@ class IngestWorker:
         if len(rows) > MAX_BUFFERED_FIGURES:
             del rows[:len(rows) - MAX_BUFFERED_FIGURES]
 
-    async def process_records(self, records: list[RawRecord], received: datetime,
-                              tally: BatchTally | None = None, owned: Callable[[], bool] | None = None) -> int:
-        """Validate, dead-letter, annotate and store one group; returns how many events it stored
-        and adds what it did to ``tally`` (the batch's figures).
+    async def process_records(self, records: list[RawRecord], received: datetime, tally: BatchTally,
+                              owned: Callable[[], bool], prepared_in: int, give_up: Callable[[], None]) -> None:
+        """Validate, dead-letter and annotate one group and hand its insert to the lane (``prepared_in``:
+        the lane's generation when its batch began; ``give_up``: the batch's, if the insert is given
+        up); adds what it did to ``tally`` (the batch's figures).
         A line's content cannot make this raise: ``split_batch`` turns every problem of a line
         (decoding, validation, column mapping) into its dead letter before the ledger sees it."""
         stats, warehouse = self.stats, self.warehouse
@@ -371,31 +390,37 @@ class IngestWorker:
         redelivered = len(split.events) - len(kept)
         stats.skipped_redelivered += redelivered
         stats.duplicates += duplicates
-        if tally is not None:
-            tally.dead_letters += len(split.dead_letters)
-            tally.redelivered += redelivered
-            tally.duplicates += duplicates
+        tally.dead_letters += len(split.dead_letters)
+        tally.redelivered += redelivered
+        tally.duplicates += duplicates
         if not kept:
             self.handled(records)
-            return 0
+            return
         # the detectors' signals reach their topic before the events are stored: a batch redelivered
         # after a crash skips stored events, and a signal sent twice is applied once
         await self.send_signals(signals, records)
         columns = event_columns(kept, notes)
         # positions and ids: a retry repeats the token, a re-created topic's reused positions do not
         token = batch_token_of_texts("events", event_keys(kept))
-        try:
+
+        async def write() -> None:
             await write_with_retry(lambda: warehouse.insert_columns("events", columns, token, proceed=owned),
                                    stats, f"{len(kept)} events", proceed=owned)
-        except InsertAbandoned:   # the ledgers count the group as stored: read them again if they return
-            for partition in ledgers:
-                self.ledgers.pop(partition, None)
-            raise
-        stats.events_written += len(kept)
-        if tally is not None:
+            stats.events_written += len(kept)
             tally.stored += len(kept)
             tally.latencies_ms += live_latencies_ms(columns["ts"], time.time())
-        return len(kept)
+
+        def forget() -> None:   # the ledgers count the group as stored: read them again if they return
+            for partition, ledger in ledgers.items():
+                if self.ledgers.get(partition) is ledger:
+                    del self.ledgers[partition]
+            give_up()
+
+        try:
+            await self.lane.insert(write, prepared_in, forget)
+        except InsertAbandoned:
+            forget()
+            raise
 
     async def send_signals(self, signals: list[RunSignal], records: list[RawRecord]) -> None:
         """One packet to every detector partition: its accounts' ``signals`` (those of ``records``)
@@ -425,123 +450,6 @@ class IngestWorker:
             if status:
                 await send_packets(self.detector_topic, packets([], status, self.config.partitions))
 
-    async def detect(self, event: EventT) -> None:
-        """One packet of the detector topic: apply it to its partition's detectors and deliver
-        what they raise; every ``SNAPSHOT_SECONDS`` write the detectors to the detector-state
-        table (with the offset of the last packet they hold). Packets are acknowledged as usual: a
-        new owner of the partition (after a crash or a rebalance) restores the snapshot and
-        applies the packets after it again (``detectors_of``); a packet at or below the last one
-        applied is skipped, and packets the consumer skipped are read from the topic
-        (``catch_up``)."""
-        partition, offset = event.message.partition, event.message.offset
-        async with self.detecting:
-            detectors = await self.detectors_of(partition, offset)
-            if offset <= detectors.applied_to:
-                return
-            if await self.catch_up(detectors, partition, offset, skipped=True):
-                log.warning("detector partition %d: packets before offset %d were skipped by the consumer; read "
-                            "them from the topic", partition, offset)
-            await self.apply_packet(detectors, offset, event.message.value, event.message.timestamp)
-            now = time.monotonic()
-            # at most every SNAPSHOT_SECONDS, and never more than ~5 % of the time in taking them
-            every = max(SNAPSHOT_SECONDS, 20 * self.stats.detector_snapshot_ms / 1000)
-            if now - self.snapshot_at.get(partition, 0.0) >= every:
-                blob = detectors.snapshot()
-                write_snapshot(self.detector_state, partition, blob)
-                self.snapshot_at[partition] = time.monotonic()
-                self.stats.detector_snapshot_bytes = len(blob)
-                self.stats.detector_snapshot_ms = round(1000 * (self.snapshot_at[partition] - now), 1)
-
-    async def apply_packet(self, detectors: PartitionDetectors, offset: int, value: bytes | None,
-                           sent_at: float | None) -> None:
-        """One packet (``sent_at``: its record's time, epoch seconds) applied to ``detectors``."""
-        try:
-            packet = unpack(value)
-        except BadPacket as exc:
-            self.stats.bad_packets += 1
-            log.warning("skipped record %d of the detector topic: %s", offset, exc)
-        else:
-            sent = datetime.fromtimestamp(sent_at, UTC) if sent_at else None
-            raised = detectors.apply(packet, datetime.now(UTC), sent)
-            if raised:
-                await self.deliver_alerts(raised)
-        detectors.applied_to = offset
-
-    async def detectors_of(self, partition: int, offset: int) -> PartitionDetectors:
-        """The detectors of ``partition``, whose next packet is at ``offset``: held here, or restored
-        from the detector-state table and brought up to ``offset`` by the packets after the
-        snapshot (read from the topic directly), or new when neither exists."""
-        detectors = self.detection.get(partition)
-        if detectors is not None:
-            return detectors
-        config = self.config
-        blob = read_snapshot(self.detector_state, partition)
-        if blob:
-            detectors = PartitionDetectors.restore(blob)
-        else:
-            detectors = PartitionDetectors(
-                timedelta(seconds=config.alert_lateness_seconds),
-                future_tolerance=min(FUTURE_TOLERANCE, timedelta(seconds=config.max_clock_skew_seconds)),
-                idle=timedelta(seconds=config.alert_idle_seconds), partitions=config.partitions)
-        detectors.partitions = config.partitions            # the events topic's, also after a restore
-        if detectors.detectors.run_deadline is not None:    # the setting of now, also after a restore
-            detectors.detectors.run_deadline.limits = dict(self.deadlines)
-        held = detectors.applied_to
-        applied = await self.catch_up(detectors, partition, offset)
-        if blob or applied:
-            log.info("detector partition %d restored: snapshot to offset %d, %d packets after it", partition,
-                     held, applied)
-        self.detection[partition] = detectors
-        self.snapshot_at[partition] = time.monotonic()
-        return detectors
-
-    async def catch_up(self, detectors: PartitionDetectors, partition: int, offset: int, *,
-                       skipped: bool = False) -> int:
-        """Apply the packets between the last one ``detectors`` hold and ``offset``, read from the topic
-        (all of them after a restore; when ``skipped``, those the consumer may have dropped; none the
-        log does not hold: ``read_again``), and tell the consumer they are handled; returns how
-        many were applied."""
-        start = detectors.applied_to + 1
-        if offset <= start:
-            return 0
-        topic = self.config.detector_topic
-        parts = not_known_done(self.app, topic, partition, start, offset) if skipped else [(start, offset)]
-        applied = 0
-        for first, end in parts:
-            gap = await read_again(self.brokers, topic, partition, first, end, offset, self.stats)
-            for record in gap:
-                await self.apply_packet(detectors, record.offset, record.value, record.timestamp)
-            applied += len(gap)
-            mark_done(self.app, topic, partition, first, end)
-        detectors.applied_to = offset - 1
-        return applied
-
-    async def judge_quiet_accounts(self) -> None:
-        """Every few seconds, also when nothing arrives: what the wall clock alone makes
-        judgeable (accounts whose input went quiet: ``streams.detectors.watermarks``)."""
-        async with self.detecting:
-            raised: list[Alert] = []
-            now = datetime.now(UTC)
-            for detectors in list(self.detection.values()):
-                raised += detectors.advance(now, every_account=True)
-            if raised:
-                await self.deliver_alerts(raised)
-
-    async def deliver_alerts(self, raised: list[Alert]) -> None:
-        """Topic and table before the batch is acknowledged; the webhook in the background."""
-        futures = [await self.alerts_topic.send(key=a.alert_id.encode(), value=orjson.dumps(alert_document(a)))
-                   for a in raised]
-        await asyncio.gather(*futures)
-        columns = alert_columns(raised)
-        token = batch_token("alerts", [(a.alert_id, a.state) for a in raised])
-        await write_with_retry(lambda: self.warehouse.insert_columns("alert_events", columns, token),
-                               self.stats, f"{len(raised)} alerts")
-        self.stats.alerts += len(raised)
-        for alert in raised:
-            log.warning("alert %s: %s", alert.state, alert.summary)
-            if self.webhook is not None:
-                self.webhook.notify(alert)
-
     async def record_metrics(self) -> None:
         """Pipeline health every few seconds into ``pipeline_metrics``: the worker's counters, the
         group's lag, one ``partition_lag`` row per events partition this worker owns, and the
@@ -560,7 +468,7 @@ class IngestWorker:
         owned = sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == config.events_topic)
         now = datetime.now(UTC)
         figures = {**{k: float(v) for k, v in self.stats.as_dict().items()}, "consumer_lag": lag,
-                   "too_late_for_alerts": float(sum(d.too_late for d in self.detection.values())),
+                   "too_late_for_alerts": float(sum(d.too_late for d in self.detectors.detection.values())),
                    "rss_bytes": float(rss_bytes())}
         metrics = list(figures) + ["partition_lag"] * len(owned)
         batch_rows, self.batch_rows = self.batch_rows, []

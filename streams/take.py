@@ -10,14 +10,16 @@ waits ``idle`` instead of up to ``within``.
 
 Delivery is the same as ``take_events``': the stream's acks are disabled while taking, and a
 batch's events are acknowledged only after the consumer of the generator is done with it (the
-code after ``yield`` runs when the ``async for`` body finished, also when it raised). A batch the
-caller must not commit is held back by the caller (``streams.delivery.hold_back``).
+code after ``yield`` runs when the ``async for`` body finished, also when it raised), or, when
+the body took the acknowledgement over (``TakenBatch.defer_acks``), when the body's caller says
+so: the next batch is taken meanwhile. A batch the caller must not commit is held back by the
+caller (``streams.delivery.hold_back``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import faust
@@ -30,8 +32,28 @@ records of one fetch (microseconds), much shorter than the gap between fetches (
 answers a fetch at most every ``FETCH_MAX_WAIT_MS``)."""
 
 
+class TakenBatch(list[EventT]):
+    """A batch of ``take_until_idle``: its events, acknowledged when the loop body is done with them
+    unless the body took that over (``defer_acks``)."""
+
+    def __init__(self, events: Sequence[EventT], stream: faust.Stream[Any]):
+        super().__init__(events)
+        self.stream = stream
+        self.deferred = False
+
+    def defer_acks(self) -> Callable[[], Awaitable[None]]:
+        """The caller acknowledges the batch, later, by awaiting what this returns (once its rows
+        are stored); until then its offsets are not committed."""
+        self.deferred = True
+        return self.ack
+
+    async def ack(self) -> None:
+        for event in self:
+            await self.stream.ack(event)
+
+
 async def take_until_idle(stream: faust.Stream[Any], max_: int, within: float,
-                          idle: float = IDLE_SECONDS) -> AsyncIterator[Sequence[EventT]]:
+                          idle: float = IDLE_SECONDS) -> AsyncIterator[TakenBatch]:
     """Yield lists of at most ``max_`` events; see the module docstring for when a list closes."""
     if max_ < 1 or within <= 0 or idle <= 0:
         raise ValueError(f"take_until_idle needs max_ >= 1, within > 0 and idle > 0 "
@@ -77,13 +99,13 @@ async def take_until_idle(stream: faust.Stream[Any], max_: int, within: float,
             if not arrived.is_set():  # quiet for ``idle``: nothing more is ready
                 break
         consuming = loop.create_future()
-        batch = list(events)
+        batch = TakenBatch(events, stream)
         try:
             yield batch
         finally:
             events.clear()
-            for event in batch:
-                await stream.ack(event)
+            if not batch.deferred:
+                await batch.ack()
             arrived.clear()
             notify(consuming)
             consumed.set()
