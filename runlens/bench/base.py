@@ -166,7 +166,9 @@ class BenchBase:
         ``producers.simulate.EventSink``, the path of ``runlens publish`` / ``simulate`` / ``demo``."""
         from producers.kafka import CheckedProducer
 
-        producer = CheckedProducer(stack.brokers)
+        # the queue bounded to 256 MiB (librdkafka's default is 1 GiB): the bench process holds the
+        # events once, and a producer running ahead of the broker must not hold them again
+        producer = CheckedProducer(stack.brokers, **{"queue.buffering.max.kbytes": 256 * 1024})
         topic = self.settings_of(stack).events_topic
         if mode == "emitter":
             return EmitterSink(producer, topic)
