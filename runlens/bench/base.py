@@ -6,13 +6,16 @@ The phases (``yardsticks``, ``pipeline``, ``latency``, ``queries``) are parts of
 
 from __future__ import annotations
 
+import ctypes
+import gc
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from embedded.processes import rss_mb
-from runlens.bench.common import Plan, proc_cpu_seconds
+from runlens.bench.common import Plan, proc_cpu_seconds, rounded
 from runlens.bench.probes import EmitterSink, PlainSink
 from runlens.settings import Settings
 
@@ -29,6 +32,18 @@ class BenchSink(Protocol):
     def send(self, run_id: str, payload: bytes) -> None: ...
 
     def flush(self) -> None: ...
+
+
+def release_freed_memory() -> float | None:
+    """Collect garbage and hand the C heap's free pages back to the system (glibc ``malloc_trim``:
+    what a phase freed stays mapped otherwise, and the next phase's peak adds to it); the bench
+    process's RSS in MiB afterwards."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):   # not glibc
+        pass
+    return rounded(rss_mb(os.getpid()))
 
 
 class BenchBase:
@@ -102,6 +117,7 @@ class BenchBase:
             self.console.print(f"bench: phase {name} failed: {message}", markup=False, highlight=False)
         finally:
             self.result.setdefault("phase_seconds", {})[name] = round(time.monotonic() - started, 1)
+            self.result.setdefault("bench_rss_mb_after_phase", {})[name] = release_freed_memory()
 
     # ---- a phase's stack
 
@@ -142,6 +158,8 @@ class BenchBase:
     def _wait_lag_zero(self, stack: EmbeddedStack, timeout: float, total: int | None = None, label: str = "",
                        on_sample: Callable[[], None] | None = None, interval: float = 0.25) -> tuple[int, float]:
         """Poll the worker group's committed lag until 0. Returns (lag, monotonic time seen)."""
+        from confluent_kafka import KafkaException
+
         from producers.kafka import consumer_lag
 
         s = self.settings_of(stack)
@@ -149,7 +167,13 @@ class BenchBase:
         lag = -1
         while True:
             stack.supervise()
-            lag = consumer_lag(stack.brokers, s.consumer_group, [s.events_topic])
+            try:
+                lag = consumer_lag(stack.brokers, s.consumer_group, [s.events_topic])
+            except KafkaException:   # a loaded broker did not answer the probe in time: ask again
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(interval)
+                continue
             seen = time.monotonic()
             if on_sample is not None:
                 on_sample()

@@ -30,6 +30,11 @@ if TYPE_CHECKING:
     from embedded.stack import EmbeddedStack
 
 
+LATENCY_POOL = 200_000
+"""Most distinct events a fixed-rate run generates and holds: a longer run sends them again under new
+run ids (at 80 % of a full run's maximum, a minute is ~900k events)."""
+
+
 class Latency(BenchBase):
     """Bench phase parts: latency at fixed shares of the maximum rate, soak, resources."""
 
@@ -57,21 +62,20 @@ class Latency(BenchBase):
     def latency(self, stack: EmbeddedStack, sink: BenchSink, reader: Client, share: float, rate: float,
                 groups: Counter[tuple[Any, ...]]) -> dict[str, Any]:
         n = max(200, int(rate * self.plan.latency_s))
-        self.show(f"generating {n:,} live events")
-        events: list[tuple[str, bytes, tuple | None]] = []
+        pool = min(n, LATENCY_POOL)
+        self.show(f"generating {pool:,} live events")
+        keys: list[str] = []
+        values: list[bytes] = []
+        finishes: list[tuple[tuple[Any, ...], str, str] | None] = []   # (run_stats group, account, event id)
+        for event in live_events(self.plan.seed + int(share * 10) + 1, datetime.now(UTC), max(1.0, rate / 10)):
+            keys.append(event["run_id"])
+            values.append(held_json(event))
+            finishes.append((stats_group(event), event["account_id"], event["event_id"])
+                            if event["type"] == "run.finished" else None)
+            if len(keys) >= pool:
+                break
         probe_every = max(1, round(rate * 0.1 / 100))  # ~100 probes/s (about 1 event in 10 finishes a run)
         finished = 0
-        for event in live_events(self.plan.seed + int(share * 10) + 1, datetime.now(UTC), max(1.0, rate / 10)):
-            probe = None
-            if event["type"] == "run.finished":
-                group = stats_group(event)
-                groups[group] += 1
-                finished += 1
-                if finished % probe_every == 0:
-                    probe = (event["run_id"], event["account_id"], group, groups[group], event["event_id"])
-            events.append((event["run_id"], held_json(event), probe))
-            if len(events) >= n:
-                break
         watcher = Visibility(reader)
         hop = KafkaHop(stack.brokers, self.settings_of(stack).events_topic)
         worker_pids = self.worker_pids(stack)
@@ -86,12 +90,19 @@ class Latency(BenchBase):
                 now = time.monotonic()
                 due = min(n, int((now - t0) * rate) + 1)
                 while i < due:
-                    key, value, probe = events[i]
+                    j, tag = i % pool, (f"l{share:g}c{i // pool}_" if i >= pool else "")
+                    key, value = keys[j], values[j]
+                    if tag:   # the pool again, under new run ids (event ids begin with the run id)
+                        key, value = tag + key, value.replace(b':"run_', b':"' + tag.encode() + b"run_")
                     sink.send(key, value)
-                    if probe is not None:
-                        stamp = time.monotonic()
-                        watcher.add(probe, stamp)
-                        hop.expect(probe[4], stamp)
+                    if (finish := finishes[j]) is not None:
+                        group, account, event_id = finish
+                        groups[group] += 1
+                        finished += 1
+                        if finished % probe_every == 0:
+                            stamp = time.monotonic()
+                            watcher.add((key, account, group, groups[group], tag + event_id), stamp)
+                            hop.expect(tag + event_id, stamp)
                     i += 1
                 if push is not None:
                     push()
