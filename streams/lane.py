@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 from sinks.clickhouse import InsertAbandoned
 from streams.delivery import die
@@ -69,31 +70,33 @@ class InsertLane:
             self._running = None
 
     async def _insert(self, write: Callable[[], Awaitable[None]], give_up: Callable[[], None]) -> None:
-        try:
-            await write()
-        except InsertAbandoned as exc:
-            self.generation += 1
-            give_up()
-            log.warning("batch held back, to be read again: %s", exc)
-        except asyncio.CancelledError:
-            give_up()
-            raise
-        except BaseException as exc:
-            give_up()
-            die(exc)
+        with _held_back_on_failure(give_up):
+            try:
+                await write()
+            except InsertAbandoned as exc:
+                self.generation += 1
+                give_up()
+                log.warning("batch held back, to be read again: %s", exc)
 
     async def _then(self, before: asyncio.Task[None] | None, finish: Callable[[], Awaitable[None]],
                     prepared_in: int, give_up: Callable[[], None]) -> None:
-        try:
+        with _held_back_on_failure(give_up):
             if before is not None:
                 await before
             if prepared_in != self.generation:
                 give_up()
                 return
             await finish()
-        except asyncio.CancelledError:
-            give_up()
-            raise
-        except BaseException as exc:
-            give_up()
-            die(exc)
+
+
+@contextmanager
+def _held_back_on_failure(give_up: Callable[[], None]) -> Iterator[None]:
+    """Cancelled: ``give_up`` and go on being cancelled; any other error: ``give_up`` and exit."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        give_up()
+        raise
+    except BaseException as exc:
+        give_up()
+        die(exc)
