@@ -68,3 +68,44 @@ def test_bad_bounds_are_refused(args: tuple[int, float, float]) -> None:
 
     with pytest.raises(ValueError, match="take_until_idle needs"):
         asyncio.run(first())
+
+
+def test_a_batch_whose_acknowledgement_is_taken_over_is_acknowledged_when_asked_not_when_the_body_ends() -> None:
+    async def scenario() -> tuple[list[Any], list[Any], list[Any]]:
+        stream = _stream("take-test-defer")
+        acked: list[Any] = []
+        real_ack = stream.ack
+
+        async def recording_ack(event: Any) -> bool:
+            acked.append(event.value)
+            return await real_ack(event)
+
+        stream.ack = recording_ack  # type: ignore[method-assign]  # records what the take acknowledges
+        handed_over: list[Any] = []
+
+        async def consume() -> None:
+            async for events in take_until_idle(stream, 100, 3600, 0.05):
+                handed_over.append(events.defer_acks())
+
+        async def until(n: int) -> None:
+            while len(handed_over) < n:
+                await asyncio.sleep(0.01)
+
+        task = asyncio.ensure_future(consume())
+        try:
+            for value in (1, 2):
+                await stream.channel.send(value=value)
+            await asyncio.wait_for(until(1), WAIT)
+            await stream.channel.send(value=3)
+            await asyncio.wait_for(until(2), WAIT)
+            before = list(acked)        # two batches taken, neither acknowledged yet
+            await handed_over[0]()
+            first = list(acked)
+            await handed_over[1]()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return before, first, acked
+
+    before, first, after = asyncio.run(scenario())
+    assert (before, first, after) == ([], [1, 2], [1, 2, 3])
