@@ -32,6 +32,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from embedded.processes import free_port, spawn, stop, wait_for_port
 from producers.kafka import CheckedProducer, DeliveryFailed, producer_config
+from streams.continuity import HOLE_READ_SECONDS, REREAD_ATTEMPTS
+from streams.delivery import RETRY_BACKOFF
 from tests.helpers import run_cli, wait_for
 from tests.reliability.conftest import FULL, Workload, dump, make_workload, oracle_problems, reader_of, report
 
@@ -106,6 +108,13 @@ def _stored(stack) -> tuple[int, int]:
             return distinct, rows
     except Exception:  # noqa: BLE001 - the worker (and its read endpoint) may be restarting
         return -1, -1
+
+
+# How long the worker may store nothing while it decides that the broker lost a record it
+# acknowledged (``streams.delivery.read_again``): REREAD_ATTEMPTS reads of up to HOLE_READ_SECONDS with
+# the backoff between them, then one read of the offset after the hole and one of its first offset
+# (~89 s), plus a margin. A stall limit of 90 s failed a fresh-clone run while the worker was deciding.
+LOST_RECORD_STALL = HOLE_READ_SECONDS * (REREAD_ATTEMPTS + 2) + sum(RETRY_BACKOFF) + 60
 
 
 def _wait_stored(stack, distinct: int, stall: float) -> tuple[int, int]:
@@ -224,7 +233,7 @@ def test_durable_broker_restarts_under_load(tmp_path, stack_factory, s3_store, i
     served = _served(stack)
     lost = [line for line in acked if _event_id(line) not in served]
     kept = [line for line in acked if _event_id(line) in served]
-    distinct, rows = _wait_stored(stack, len(Workload(tmp_path, kept).events), stall=90)
+    distinct, rows = _wait_stored(stack, len(Workload(tmp_path, kept).events), stall=LOST_RECORD_STALL)
     lost_at = sorted(producer.positions[line] for line in lost)
     report(f"broker-restart-{'idempotent' if idempotent else 'at-least-once'}", events=len(acked), restarts=2,
            storage=s3_store, **recoveries, stored=distinct, duplicate_deliveries=rows - distinct,
