@@ -142,7 +142,12 @@ def cycled(pool: tuple[list[str], list[bytes]]) -> Iterator[tuple[str, bytes]]:
     for cycle in itertools.count():
         tag = f"s{cycle}_"
         for key, value in zip(keys, values, strict=True):
-            yield tag + key, value.replace(b':"run_', b':"' + tag.encode() + b"run_")
+            yield retagged(key, value, tag)
+
+
+def retagged(key: str, value: bytes, tag: str) -> tuple[str, bytes]:
+    """One event under its run id tagged ``tag`` (event ids begin with the run id, so they follow)."""
+    return tag + key, value.replace(b':"run_', b':"' + tag.encode() + b"run_")
 
 
 def retag(keys: list[str], values: list[bytes], old: str, new: str) -> None:

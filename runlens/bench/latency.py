@@ -18,6 +18,7 @@ from runlens.bench.common import (
     live_events,
     percentile,
     ratio_of,
+    retagged,
     rounded,
     slope_of,
     stats_group,
@@ -93,7 +94,7 @@ class Latency(BenchBase):
                     j, tag = i % pool, (f"l{share:g}c{i // pool}_" if i >= pool else "")
                     key, value = keys[j], values[j]
                     if tag:   # the pool again, under new run ids (event ids begin with the run id)
-                        key, value = tag + key, value.replace(b':"run_', b':"' + tag.encode() + b"run_")
+                        key, value = retagged(key, value, tag)
                     sink.send(key, value)
                     if (finish := finishes[j]) is not None:
                         group, account, event_id = finish
