@@ -220,6 +220,20 @@ class EventBatcher:
             self._pusher.join()
 
 
+# How long a reader lets the broker wait before it answers a fetch. A durable Tansu (object store)
+# reads a partition's records from the store once it has restarted, and answers a fetch that
+# outlasts its wait with no records: at 10 ms a fresh reader got nothing for 40 s after a restart,
+# so a hole the worker read back was never read (measured on moto's S3: 0.1-0.2 s to the first
+# record at 100 ms, 0.5 s at 500 ms). Memory Tansu and Kafka answer as soon as records are there:
+# the wait only delays the answer at a partition's end.
+READ_FETCH_WAIT_MS = 500
+"""Reading records (``read_partitions``): a slow store still answers."""
+
+LAG_FETCH_WAIT_MS = 100
+"""Probing lag (``partition_lags``): its fetch is at the committed offset, often the partition's
+end, where every probe waits this long for the answer."""
+
+
 def consumer_lag(brokers: str, group: str, topics: Iterable[str], timeout: float = 10.0) -> int:
     """Records in ``topics`` not yet committed by consumer group ``group`` (0 = caught up)."""
     return sum(partition_lags(brokers, group, topics, timeout).values())
@@ -235,7 +249,7 @@ def partition_lags(brokers: str, group: str, topics: Iterable[str],
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False,
-                         "enable.partition.eof": True, "fetch.wait.max.ms": 10,
+                         "enable.partition.eof": True, "fetch.wait.max.ms": LAG_FETCH_WAIT_MS,
                          "max.partition.fetch.bytes": 1024,
                          "socket.connection.setup.timeout.ms": 5000})
     try:
@@ -312,7 +326,8 @@ def read_partitions(brokers: str, topic: str, ranges: dict[int, tuple[int, int |
     from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"runlens-reader-{topic}",
-                         "enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 10,
+                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         "fetch.wait.max.ms": READ_FETCH_WAIT_MS,
                          "socket.connection.setup.timeout.ms": 5000})
     records: list[TopicRecord] = []
     try:

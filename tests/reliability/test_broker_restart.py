@@ -306,3 +306,38 @@ def test_memory_broker_restart_empties_the_broker(tmp_path, stack_factory):
     assert after >= stored                                    # the warehouse keeps its data
     assert result.returncode == 0, result.stderr
     assert after == wanted, f"{wanted - after} of {len(second.events)} events sent after the reset are missing"
+
+
+RESTART_READ_RECORDS = 1200
+
+
+def test_skipped_records_are_read_back_after_a_durable_restart(tmp_path, s3_store):
+    """After a restart, a durable Tansu reads a partition's records from its object store, and
+    answers a fetch that outlasts the reader's wait with no records. The worker reads the
+    offsets its consumer skipped with such a reader (``read_range``, within ``HOLE_READ_SECONDS``);
+    with a wait of 10 ms it never got them, and the partition stalled for good."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from embedded.broker import start_broker
+    from producers.kafka import partition_lags, read_range
+
+    broker = start_broker(tmp_path / "broker.log", storage=s3_store)
+    try:
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        admin.create_topics([NewTopic("skipped", 2, 1)])["skipped"].result(30)
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+        for i in range(RESTART_READ_RECORDS):
+            producer.produce("skipped", f"record-{i}".encode(), partition=i % 2)
+            if i % 4 == 3:
+                producer.flush(30)   # small batches: one object each in the store, as under a paced load
+        assert producer.flush(30) == 0
+        broker.restart(signal.SIGKILL)
+
+        half = RESTART_READ_RECORDS // 2
+        for partition, offset in ((0, 0), (0, half // 2 + 1), (1, half - 1)):
+            found = read_range(broker.bootstrap, "skipped", partition, offset, offset + 1, timeout=HOLE_READ_SECONDS)
+            assert [(r.offset, r.value) for r in found] == [(offset, f"record-{2 * offset + partition}".encode())]
+        assert partition_lags(broker.bootstrap, "nobody-committed", ["skipped"]) == {("skipped", 0): half,
+                                                                                    ("skipped", 1): half}
+    finally:
+        broker.stop(signal.SIGKILL)
