@@ -298,11 +298,19 @@ REPLAY_LINK_COLUMNS = ("run_id", "replay_of", "replay_mode", "status", "workflow
                        "finished_at", "error_code")
 
 
+# The runs of the account whose events name one of ``{originals}`` as replay_of: read from
+# ``events`` (its replay_of bloom filter, migration 011), so that the ``runs`` fold below reads
+# those runs by key instead of folding every run of the account to learn its replay_of.
+_REPLAYS_OF = ("run_id IN (SELECT run_id FROM events WHERE account_id = {{account:String}} "
+               "AND replay_of IN {originals})")
+
+
 def run_replays(account: str, run_id: str) -> Query:
     """Replays of the run (newest last)."""
     params = _one_run_params(account, run_id)
     sql = (f"SELECT {', '.join(REPLAY_LINK_COLUMNS)} FROM runs "
-           "WHERE account_id = {account:String} AND replay_of = {run_id:String} "
+           f"WHERE account_id = {{account:String}} AND {_REPLAYS_OF.format(originals='({run_id:String})')} "
+           "AND replay_of = {run_id:String} "
            "ORDER BY coalesce(started_at, queued_at), run_id")
     return Query(sql, params, REPLAY_LINK_COLUMNS)
 
@@ -337,7 +345,8 @@ def runs_replays(account: str, run_ids: list[str]) -> Query:
     """``run_replays`` of several runs of the account at once (``replay_of`` names the run)."""
     params = _some_runs_params(account, run_ids)
     sql = (f"SELECT {', '.join(REPLAY_LINK_COLUMNS)} FROM runs "
-           "WHERE account_id = {account:String} AND replay_of IN {run_ids:Array(String)} "
+           f"WHERE account_id = {{account:String}} AND {_REPLAYS_OF.format(originals='{run_ids:Array(String)}')} "
+           "AND replay_of IN {run_ids:Array(String)} "
            "ORDER BY coalesce(started_at, queued_at), run_id")
     return Query(sql, params, REPLAY_LINK_COLUMNS)
 

@@ -75,7 +75,8 @@ CREATE TABLE runlens.events
     `is_new` UInt8,
     `queue_wait_ms` Nullable(Int64),
     `queue_wait_at` Nullable(DateTime64(3, 'UTC')),
-    `ingested_at` DateTime64(3, 'UTC') DEFAULT now64(3)
+    `ingested_at` DateTime64(3, 'UTC') DEFAULT now64(3),
+    INDEX replay_of_index replay_of TYPE bloom_filter(0.01) GRANULARITY 1
 )
 ENGINE = ReplacingMergeTree(ingested_at)
 ORDER BY (account_id, run_id, event_id)

@@ -10,7 +10,7 @@ result and branch, action kind and target) and the run's replay lineage with eac
 Every panel reads the run's own rows only: the ``runs`` / ``steps`` views filtered on (account,
 run), which ClickHouse applies before the views' fold of ``run_state`` / ``step_state`` (their
 sort key), so a panel reads a handful of rows whatever the history. Replays are found through
-``run_notes`` (the replay runs' lifecycle rows), then read from ``run_state`` by key.
+``events`` (their replay_of, a bloom-filter index), then read from ``run_state`` by key.
 
 The timeline is a horizontal, stacked ``barchart`` (core Grafana; a Gantt chart): one bar per
 step attempt, in the order they started, from its start to its finish in seconds since the
@@ -38,12 +38,15 @@ THE_RUN = run_fold(f"{ACCOUNT} AND {RUN}")
 STEPS = nested(f"""(SELECT * FROM steps
      WHERE {ACCOUNT} AND {RUN})""")
 
-# The selected run's original (itself when it is no replay) and every replay of that original:
-# replay runs are the ones with `replay` rows in run_notes; only those and the original are folded.
+# The selected run's original (itself when it is no replay) as (account, run id) pairs, folded
+# once, and every replay of it: the replays' run ids are read from `events` (replay_of, with its
+# bloom filter: migration 011, which `has` uses), so only those runs and the original are folded,
+# by key, whatever the account's size.
+ORIGINALS = f"(SELECT groupArray((account_id, coalesce(replay_of, run_id))) FROM {THE_RUN})"
 LINEAGE = run_fold(sql_text(f"""
-    {ACCOUNT} AND (run_id IN (SELECT DISTINCT run_id FROM run_notes WHERE scope = 'replay' AND {ACCOUNT})
-                   OR (account_id, run_id) IN (SELECT account_id, coalesce(replay_of, run_id) FROM {THE_RUN}))"""))
-ORIGINALS = f"(SELECT account_id, coalesce(replay_of, run_id) FROM {THE_RUN})"
+    {ACCOUNT} AND ((account_id, run_id) IN originals
+                   OR run_id IN (SELECT run_id FROM events
+                                  WHERE {ACCOUNT} AND has(arrayMap(pair -> pair.2, originals), replay_of)))"""))
 
 
 # Overview: one (field, value) row each, for the selected run.
@@ -126,13 +129,13 @@ RUN_DETAILS = Dashboard(
                         "(code, message, stack trace, suggested fix), a condition's result and branch, an "
                         "action's kind and target, a delay's scheduled and actual resume."),
         Panel(4, "Replays", "table", sql_text(f"""
-            SELECT multiIf(run_id IN (SELECT run_id FROM {THE_RUN}), 'this run',
-                           replay_of IS NULL, 'original', 'replay') AS relation,
+            WITH {ORIGINALS} AS originals
+            SELECT multiIf({RUN}, 'this run', replay_of IS NULL, 'original', 'replay') AS relation,
                    run_id, ifNull(replay_mode, '') AS replay_mode, status, workflow_version AS version,
                    started_at, finished_at, duration_ms, ifNull(error_code, '') AS error_code,
                    ifNull(error_message, '') AS error_message, account_id AS account, {WINDOW_COLUMNS}
             FROM {LINEAGE}
-            WHERE (account_id, coalesce(replay_of, run_id)) IN {ORIGINALS}
+            WHERE (account_id, coalesce(replay_of, run_id)) IN originals
             ORDER BY coalesce(started_at, queued_at), run_id"""),
             (0, 26, 24, 8),
             links=(Link("run_id", "Run details", RUN_LINK),),

@@ -16,9 +16,11 @@ class SuiteQuery:
     skip: str | None = None
 
 
-def query_suite(now: datetime) -> list[SuiteQuery]:
+def query_suite(now: datetime, shown_run: dict[str, str] | None = None) -> list[SuiteQuery]:
     """Every summary panel, every `runlens stats` query with its CLI defaults, and every Grafana
-    panel (All selected, last 7 days) if dashboards.panels is there."""
+    panel (All selected, last 7 days) if dashboards.panels is there. The Run details panels show
+    one run, as they do for a user: ``shown_run`` (its ``account`` and ``run``); without one they
+    are skipped, never timed over every run."""
     from dashboards import stats
     from dashboards.summary import SUMMARY_PANELS
 
@@ -40,6 +42,7 @@ def query_suite(now: datetime) -> list[SuiteQuery]:
             suite.append(SuiteQuery("stats", name, skip=f"could not build: {exc}"))
     try:
         from dashboards import panels as P
+        from dashboards.definitions.runs_list import RUN_DETAILS_UID
         from dashboards.macros import TimeRange, expand
         from dashboards.report import query_interval, variable_specs, variable_values
     except Exception as exc:  # noqa: BLE001 - another module's work in progress
@@ -47,9 +50,14 @@ def query_suite(now: datetime) -> list[SuiteQuery]:
         return suite
     start, end = now - timedelta(days=7), now
     try:
-        values, specs = variable_values({}), variable_specs()
+        every, specs = variable_values({}), variable_specs()
+        one_run = variable_values(shown_run) if shown_run else None
         for dashboard, panel in P.all_panels():
             name = f"{dashboard.uid.removeprefix('runlens-')}/{panel.id} {panel.title}"
+            values = one_run if dashboard.uid == RUN_DETAILS_UID else every
+            if values is None:
+                suite.append(SuiteQuery("panel", name, skip="no run to show"))
+                continue
             try:
                 sql = expand(panel.sql, TimeRange(start, end, query_interval(panel, start, end)), values, specs)
                 suite.append(SuiteQuery("panel", name, sql))

@@ -109,6 +109,11 @@ def test_quick_bench_writes_a_complete_result(quick_bench):
             assert q["p50_ms"] is not None and q["p95_ms"] is not None, q
         else:
             assert "error" in q or q["p50_ms"] is not None, q
+    # the Run details panels are timed on one run, as a user opens it, never over every run
+    shown = sizes[0]["shown_run"]
+    assert shown["account"] and shown["run"], shown
+    run_panels = [q for q in queries if q["name"].startswith("run/")]
+    assert len(run_panels) == 4 and all("error" not in q and q["rows"] < 100 for q in run_panels), run_panels
 
     markdown = (folder / "bench.md").read_text()
     for heading in ("## Throughput", "## Workers side by side", "## Event → queryable latency", "## Resources",

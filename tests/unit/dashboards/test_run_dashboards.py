@@ -69,13 +69,18 @@ def test_variables_reach_the_sql_only_percent_encoded(uid, panel_id):
 def test_per_run_state_is_read_only_for_the_selected_runs(uid, panel_id):
     """The per-run views are read with the account filter first (and on Run details the run
     filter): a condition on the views' key, which ClickHouse applies before their fold (see
-    test_a_key_filter_on_the_views_reaches_the_tables_key); never the raw events."""
+    test_a_key_filter_on_the_views_reaches_the_tables_key). The raw events only to find a run's
+    replays, by the account and replay_of (its bloom filter: test_replays_are_found_by_the_replay_of_index)."""
     from sinks import tenancy
 
     panel = DASHBOARDS[uid][0].panel(panel_id)
     tables = set(_TABLE.findall(panel.sql))
     assert tables <= set(tenancy.READABLE), tables - set(tenancy.READABLE)
-    assert not tables & {"run_state", "step_state", "events"}
+    assert not tables & {"run_state", "step_state"}
+    for match in re.finditer(r"FROM events\s+WHERE (.*)", panel.sql):
+        assert (uid, panel_id) == (RUN_DETAILS.uid, 4), f"{panel.title} reads the raw events"
+        by_replay_of = f"{ACCOUNT} AND has(arrayMap(pair -> pair.2, originals), replay_of)"
+        assert match.group(1).startswith(by_replay_of), match.group(1)
     for match in re.finditer(r"FROM (runs|steps)\s+WHERE (.*)", panel.sql):
         where = match.group(2)
         assert where.startswith(ACCOUNT), f"{panel.title}: {match.group(1)} read without the account first"
@@ -105,6 +110,31 @@ def test_a_key_filter_on_the_views_reaches_the_tables_key(tmp_path, view, table)
     assert f"keyed.{table}" in plan or table in plan
     assert re.search(r"Condition: .*account_id in \['acme', 'acme'\]", plan), plan
     assert re.search(r"Condition: .*run_id in \['r2', 'r2'\]", plan), plan
+
+
+def test_replays_are_found_by_the_replay_of_index(tmp_path):
+    """The Replays panel and `runlens runs show` find a run's replays in `events` by replay_of:
+    its bloom filter (migration 011) keeps that read to the granules that hold them."""
+    from sinks.clickhouse import connect, migrate
+
+    client = connect(f"chdb://{tmp_path}")
+    try:
+        migrate(client, "keyed")
+        client.command("INSERT INTO keyed.events (event_id, schema_version, type, ts, account_id, run_id, "
+                       "workflow_id, workflow_name, workflow_version, workflow_type, trigger, replay_of, is_new, "
+                       "source_partition, source_offset, source_index) "
+                       "SELECT toString(number), 1, 'run.queued', now64(3) - number, 'acme', "
+                       "'r' || leftPad(toString(number), 6, '0'), 'wf', 'WF', 1, 'marketing', 'manual', "
+                       "if(number % 10000 = 7, 'original-' || toString(number), NULL), 1, 0, number, 0 "
+                       "FROM numbers(100000)")
+        query = "SELECT run_id FROM keyed.events WHERE account_id = 'acme' AND replay_of = 'original-50007'"
+        assert client.query(query).result_rows == [("r050007",)]
+        plan = "\n".join(row[0] for row in client.query(f"EXPLAIN indexes = 1 {query}").result_rows)
+    finally:
+        client.close()
+    skip = plan[plan.index("Name: replay_of_index"):]
+    granules = re.search(r"Granules: (\d+)/(\d+)", skip)
+    assert granules and int(granules.group(1)) == 1 and int(granules.group(2)) > 5, plan
 
 
 @pytest.mark.parametrize("uid", list(DASHBOARDS))
