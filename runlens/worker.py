@@ -62,7 +62,8 @@ def run_worker(settings: Settings) -> None:
     schema has the version this code needs (applied by the warehouse process or `runlens migrate`)
     before it consumes anything, and pauses its inserts while `runlens migrate` holds the
     migration fence (``sinks.fence``, watched by ``streams.fence.FenceWatcher``). SIGUSR1 logs
-    every task's stack (Faust's), SIGUSR2 where the consumer stands per partition
+    every task's stack (Faust's), SIGUSR2 where the consumer stands per partition and, when
+    started with ``PYTHONTRACEMALLOC=1``, the lines of code holding the most memory
     (``streams.diagnostics``)."""
     brokers = resolve_brokers(settings)
     ensure_topics(brokers, topic_specs(settings))

@@ -1,8 +1,11 @@
-"""Where the worker's consumer stands per partition, for a stuck partition's post-mortem.
+"""Where the worker's consumer stands per partition, for a stuck partition's post-mortem, and
+what its heap holds, for a growing one.
 
 ``consumer_positions`` reads Faust's own bookkeeping (the committed offset, the acknowledged
 offsets not committed yet, the gaps it fills, the high water) and logs it; ``runlens worker``
-writes it to the log on SIGUSR2. Reading only: nothing here changes what is committed.
+writes it to the log on SIGUSR2, with ``heap_lines`` when the worker was started with
+``PYTHONTRACEMALLOC=1`` (Python's own allocation tracing: the lines of code holding the most
+memory now). Reading only: nothing here changes what is committed.
 """
 
 from __future__ import annotations
@@ -43,6 +46,22 @@ def _fetch_position(client: Any, tp: Any) -> int | None:
     return state.position if state.has_valid_position else None
 
 
+def heap_lines(limit: int = 25) -> list[str]:
+    """The ``limit`` lines of code that allocated the most memory still held, with the total;
+    empty unless tracemalloc is tracing (``PYTHONTRACEMALLOC=1``)."""
+    import tracemalloc
+
+    if not tracemalloc.is_tracing():
+        return []
+    snapshot = tracemalloc.take_snapshot()
+    stats = snapshot.statistics("lineno")
+    total = sum(stat.size for stat in stats)
+    return [f"traced {total / 2**20:,.1f} MiB in {len(stats):,} lines of code"] + [
+        f"{stat.size / 2**20:8.1f} MiB {stat.count:>10,} blocks  {stat.traceback[0]}" for stat in stats[:limit]]
+
+
 def log_consumer_positions(app: Any) -> None:
     for line in consumer_positions(app):
         log.warning("consumer position: %s", line)
+    for line in heap_lines():
+        log.warning("heap: %s", line)
