@@ -13,7 +13,7 @@ import threading
 import time
 
 from producers.kafka import group_members
-from sinks.clickhouse import apply_migrations, bookkeeping_statements, connect, migration_statements
+from sinks.clickhouse import apply_migrations, bookkeeping_statements, connect, migration_files, migration_statements
 from sinks.fence import FenceOptions, announce, current_fence
 from tests.helpers import run_cli, wait_caught_up, wait_for
 from tests.reliability.conftest import FULL, make_workload, oracle_problems, reader_of, report
@@ -152,6 +152,7 @@ def test_a_worker_that_never_pauses_makes_migrate_give_up_in_one_line(tmp_path, 
     workload = make_workload(tmp_path, hours=1)
     stack = stack_factory(batch_max_records=10, batch_max_seconds=0.2)
     db = stack.settings.database
+    latest, latest_name, _ = migration_files()[-1]
     writer = connect(stack.writer_dsn)
     stop = threading.Event()
 
@@ -164,8 +165,9 @@ def test_a_worker_that_never_pauses_makes_migrate_give_up_in_one_line(tmp_path, 
     try:
         wait_for(lambda: writer.query(f"SELECT count() FROM {db}.schema_fence WHERE kind = 'presence'").result_rows,
                  lambda rows: rows[0][0] > 0, timeout=60, what="the stack's worker announcing itself")
-        # migration 010 is pending again: its record is gone (its statements are all IF NOT EXISTS)
-        writer.command(f"ALTER TABLE {db}.schema_migrations DELETE WHERE version = 10", settings={"mutations_sync": 2})
+        # the latest migration is pending again: its record is gone (it can be applied again)
+        writer.command(f"ALTER TABLE {db}.schema_migrations DELETE WHERE version = {latest}",
+                       settings={"mutations_sync": 2})
         ghost.start()
         started = time.monotonic()
         failed = run_cli(stack.settings, "migrate", RUNLENS_MIGRATE_FENCE_SECONDS="3")
@@ -178,19 +180,19 @@ def test_a_worker_that_never_pauses_makes_migrate_give_up_in_one_line(tmp_path, 
         fence = current_fence(writer, db)
         assert fence is not None and fence.released
         version = writer.query(f"SELECT max(version) FROM {db}.schema_migrations").result_rows[0][0]
-        assert version == 9
+        assert version == latest - 1
         # the stack's own worker did pause: only the stuck one was missing
         # one row per Kafka membership: a worker that had not joined its group yet acknowledges again once it has
         acks = writer.query(f"SELECT DISTINCT worker FROM {db}.schema_fence WHERE kind = 'ack'").result_rows
         assert len(acks) == 1 and acks[0][0] != "stuck-host:4242", acks
 
-        # the stuck worker goes away: migrate applies 010, and the worker (which needs 010) writes again
+        # the stuck worker goes away: migrate applies the latest, and the worker (which needs it) writes again
         stop.set()
         ghost.join()
         announce(writer, db, "stuck-host:4242", "", alive=False)
         done = run_cli(stack.settings, "migrate", RUNLENS_MIGRATE_FENCE_SECONDS="30")
         assert done.returncode == 0, done.stderr
-        assert done.stdout.decode().strip() == f"{db}: applied 010_run_commands.sql"
+        assert done.stdout.decode().strip() == f"{db}: applied {latest_name}"
     finally:
         stop.set()
         writer.close()
