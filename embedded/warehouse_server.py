@@ -105,6 +105,19 @@ class WarehouseServer:
         return (self.reader,) if self.writer is None else (self.reader, self.writer)
 
 
+def _url_form(body: bytes) -> dict[str, str] | None:
+    """The fields of a url-encoded form body (clickhouse-connect sends large parameters so), or
+    None when the body is not such a form but the query itself: curl sends ``--data-binary
+    'SELECT 1'`` with this content type too, and ClickHouse reads that body as the query."""
+    try:
+        fields = dict(parse_qsl(body.decode(), keep_blank_values=True))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if "query" in fields or any(name.startswith("param_") for name in fields):
+        return fields
+    return None
+
+
 def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
     """Fields of a multipart/form-data body (clickhouse-connect sends large bind parameters so)."""
     message = BytesParser(policy=email.policy.HTTP).parsebytes(
@@ -207,13 +220,15 @@ class _Handler(BaseHTTPRequestHandler):
                           f"limit of {limit} bytes")
         body = self.rfile.read(length) if length else b""
         content_type = self.headers.get("Content-Type", "")
-        try:
-            if content_type.startswith("multipart/form-data"):
+        if content_type.startswith("multipart/form-data"):
+            try:
                 return b"", _form_fields(content_type, body)
-            if content_type.startswith("application/x-www-form-urlencoded"):
-                return b"", dict(parse_qsl(body.decode(), keep_blank_values=True))
-        except (UnicodeDecodeError, ValueError):
-            raise Refused(36, "BAD_ARGUMENTS", "Malformed form body") from None
+            except (UnicodeDecodeError, ValueError):
+                raise Refused(36, "BAD_ARGUMENTS", "Malformed form body") from None
+        if content_type.startswith("application/x-www-form-urlencoded"):
+            form = _url_form(body)
+            if form is not None:
+                return b"", form
         return body, None
 
     def _handle_query(self, body: bytes, args: dict[str, str]) -> None:

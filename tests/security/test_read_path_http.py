@@ -286,6 +286,25 @@ def test_only_one_read_statement_runs_and_nothing_changes(endpoint, statement):
     assert endpoint.sql("SHOW TABLES LIKE 'runs'") == (200, b"runs\n")
 
 
+def test_a_query_posted_as_curl_sends_it_runs_and_a_write_posted_so_is_refused(endpoint):
+    """curl's ``--data-binary 'SELECT ...'`` labels the SQL as a url-encoded form: like ClickHouse,
+    the body is the query (not an empty form), and it meets the same read-path rules."""
+    curl = {**endpoint.basic(), "Content-Type": "application/x-www-form-urlencoded"}
+    status, _, body = endpoint.request("POST", body=b"SELECT 'a=b&c', 40 + 2", headers=curl)
+    assert (status, body) == (200, b"a=b&c\t42\n"), body
+    before = endpoint.sql("SELECT count() FROM runs")
+    for statement in (b"DROP TABLE runs", b"INSERT INTO runs (run_id) VALUES ('hacked')",
+                      b"SELECT * FROM file('/etc/passwd', 'LineAsString')"):
+        status, _, body = endpoint.request("POST", body=statement, headers=curl)
+        assert status in (400, 403) and body.startswith(b"Code: "), body
+        assert b"root:" not in body
+    assert endpoint.sql("SELECT count() FROM runs") == before
+    # control: a form that names the query is read as a form, as clickhouse-connect sends one
+    form = urlencode({"query": "SELECT {p:String}", "param_p": "x y"}).encode()
+    status, _, body = endpoint.request("POST", body=form, headers=curl)
+    assert (status, body) == (200, b"x y\n"), body
+
+
 @pytest.mark.parametrize("clause", ["max_execution_time = 100000", "max_memory_usage = 0", "readonly = 0",
                                     "max_result_rows = 0", "result_overflow_mode = 'break'",
                                     "join_use_nulls = 1, max_result_bytes = 0"])
