@@ -103,14 +103,6 @@ def window_clauses(column: str, since: datetime | None, until: datetime | None) 
 
 # --------------------------------------------------------------------------- filters
 
-# The runs of the account with a moment in ``{window}`` (conditions on ``moment``): read from
-# ``run_times`` (migration 012), which is ordered by time, so a range's runs are found without
-# folding the account's other runs. A run's place in a range (start, else queue time, else
-# finish) is one of its moments there, so every run in the range is among these; the folded
-# condition on the place then drops the others (a run queued in the range that started after it).
-RUNS_AT_TIMES = "(SELECT run_id FROM run_times WHERE account_id = {{account:String}} AND {window})"
-
-
 
 def _check_values(name: str, values: Iterable[str], allowed: Collection[str]) -> None:
     for value in values:
@@ -156,17 +148,12 @@ class RunFilters:
         if self.since and self.until and self.since >= self.until:
             raise QueryError("the date range is empty: --since must be before --until")
 
-    def where(self, alias: str = "", *, by_time: bool = True) -> tuple[str, dict[str, Any]]:
-        """The WHERE clause over the ``runs`` view (columns prefixed by ``alias.``) and its params.
-        ``by_time``: with a range, fold only the runs ``run_times`` finds in it (``RUNS_AT_TIMES``);
-        off where the caller already names the runs to fold."""
+    def where(self, alias: str = "") -> tuple[str, dict[str, Any]]:
+        """The WHERE clause over the ``runs`` view (columns prefixed by ``alias.``) and its params."""
         p = f"{alias}." if alias else ""
         window, params = window_clauses(f"coalesce({p}started_at, {p}queued_at, {p}finished_at)",
                                         self.since, self.until)
         clauses = [f"{p}account_id = {{account:String}}", *window]
-        if window and by_time:
-            moments, _ = window_clauses("moment", self.since, self.until)
-            clauses.append(f"{p}run_id IN {RUNS_AT_TIMES.format(window=' AND '.join(moments))}")
         params = {"account": self.account, **params}
         lists = (
             ("statuses", "f_status", [f"{p}status"], "String"),
@@ -254,68 +241,16 @@ def _order(sort: str) -> str:
     return f"{SORT_KEYS[key]} {direction} NULLS LAST, run_id ASC"
 
 
-# Rows of run_times read per run the newest-first list needs (``newest_first``): a run has one
-# to three (queued, started, finished; a run.finished's started_at is the started row).
-SCAN_ROWS_PER_RUN = 8
-PLACE = "coalesce(started_at, queued_at, finished_at)"
-
-
-def newest_first(filters: RunFilters, columns: tuple[str, ...], direction: str, need: str,
-                 scan: str) -> tuple[str, dict[str, Any]]:
-    """The rows of ``columns`` of the runs matching ``filters`` from which the first ``need`` by
-    place (``direction`` 'DESC': newest first) are taken, folding only the runs with a row among
-    the ``scan`` nearest rows of run_times (read in its order), unless that can leave one out.
-
-    Why it is exact: a run's place is one of its rows, so every run placed beyond the last row
-    scanned (the bound) has its row among those scanned. When at least ``need`` matching runs
-    are placed beyond the bound, the first ``need`` are all among them. Otherwise (filters
-    matching few of the nearest runs, or a range holding fewer rows than ``scan``, where the
-    bound says nothing) the second branch adds the range's other runs; it reads nothing when the
-    first suffices (the condition is a constant ClickHouse computes first, and it empties a set
-    on the views' key).
-    Runs with no place yet (only step events) sort last and have no rows here; without a range,
-    the second branch brings them when the first has fewer than ``need``.
-    ``need`` and ``scan`` are SQL (bound parameters or a number)."""
-    where, params = filters.where(by_time=False)
-    moments, _ = window_clauses("moment", filters.since, filters.until)
-    window = " AND ".join(["account_id = {account:String}", *moments])
-    nearest = f"(SELECT run_id, moment FROM run_times WHERE {window} ORDER BY moment {direction} LIMIT {scan})"
-    bound = f"(SELECT {'min' if direction == 'DESC' else 'max'}(moment) FROM {nearest})"
-    beyond = f"{PLACE} {'>' if direction == 'DESC' else '<'} {bound}"
-    near = f"run_id IN (SELECT run_id FROM {nearest})"
-    enough = f"(SELECT count() FROM runs WHERE {where} AND {near} AND {beyond}) >= {need}"
-    # a range holding fewer rows than ``scan`` was read whole (without a range, the runs with no
-    # place, only step events so far, listed last, are not in run_times: the count must hold)
-    exact = f"((SELECT count() FROM {nearest}) < {scan} OR {enough})" if moments else enough
-    # The other runs, behind a key condition that is an empty set when ``exact`` holds: a
-    # constant false filter on the view would still fold it, an empty key set reads nothing.
-    if moments:
-        others = f"run_id IN (SELECT run_id FROM run_times WHERE NOT {exact} AND {window})"
-    else:
-        others = f"account_id IN (SELECT {{account:String}} WHERE NOT {exact})"
-    cols = ", ".join(columns)
-    sql = (f"SELECT {cols} FROM runs WHERE {where} AND {near} UNION ALL "
-           f"SELECT {cols} FROM runs WHERE {where} AND {others} AND NOT {near}")
-    return sql, params
-
-
 def run_list(filters: RunFilters, sort: str = "-started_at", limit: int = 50, page: int = 1) -> Query:
-    """One page of runs matching the filters. Sorted by start (the default), the page folds only
-    the runs nearest its end of the range (``newest_first``), not every run of the range."""
+    """One page of runs matching the filters."""
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise QueryError(f"--limit: {limit} (use 1..{MAX_PAGE_SIZE})")
     if page < 1:
         raise QueryError(f"--page: {page} (pages start at 1)")
-    key, direction = parse_sort(sort)
-    if SORT_KEYS[key] == SORT_KEYS["started_at"]:
-        rows, params = newest_first(filters, RUN_COLUMNS, direction, "{need:UInt64}", "{scan:UInt64}")
-        need = page * limit
-        params.update(need=need, scan=need * SCAN_ROWS_PER_RUN)
-    else:
-        where, params = filters.where()
-        rows = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE {where}"
+    where, params = filters.where()
     params.update(limit=limit, offset=(page - 1) * limit)
-    sql = f"SELECT * FROM ({rows}) ORDER BY {_order(sort)} LIMIT {{limit:UInt32}} OFFSET {{offset:UInt64}}"
+    sql = (f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE {where} ORDER BY {_order(sort)} "
+           "LIMIT {limit:UInt32} OFFSET {offset:UInt64}")
     return Query(sql, params, RUN_COLUMNS)
 
 

@@ -13,8 +13,7 @@ A row is deleted at the first merge after it expired (``OPTIMIZE TABLE ... FINAL
 Ingestion never reads this configuration, so a mistake in it cannot stop the pipeline; an
 account without a plan (and no ``default`` plan) is kept forever.
 
-Row time per table: ``events.ts`` (and ``run_times.moment``, the event times the run list finds
-runs by); a run's last known time in ``run_state`` (finish, else start,
+Row time per table: ``events.ts``; a run's last known time in ``run_state`` (finish, else start,
 queue or first step); a step attempt's finish (else start) in ``step_state``. The minute
 aggregates (``*_stats_state``, ``queue_state``) hold no run details and are not expired here.
 """
@@ -33,7 +32,6 @@ TTL_TABLES: dict[str, str] = {
     "run_state": "toDateTime(assumeNotNull(coalesce(finished_at, started_ts, queued_at, step_seen_at)))",
     "step_state": "toDateTime(assumeNotNull(coalesce(finished_at, started_ts)))",
     "run_notes": "toDateTime(ts)",   # failed runs/steps and replays, with run ids and error messages
-    "run_times": "toDateTime(moment)",   # a run id per time its events carry: expires with those events
 }
 DEFAULT_PLAN = "default"
 CUSTOM_PLAN = "custom"

@@ -1456,27 +1456,3 @@ LEFT JOIN
     FROM runlens.run_command_outcomes
     FINAL
 ) AS o ON (c.account_id = o.account_id) AND (c.command_id = o.command_id);
-
-CREATE TABLE runlens.run_times
-(
-    `account_id` LowCardinality(String),
-    `moment` DateTime64(3, 'UTC'),
-    `run_id` String
-)
-ENGINE = ReplacingMergeTree
-ORDER BY (account_id, moment, run_id)
-SETTINGS non_replicated_deduplication_window = 1000, index_granularity = 8192;
-
-CREATE MATERIALIZED VIEW runlens.run_times_mv TO runlens.run_times
-(
-    `account_id` LowCardinality(String),
-    `moment` DateTime64(3, 'UTC'),
-    `run_id` String
-)
-AS SELECT DISTINCT
-    account_id,
-    moment,
-    run_id
-FROM runlens.events
-ARRAY JOIN if((type = 'run.finished') AND (started_at IS NOT NULL), [ts, assumeNotNull(started_at)], [ts]) AS moment
-WHERE type IN ('run.queued', 'run.started', 'run.finished');

@@ -42,7 +42,7 @@ from sinks.clickhouse import check_identifier
 # the dashboards read (migration 007).
 POLICY_TABLES = ("events", "run_state", "step_state", "run_stats_state", "step_stats_state", "queue_state",
                  "alert_events", "run_notes", "run_stats_hourly", "step_stats_hourly", "step_stats_daily",
-                 "run_commands", "run_command_outcomes", "run_times")
+                 "run_commands", "run_command_outcomes")
 # Views a tenant may read. Views run with the reader's rights (SQL SECURITY INVOKER, the
 # default for plain views), so the policies of the tables they read hold them to the tenant's
 # rows; each reads POLICY_TABLES only (checked by the test).
@@ -62,7 +62,7 @@ NOT_TENANT_READABLE = {
     "run_state_mv": _WRITE_PATH, "step_state_mv": _WRITE_PATH, "run_stats_mv": _WRITE_PATH,
     "step_stats_mv": _WRITE_PATH,
     "queue_state_mv": _WRITE_PATH, "run_notes_mv": _WRITE_PATH, "run_stats_hourly_mv": _WRITE_PATH,
-    "step_stats_hourly_mv": _WRITE_PATH, "step_stats_daily_mv": _WRITE_PATH, "run_times_mv": _WRITE_PATH,
+    "step_stats_hourly_mv": _WRITE_PATH, "step_stats_daily_mv": _WRITE_PATH,
 }
 _ACCOUNT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")

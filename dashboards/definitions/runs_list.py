@@ -6,10 +6,10 @@ status (multi), workflow type, site, card, trigger, workflow, version (of the se
 workflows) and a typed-in run id or contact id. Counts by status above the table. Each run links
 to its Run details dashboard (account and run id, the time range and the filters kept).
 
-The list reads the ``runs`` view with the account filter and the run ids of the time range (from
-``run_times``) on its key, which ClickHouse applies before the view's fold, so a query folds the
-selected accounts' runs of the range only, as ``runlens runs list`` (``dashboards.runs``) does.
-It is the one dashboard that must list runs one by one: no aggregate holds them.
+The list reads the ``runs`` view with the account filter on its key, which ClickHouse applies
+before the view's fold, so a query reads the selected accounts' runs only, as ``runlens runs
+list`` (``dashboards.runs``) does. It is the one
+dashboard that must list runs one by one: no aggregate holds them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 from dashboards.definitions.filters import RUNS, _cond, is_in, sql_text
 from dashboards.definitions.model import Dashboard, Link, Panel
 from dashboards.definitions.variables import RUN_LIST_VARIABLES
-from dashboards.runs import SCAN_ROWS_PER_RUN
 
 RUN_LIST_UID = "runlens-runs"
 RUN_DETAILS_UID = "runlens-run"
@@ -54,33 +53,7 @@ MOMENT = "coalesce(started_at, queued_at, finished_at)"
 # (an empty textbox is no condition: $__conditionalAll drops it).
 SEARCH = _cond("search", f"(run_id = {text_value('search')} OR contact_id = {text_value('search')})")
 LIST_FILTER = " AND ".join([f"$__timeFilter({MOMENT})", RUNS, is_in("status", "status"), SEARCH])
-# The runs folded: those of the selected accounts with a moment in the time range, found in
-# ``run_times`` (ordered by time; migration 012) rather than by folding every run of the
-# accounts. A run's place in the range is one of its moments, so none is missed; LIST_FILTER
-# then drops the runs only queued or finished in the range.
-RUNS_IN_RANGE = ("run_id IN (SELECT run_id FROM run_times "
-                 f"WHERE {is_in('account_id', 'account')} AND $__timeFilter(moment))")
-LISTED_RUNS = run_fold(f"{is_in('account_id', 'account')} AND {RUNS_IN_RANGE}")
-
-# The table shows the newest LIST_LIMIT runs: it folds only the runs with a row among the
-# LIST_SCAN newest rows of run_times in the range (``nearest``), and the range's other runs only
-# when those may not hold the newest LIST_LIMIT matching runs (``complete`` false: the reasoning
-# of ``runlens runs list``, dashboards.runs.newest_first). ``complete`` is a constant ClickHouse
-# computes before reading, so the second fold reads nothing when the first suffices.
-LIST_LIMIT = 1000
-LIST_SCAN = LIST_LIMIT * SCAN_ROWS_PER_RUN
-_ACCOUNTS = is_in("account_id", "account")
-NEAREST = sql_text(f"""
-    nearest AS (SELECT run_id, moment FROM run_times WHERE {_ACCOUNTS} AND $__timeFilter(moment)
-                ORDER BY moment DESC LIMIT {LIST_SCAN}),
-    nearest_runs AS {run_fold(f"{_ACCOUNTS} AND run_id IN (SELECT run_id FROM nearest)")},
-    (SELECT count() FROM nearest) < {LIST_SCAN}
-        OR (SELECT count() FROM nearest_runs WHERE {LIST_FILTER}
-            AND {MOMENT} > (SELECT min(moment) FROM nearest)) >= {LIST_LIMIT} AS complete""")
-# (``complete`` sits in the key's subquery: a constant false filter on the view would still
-# fold it, an empty set of run ids reads nothing)
-OTHER_RUNS = run_fold(f"{_ACCOUNTS} AND run_id IN (SELECT run_id FROM run_times WHERE NOT complete "
-                      f"AND {_ACCOUNTS} AND $__timeFilter(moment)) AND run_id NOT IN (SELECT run_id FROM nearest)")
+LISTED_RUNS = run_fold(is_in("account_id", "account"))
 
 # A data link to a run's details: account and run id from the clicked row, and the run's own
 # time window (from a second before it was queued to a second after it finished, or now), so the
@@ -112,7 +85,6 @@ RUN_LIST = Dashboard(
             (0, 0, 24, 4), unit="short",
             description="The runs the filters select (start time in the range), by status."),
         Panel(2, "Workflow runs", "table", sql_text(f"""
-            WITH {nested(NEAREST)}
             SELECT {MOMENT} AS started, workflow_name AS workflow, workflow_version AS version,
                    ifNull(workflow_version_name, '') AS version_name, status, duration_ms,
                    if(site_id = '', '', concat(ifNull(site_name, ''), ' (', site_id, ')')) AS site,
@@ -120,10 +92,10 @@ RUN_LIST = Dashboard(
                    trigger, ifNull(contact_id, '') AS contact, workflow_type AS type,
                    ifNull(error_code, '') AS error_code, if(replay_of IS NULL, '', 'replay') AS replay,
                    run_id, workflow_id, account_id AS account, {WINDOW_COLUMNS}
-            FROM (SELECT * FROM nearest_runs UNION ALL SELECT * FROM {OTHER_RUNS})
+            FROM {LISTED_RUNS}
             WHERE {LIST_FILTER}
             ORDER BY started DESC, run_id
-            LIMIT {LIST_LIMIT}"""),
+            LIMIT 1000"""),
             (0, 4, 24, 20), paginate=True,
             links=(Link("run_id", "Run details", RUN_LINK), Link("workflow", "Drill into this workflow",
                                                                  WORKFLOW_LINK)),
